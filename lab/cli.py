@@ -1,0 +1,111 @@
+"""`pipeline-lab`: what the lab's Packer template and Terraform module run to act on its Proxmox API.
+
+It reads the API address and credentials from the variables the pipeline gives its tools
+(PROXMOX_VE_ENDPOINT, PROXMOX_VE_API_TOKEN, PIPELINE_PROXMOX_*), and uses the pipeline's own
+Proxmox client, so its calls are retried the same way.
+
+  pipeline-lab template-create --from 9000 --vmid 9100 --name lab-golden-9100
+  pipeline-lab vm-create --template 9100 --vmid 201 --name jump-01 --address 127.0.10.11
+  pipeline-lab vm-destroy --vmid 201
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from pipeline.errors import PipelineError
+from pipeline.proxmox import Proxmox, config_from_tool_env
+
+
+def _client() -> Proxmox:
+    return Proxmox(config_from_tool_env(dict(os.environ)), notify=lambda text: print(text, flush=True))
+
+
+def template_create(args) -> None:
+    """What the proxmox-clone builder does: clone the base, provision, turn the clone into a template."""
+    pve = _client()
+    node = pve.node
+    if pve.vm(args.vmid) is not None:
+        raise PipelineError(f"VMID {args.vmid} is already in use; Proxmox cannot build a template over it")
+    pve.task(f"POST /nodes/{node}/qemu/{args.source}/clone",
+             lambda: pve.api.nodes(node).qemu(args.source).clone.post(newid=args.vmid, name=args.name, full=1))
+    pve.call(f"PUT /nodes/{node}/qemu/{args.vmid}/config", lambda: pve.api.nodes(node).qemu(args.vmid).config.put(
+        description=f"built by packer at {time.strftime('%Y-%m-%d %H:%M:%S')} from {args.source}"))
+    pve.task(f"POST /nodes/{node}/qemu/{args.vmid}/template",
+             lambda: pve.api.nodes(node).qemu(args.vmid).template.post())
+    print(f"template {args.vmid} ({args.name}) registered on {node}", flush=True)
+
+
+def vm_create(args) -> None:
+    """Clone a VM from the template, give it its address (as cloud-init would) and start it. Idempotent."""
+    pve = _client()
+    node = pve.node
+    existing = pve.vm(args.vmid)
+    if existing is not None and existing.get("name") == args.name and not int(existing.get("template", 0)):
+        config = pve.call("GET config", lambda: pve.api.nodes(node).qemu(args.vmid).config.get())
+        if args.address in str(config.get("ipconfig0", "")) and existing.get("status") == "running":
+            print(f"VM {args.vmid} ({args.name}) already exists and runs", flush=True)
+            return
+    if existing is not None:
+        _destroy(pve, args.vmid, existing)
+    pve.task(f"POST /nodes/{node}/qemu/{args.template}/clone",
+             lambda: pve.api.nodes(node).qemu(args.template).clone.post(newid=args.vmid, name=args.name, full=1))
+    description = f"lab VM cloned from {args.template}; sshd_delay={args.sshd_delay}"
+    pve.call(f"PUT /nodes/{node}/qemu/{args.vmid}/config", lambda: pve.api.nodes(node).qemu(args.vmid).config.put(
+        ipconfig0=f"ip={args.address}/8", description=description, agent="1"))
+    pve.task(f"POST /nodes/{node}/qemu/{args.vmid}/status/start",
+             lambda: pve.api.nodes(node).qemu(args.vmid).status.start.post())
+    print(f"VM {args.vmid} ({args.name}) cloned from {args.template} and started at {args.address}", flush=True)
+
+
+def vm_destroy(args) -> None:
+    pve = _client()
+    existing = pve.vm(args.vmid)
+    if existing is None:
+        print(f"VM {args.vmid} does not exist; nothing to do", flush=True)
+        return
+    _destroy(pve, args.vmid, existing)
+    print(f"VM {args.vmid} stopped and destroyed", flush=True)
+
+
+def _destroy(pve: Proxmox, vmid: int, entry: dict) -> None:
+    node = entry.get("node", pve.node)
+    if entry.get("status") == "running":
+        pve.task(f"POST /nodes/{node}/qemu/{vmid}/status/stop",
+                 lambda: pve.api.nodes(node).qemu(vmid).status.stop.post())
+    pve.delete_vm(vmid, node)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pipeline-lab", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    make = commands.add_parser("template-create", help="clone the base VM into a new template")
+    make.add_argument("--from", dest="source", type=int, required=True, help="the base template's VMID")
+    make.add_argument("--vmid", type=int, required=True)
+    make.add_argument("--name", required=True)
+    make.set_defaults(func=template_create)
+    create = commands.add_parser("vm-create", help="clone and start a lab VM")
+    create.add_argument("--template", type=int, required=True)
+    create.add_argument("--vmid", type=int, required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument("--address", required=True, help="its loopback address, 127.x.y.z")
+    create.add_argument("--sshd-delay", type=float, default=0, help="seconds until its sshd starts; -1 never")
+    create.set_defaults(func=vm_create)
+    destroy = commands.add_parser("vm-destroy", help="stop and delete a lab VM")
+    destroy.add_argument("--vmid", type=int, required=True)
+    destroy.set_defaults(func=vm_destroy)
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except PipelineError as exc:
+        print(f"pipeline-lab {args.command}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Starting, checking and stopping the lab's services from the pipeline (pid files under the state dir).
+
+`ensure()` is called whenever the pipeline needs the lab's Proxmox API; it starts the server when it
+is not running, or restarts it when it does not accept the configured credentials.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from pipeline.config import Environment
+from pipeline.errors import PipelineError
+from pipeline.fsutil import pid_alive
+
+START_TIMEOUT = 20.0
+
+
+def runtime_dir(env: Environment) -> Path:
+    return env.state_dir / "fake-pve"
+
+
+def ca_file(env: Environment) -> Path:
+    return runtime_dir(env) / "fakepve.crt"
+
+
+def server_pid(env: Environment) -> int | None:
+    try:
+        pid = int((runtime_dir(env) / "server.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def ensure(env: Environment) -> None:
+    """The lab's Proxmox stand-in is running and accepts the environment's credentials."""
+    folder = runtime_dir(env)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if server_pid(env) is not None:
+            if _accepts(env):
+                return
+            stop(env)
+        _start(env)
+
+
+def _start(env: Environment) -> None:
+    lab, proxmox = env.lab, env.proxmox
+    folder = runtime_dir(env)
+    child_env = dict(os.environ)
+    if proxmox.token_id:
+        child_env.update(LAB_PVE_TOKEN_ID=proxmox.token_id, LAB_PVE_TOKEN_SECRET=proxmox.token_secret.reveal())
+    else:
+        child_env.update(LAB_PVE_USER=proxmox.user, LAB_PVE_PASSWORD=proxmox.password.reveal())
+    argv = [sys.executable, "-m", "lab.server", "--state-dir", str(env.state_dir), "--address", lab.address,
+            "--port", str(lab.port), "--boot-seconds", str(lab.boot_seconds), "--idle-minutes",
+            str(lab.idle_minutes), "--base-vmid", str(lab.base_template_id), "--base-name", lab.base_template_name]
+    (folder / "server.pid").unlink(missing_ok=True)
+    with open(folder / "server.log", "a") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=child_env, start_new_session=True, cwd=env.root)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        if server_pid(env) is not None and _accepts(env):
+            return
+        time.sleep(0.05)
+    tail = (folder / "server.log").read_text().strip().splitlines()[-1:] or ["no output"]
+    raise PipelineError(f"the lab's Proxmox stand-in did not start on {lab.address}:{lab.port}: {tail[0]} "
+                        f"(see {os.path.relpath(folder / 'server.log')})")
+
+
+def stop(env: Environment, verbose: bool = False) -> bool:
+    """Stop the lab server (it stops the VMs' sshd); True if one was running."""
+    pid = server_pid(env)
+    if pid is None:
+        if verbose:
+            print(f"the lab of environment {env.name} is not running")
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    if verbose:
+        print(f"stopped the lab of environment {env.name} (pid {pid}) and its VMs' sshd")
+    return True
+
+
+def _context(env: Environment) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca_file(env)))
+
+
+def _accepts(env: Environment) -> bool:
+    """True when the API answers /version with the environment's credentials."""
+    proxmox = env.proxmox
+    base = proxmox.url + "/api2/json"
+    try:
+        if proxmox.token_id:
+            request = urllib.request.Request(base + "/version", headers={
+                "Authorization": f"PVEAPIToken={proxmox.token_id}={proxmox.token_secret.reveal()}"})
+        else:
+            data = urllib.parse.urlencode({"username": proxmox.user, "password": proxmox.password.reveal()})
+            request = urllib.request.Request(base + "/access/ticket", data=data.encode())
+        with urllib.request.urlopen(request, timeout=3, context=_context(env)) as answer:
+            return answer.status == 200
+    except (OSError, urllib.error.URLError, ssl.SSLError):
+        return False
+
+
+def admin(env: Environment, path: str, body: dict | None = None) -> object:
+    """Call the lab's control endpoint (/_lab/...): faults, VM edits, state. Used by tests and `pipeline-lab`."""
+    secret = (runtime_dir(env) / "admin.secret").read_text().strip()
+    request = urllib.request.Request(f"{env.proxmox.url}/_lab/{path}", data=json.dumps(body or {}).encode(),
+                                     headers={"X-Lab-Admin": secret, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=_context(env)) as answer:
+            return json.loads(answer.read())["data"]
+    except urllib.error.HTTPError as exc:
+        raise PipelineError(f"lab control {path}: {exc.read().decode(errors='replace')}") from None

@@ -1,0 +1,97 @@
+# The lab's VMs: one per entry of var.vms, cloned from var.template_id and started through the
+# lab's Proxmox API, each with its own sshd on its own loopback address. On a real cluster this is
+# a bpg/proxmox proxmox_virtual_environment_vm (see examples/proxmox/infrastructure/).
+
+terraform {
+  required_version = ">= 1.0.0"
+  required_providers {
+    null = {
+      source  = "hashicorp/null"
+      version = "2.1.2"
+    }
+  }
+}
+
+variable "template_id" {
+  type        = number
+  description = "The template the VMs are cloned from (the build stage's handoff)."
+}
+
+variable "vms" {
+  type = map(object({
+    vm_id   = number
+    address = string
+  }))
+  description = "name => VMID and loopback address of each lab VM."
+}
+
+variable "group" {
+  type        = string
+  default     = "jump_hosts"
+  description = "The inventory group of the VMs."
+}
+
+variable "sshd_delays" {
+  type        = map(number)
+  default     = {}
+  description = "name => seconds until that VM's sshd starts (-1: never); for fault tests."
+}
+
+variable "lab_dir" {
+  type        = string
+  description = "The lab environment's state directory (keys, known_hosts, VM folders)."
+}
+
+variable "ssh_user" {
+  type        = string
+  description = "The user Ansible logs in as (the one running the lab)."
+}
+
+resource "null_resource" "vm" {
+  for_each = var.vms
+
+  triggers = {
+    template_id = var.template_id
+    vm_id       = each.value.vm_id
+    address     = each.value.address
+    name        = each.key
+  }
+
+  provisioner "local-exec" {
+    command = "pipeline-lab vm-create --template ${var.template_id} --vmid ${each.value.vm_id} --name ${each.key} --address ${each.value.address} --sshd-delay ${lookup(var.sshd_delays, each.key, 0)}"
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = "pipeline-lab vm-destroy --vmid ${self.triggers.vm_id}"
+  }
+}
+
+locals {
+  hosts = {
+    for name, vm in null_resource.vm : name => {
+      ansible_host                 = vm.triggers.address
+      ansible_user                 = var.ssh_user
+      ansible_ssh_private_key_file = "${var.lab_dir}/ssh/id_ed25519"
+      ansible_ssh_common_args      = "-o UserKnownHostsFile=${var.lab_dir}/ssh/known_hosts -o StrictHostKeyChecking=yes"
+      ansible_python_interpreter   = "/usr/bin/python3"
+      vm_id                        = tonumber(vm.triggers.vm_id)
+      template_id                  = tonumber(vm.triggers.template_id)
+      lab_root                     = "${var.lab_dir}/vms/${vm.triggers.vm_id}/root"
+      ansible_remote_tmp           = "${var.lab_dir}/vms/${vm.triggers.vm_id}/ansible-tmp"
+    }
+  }
+}
+
+# jsonencode() on purpose: the pipeline decodes a string holding JSON, the seed's stumbling block.
+output "ansible_inventory" {
+  value = jsonencode({
+    all = {
+      children = {
+        (var.group) = {
+          hosts = local.hosts
+        }
+      }
+    }
+  })
+}

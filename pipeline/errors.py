@@ -1,0 +1,37 @@
+"""Expected failures. Each ends the run with one clear line and a non-zero exit, never a traceback."""
+
+
+class PipelineError(Exception):
+    """An expected failure; str() is the one line shown to the user."""
+
+
+class ConfigError(PipelineError):
+    """pipeline.yaml (or a value it refers to) is wrong."""
+
+
+class HandoffError(PipelineError):
+    """A handoff file is missing, malformed or fails its checks."""
+
+
+class ToolError(PipelineError):
+    """A tool (packer, terraform, ansible-playbook, ...) failed or is missing.
+
+    tail holds the last lines of its output, log the path of the full log.
+    """
+
+    def __init__(self, message: str, tail: list[str] | None = None, log: str | None = None):
+        super().__init__(message)
+        self.tail = tail or []
+        self.log = log
+
+
+class ProxmoxError(PipelineError):
+    """A Proxmox API call failed after its retries."""
+
+
+class LockedError(PipelineError):
+    """Another process holds the environment's lock."""
+
+
+class CheckFailed(PipelineError):
+    """A validation check found a problem."""

@@ -1,0 +1,44 @@
+"""What lifecycle hooks receive: the run, the stage, and each stage's outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class RunInfo:
+    """One run of the pipeline (deploy, a single stage, rollback or destroy)."""
+
+    id: str
+    environment: str
+    command: str
+    started: float
+    state_dir: Path
+    log_dir: Path
+    finished: float | None = None
+    _options: Callable[[str], dict] = field(default=lambda name: {}, repr=False)
+
+    def plugin_options(self, name: str) -> dict:
+        """The validated options of plugin `name` from pipeline.yaml (secrets as Secret objects)."""
+        return self._options(name)
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    name: str
+    kind: str
+    dir: Path
+    handoff: Path
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    kind: str
+    status: str  # ran, skipped or failed
+    duration: float = 0.0
+    handoff: str | None = None
+    message: str = ""
+    tool_versions: dict[str, str] = field(default_factory=dict)

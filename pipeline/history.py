@@ -1,0 +1,62 @@
+"""history.jsonl: one line per stage run, rollback and destroy; append-only.
+
+Lines are appended under an exclusive lock in one write, so concurrent writers never interleave;
+a line cut short by a crash is skipped when reading.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from . import secrets
+
+
+class History:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def append(self, entry: dict[str, Any]) -> dict[str, Any]:
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **entry}
+        line = secrets.mask(json.dumps(entry, sort_keys=True)) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_size and not self._ends_with_newline():
+                line = "\n" + line  # a crash cut the last line short; keep ours whole
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return entry
+
+    def _ends_with_newline(self) -> bool:
+        with open(self.path, "rb") as src:
+            src.seek(-1, os.SEEK_END)
+            return src.read(1) == b"\n"
+
+    def entries(self) -> list[dict[str, Any]]:
+        """All readable entries, oldest first."""
+        try:
+            lines = self.path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(item, dict):
+                out.append(item)
+        return out
+
+    def builds(self) -> list[dict[str, Any]]:
+        """Successful template builds, newest first."""
+        return [e for e in reversed(self.entries())
+                if e.get("action") == "build" and e.get("outcome") == "ok" and e.get("template_id")]

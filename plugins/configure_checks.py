@@ -1,0 +1,1 @@
+"""Built-in checks (see pipeline/checks.py)."""

@@ -1,0 +1,31 @@
+"""Built-in plugin: the run log. Every run appends one JSON line to <state>/runs.jsonl: run id, command,
+start, end, and per stage whether it ran or was skipped, its duration, handoff, outcome and tool
+versions. `doit report` prints the recent runs from it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+from pipeline.history import History
+
+from .hookspecs import hookimpl
+
+FILE = "runs.jsonl"
+
+
+@hookimpl
+def run_finished(run, ok, outcomes):
+    History(run.state_dir / FILE).append({
+        "run": run.id, "environment": run.environment, "command": run.command,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(run.started)),
+        "duration": round((run.finished or time.time()) - run.started, 2), "ok": ok,
+        "stages": [{k: v for k, v in asdict(o).items() if v not in (None, "", {})} for o in outcomes],
+    })
+
+
+def recent(state_dir, count: int = 10) -> list[dict]:
+    """The last `count` runs, newest first."""
+    return list(reversed(History(state_dir / FILE).entries()))[:count]
+
+

@@ -1,0 +1,1 @@
+"""Stage kinds: one module per kind on the small base in stages/base.py."""

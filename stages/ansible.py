@@ -1,0 +1,123 @@
+"""Stage 3, Ansible: wait for the hosts, run the playbook, hand off the play recap in configure.json.
+
+Before the playbook: every inventory host must accept SSH (in parallel, with backoff and a
+deadline), then pass the readiness commands (production: `cloud-init status --wait`, so the play
+never races cloud-init's apt lock). configure.json is written only when the play succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline import handoff, inventory, schema, sshwait, tools
+from pipeline.errors import ToolError
+from pipeline.fsutil import sha256_file
+from pipeline.schema import Field
+
+from .base import Stage, StageJob, ToolSpec
+
+_RECAP_LINE = re.compile(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$")
+
+
+def parse_recap(output: str) -> dict[str, dict[str, int]]:
+    """host -> {ok, changed, unreachable, failed, ...} from the PLAY RECAP of ansible-playbook's output."""
+    recap: dict[str, dict[str, int]] = {}
+    in_recap = False
+    for line in output.splitlines():
+        if line.startswith("PLAY RECAP"):
+            in_recap = True
+            continue
+        if in_recap:
+            found = _RECAP_LINE.match(line.strip())
+            if found:
+                recap[found.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found.group(2))}
+    return recap
+
+
+class AnsibleStage(Stage):
+    kind = "ansible"
+    ACTION = "configure"
+    description = "configure the VMs with Ansible"
+    consumes = handoff.INVENTORY
+    produces = handoff.CONFIGURE
+    UPSTREAM_PARAM = {"name": "inventory", "long": "inventory", "env_var": "INVENTORY", "is_path": True,
+                      "help": "configure the hosts of this inventory file instead of the provision stage's handoff"}
+    CACHE_GLOBS = ("*.retry", ".ansible", "collections/ansible_collections/*/*/tests/output")
+    RETRY_PATTERNS = (r"UNREACHABLE!", r"Connection timed out during banner exchange",
+                      r"Connection reset by peer", r"Failed to connect to the host via ssh")
+    OPTIONS = {
+        "playbook": Field(schema.FILE, "The playbook, relative to dir.", required=True),
+        "binary": Field(schema.STR, "The ansible-playbook program.", default="ansible-playbook"),
+        "extra_args": Field(schema.LIST, "More arguments for ansible-playbook, e.g. [--diff].",
+                            items=Field(schema.STR)),
+        "config": Field(schema.FILE, "ansible.cfg to use (ANSIBLE_CONFIG), relative to dir. "
+                                     "Default: dir/ansible.cfg when it exists."),
+        "forks": Field(schema.INT, "Parallel hosts. Default: the number of hosts (at least 5, at most 50).",
+                       minimum=1),
+        "ssh_wait": Field(schema.MAP, "Waiting until every host accepts SSH.", default={}, fields={
+            "deadline": Field(schema.NUMBER, "Seconds to wait for all hosts.", default=300, minimum=1),
+            "connect_timeout": Field(schema.NUMBER, "Seconds per connection attempt.", default=5, minimum=0.1),
+        }),
+        "readiness": Field(schema.LIST, "Commands run on every host over SSH until they succeed, before the "
+                                        "playbook.", default=["cloud-init status --wait"],
+                           items=Field(schema.STR)),
+        "readiness_deadline": Field(schema.NUMBER, "Seconds the readiness commands may take in all.",
+                                    default=600, minimum=1),
+    }
+
+    @property
+    def home(self) -> Path:
+        return self.pipeline.state_dir / "ansible"
+
+    def config_file(self) -> Path | None:
+        if self.options["config"]:
+            return Path(self.options["config"])
+        default = self.dir / "ansible.cfg"
+        return default if default.is_file() else None
+
+    def tool_env(self, hosts: int) -> dict[str, str]:
+        forks = self.options["forks"] or min(max(hosts, 5), 50)
+        env = {"ANSIBLE_HOME": str(self.home), "ANSIBLE_LOCAL_TEMP": str(self.home / "tmp"),
+               "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.home / "cp"), "ANSIBLE_FORKS": str(forks),
+               "ANSIBLE_RETRY_FILES_ENABLED": "false", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+               "PYTHONUNBUFFERED": "1"}
+        config = self.config_file()
+        if config is not None:
+            env["ANSIBLE_CONFIG"] = str(config)
+        return env
+
+    def tools(self) -> list[ToolSpec]:
+        return [ToolSpec(self.options["binary"], ("--version",), r"core (\d+\.\d+\.\d+)", "2.15.0",
+                         "pip install ansible-core (./doitw installs it into .venv)", "binary"),
+                ToolSpec("ssh", ("-V",), r"OpenSSH_(\d+\.\d+)", "8.0", "apt-get install openssh-client")]
+
+    # ------------------------------------------------------------------ run
+
+    def run(self, upstream: Any, job: StageJob) -> dict:
+        started = time.monotonic()
+        binary = tools.require(self.options["binary"], self.pipeline.root,
+                               f"pip install ansible-core, or set {self.config.where}.binary")
+        job.tool_versions["ansible"] = tools.version(binary, ("--version",), r"core (\d+\.\d+\.\d+)",
+                                                     self.pipeline.state_dir / "tool-versions.json")
+        hosts = list(inventory.parse(upstream).values())
+        wait = self.options["ssh_wait"]
+        sshwait.wait_for_ssh(hosts, wait["deadline"], wait["connect_timeout"])
+        sshwait.wait_until_ready(hosts, self.options["readiness"], self.options["readiness_deadline"],
+                                 wait["connect_timeout"])
+        inventory_file = job.upstream_path
+        playbook = os.path.relpath(self.options["playbook"], self.dir)
+        result = job.runner.run([binary, "-i", str(inventory_file), playbook, *(self.options["extra_args"] or [])],
+                                "ansible-playbook", env=self.tool_env(len(hosts)))
+        recap = parse_recap(result.output)
+        if not recap:
+            raise ToolError("ansible-playbook succeeded but printed no PLAY RECAP; did the play match no "
+                            "host? (check the playbook's hosts: against the inventory's groups)",
+                            result.output.splitlines()[-10:], str(job.runner.log_path))
+        job.notes["changed"] = sum(r.get("changed", 0) for r in recap.values())
+        return {"playbook": playbook, "recap": recap, "duration": round(time.monotonic() - started, 2),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "inventory": str(inventory_file),
+                "inventory_sha256": sha256_file(inventory_file), "inputs_sha256": self.inputs_digest()}

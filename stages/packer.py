@@ -1,0 +1,216 @@
+"""Stage 1, Packer: build a golden template and hand off its VMID in template_id.txt.
+
+Packer runs once, with -machine-readable. The id is, in order: the artifact id of the
+`artifact,0,id` line when it is an integer (the Proxmox builders report the VMID there); else
+the manifest post-processor's artifact_id or custom_data.template_id of its last run; else the id
+the pipeline allocated and passed in. An allocated id that differs from the reported one is an
+error, and with a Proxmox API the id must exist on the node and be a template.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pipeline import handoff, schema, tools
+from pipeline.console import console
+from pipeline.errors import HandoffError, PipelineError, ToolError
+from pipeline.schema import Field
+
+from .base import Stage, StageJob, ToolSpec
+
+COMMA = "%!(PACKER_COMMA)"
+
+
+def parse_machine_readable(lines: list[str]) -> list[tuple[str, str, list[str]]]:
+    """(target, type, data) per machine-readable line; commas and newlines in data unescaped."""
+    out = []
+    for line in lines:
+        fields = line.rstrip("\n").split(",")
+        if len(fields) < 3 or not fields[0].isdigit():
+            continue
+        data = [f.replace(COMMA, ",").replace("\\n", "\n").replace("\\r", "\r") for f in fields[3:]]
+        out.append((fields[1], fields[2], data))
+    return out
+
+
+def artifact_id(records: list[tuple[str, str, list[str]]]) -> str | None:
+    """The id of the first artifact (`artifact,0,id,<id>`), or None."""
+    for _target, kind, data in records:
+        if kind == "artifact" and len(data) >= 3 and data[0] == "0" and data[1] == "id":
+            return data[2]
+    return None
+
+
+def manifest_template_id(path: Path) -> str | None:
+    """The template id the manifest post-processor recorded for its last run, or None."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    last = manifest.get("last_run_uuid")
+    for build in reversed(manifest.get("builds") or []):
+        if build.get("packer_run_uuid") != last:
+            continue
+        candidate = str(build.get("artifact_id", ""))
+        if _is_id(candidate):
+            return candidate
+        custom = (build.get("custom_data") or {}).get("template_id")
+        if custom is not None:
+            return str(custom)
+    return None
+
+
+def _is_id(text: str | None) -> bool:
+    try:
+        handoff.parse_template_id(text or "")
+    except ValueError:
+        return False
+    return True
+
+
+class PackerStage(Stage):
+    kind = "packer"
+    ACTION = "build"
+    description = "build the golden VM template"
+    produces = handoff.TEMPLATE_ID
+    CACHE_GLOBS = ("packer_cache", "*.pkrvars.hcl.example", "crash.log")
+    WANTS_PROXMOX = True
+    RETRY_PATTERNS = (r"connection reset by peer", r"i/o timeout", r"TLS handshake timeout",
+                      r"503 Service Unavailable")
+    OPTIONS = {
+        "template": Field(schema.FILE, "The Packer template (.pkr.hcl), relative to dir.", required=True),
+        "var_files": Field(schema.LIST, "-var-file files, relative to dir.", items=Field(schema.FILE)),
+        "vars": Field(schema.MAP, "-var values.", values=Field(schema.STR)),
+        "template_id_var": Field(schema.STR, "The Packer variable that receives the allocated template id "
+                                             "('' to pass none).", default="template_id"),
+        "template_id_range": Field(schema.RANGE, "Allocate each build the lowest VMID in [low, high] that "
+                                                 "the cluster does not use.",
+                                   check=lambda r: None if r[0] >= handoff.VMID_MIN else
+                                   f"low end {r[0]} is below the smallest VMID {handoff.VMID_MIN}"),
+        "keep_templates": Field(schema.INT, "Templates built by this pipeline to keep (the current one "
+                                            "included); older ones are deleted.", default=3, minimum=1),
+        "manifest": Field(schema.PATH, "Where the template's manifest post-processor writes, relative to dir.",
+                          default="manifest.json"),
+        "init": Field(schema.STR, "Run `packer init` first: auto (when the template declares "
+                                  "required_plugins), always or never.", default="auto",
+                      choices=("auto", "always", "never")),
+        "extra_args": Field(schema.LIST, "More arguments for `packer build`.", items=Field(schema.STR)),
+        "binary": Field(schema.STR, "The packer program.", default="packer"),
+    }
+
+    def excludes(self) -> tuple[str, ...]:
+        manifest = self.options["manifest"]
+        return super().excludes() + (str(Path(manifest).relative_to(self.dir))
+                                     if Path(manifest).is_relative_to(self.dir) else manifest.name,)
+
+    def tools(self) -> list[ToolSpec]:
+        return [ToolSpec(self.options["binary"], ("version",), r"v?(\d+\.\d+\.\d+)", "1.6.6",
+                         "apt-get install packer (Debian), or https://developer.hashicorp.com/packer/install",
+                         "binary")]
+
+    # ------------------------------------------------------------------ up to date
+
+    def remote_check(self) -> tuple[bool | None, str]:
+        proxmox = self.pipeline.proxmox
+        if proxmox is None or not self.handoff_path.exists():
+            return None, ""
+        try:
+            template_id = handoff.read(self.produces, self.handoff_path)
+        except HandoffError as exc:
+            return False, str(exc)
+        problem = proxmox.template_problem(template_id)
+        return (False, problem) if problem else (True, f"template {template_id} exists on {proxmox.node}")
+
+    # ------------------------------------------------------------------ run
+
+    def run(self, upstream: Any, job: StageJob) -> int:
+        opts = self.options
+        binary = tools.require(opts["binary"], self.pipeline.root,
+                               f"install packer (apt-get install packer) or set {self.config.where}.binary")
+        job.tool_versions["packer"] = tools.version(binary, ("version",), r"v?(\d+\.\d+\.\d+)",
+                                                    self.pipeline.state_dir / "tool-versions.json")
+        allocated = self._allocate()
+        args = self._var_args(allocated)
+        template = str(opts["template"].relative_to(self.dir))
+        if opts["init"] == "always" or (opts["init"] == "auto" and "required_plugins" in opts["template"].read_text()):
+            job.runner.run([binary, "init", template], "packer init")
+        job.runner.run([binary, "validate", *args, template], "packer validate", retryable=False)
+        lines: list[str] = []
+        job.runner.run([binary, "build", "-machine-readable", *args, *(opts["extra_args"] or []), template],
+                       "packer build", on_line=lambda line: self._progress(line, lines))
+        template_id = self._template_id(parse_machine_readable(lines), allocated)
+        job.notes.update(template_id=template_id, allocated=allocated, previous=self._previous())
+        proxmox = self.pipeline.proxmox
+        if proxmox is not None:
+            problem = proxmox.template_problem(template_id)
+            if problem:
+                raise PipelineError(f"packer reported template {template_id}, but {problem}")
+            job.notes["template_name"] = (proxmox.vm(template_id) or {}).get("name")
+        return template_id
+
+    def after_handoff(self, value: int, job: StageJob) -> None:
+        from pipeline import templates
+
+        templates.apply_retention(self.pipeline, self, keep=self.options["keep_templates"])
+
+    def _progress(self, line: str, lines: list[str]) -> None:
+        lines.append(line)
+        for _target, kind, data in parse_machine_readable([line]):
+            if kind == "ui" and data and data[0] in ("say", "error") and len(data) > 1:
+                text = data[1].strip()
+                if text.startswith("==>") or data[0] == "error":
+                    console.step(text.lstrip("=> ").strip())
+
+    def _allocate(self) -> int | None:
+        low_high = self.options["template_id_range"]
+        if not low_high or not self.options["template_id_var"]:
+            return None
+        proxmox = self.pipeline.require_proxmox("allocate a template id from template_id_range")
+        used = proxmox.used_ids()
+        low, high = low_high
+        for candidate in range(low, high + 1):
+            if candidate not in used:
+                return candidate
+        raise PipelineError(f"{self.config.where}.template_id_range: no free VMID in [{low}, {high}]: all "
+                            f"{high - low + 1} are in use on the cluster; widen the range, lower "
+                            "keep_templates, or delete templates the pipeline no longer needs")
+
+    def _var_args(self, allocated: int | None) -> list[str]:
+        args = [f"-var-file={Path(f).relative_to(self.dir) if Path(f).is_relative_to(self.dir) else f}"
+                for f in self.options["var_files"] or []]
+        for name, value in self.expand(self.options["vars"] or {}).items():
+            args += ["-var", f"{name}={value}"]
+        if allocated is not None:
+            args += ["-var", f"{self.options['template_id_var']}={allocated}"]
+        return args
+
+    def _template_id(self, records, allocated: int | None) -> int:
+        reported = artifact_id(records)
+        source = "artifact id"
+        if not _is_id(reported):
+            reported = manifest_template_id(self.options["manifest"])
+            source = f"manifest {self.options['manifest'].name}"
+        if reported is None:
+            if allocated is None:
+                raise ToolError("packer build succeeded but reported no template id: the artifact id is not "
+                                "a VMID and there is no manifest entry; add a manifest post-processor with "
+                                "custom_data.template_id, or set template_id_range")
+            return allocated
+        try:
+            template_id = handoff.parse_template_id(reported)
+        except ValueError as exc:
+            raise ToolError(f"packer reported a bad template id in its {source}: {exc}") from None
+        if allocated is not None and template_id != allocated:
+            raise ToolError(f"packer built template {template_id} ({source}), but the pipeline allocated "
+                            f"{allocated} and passed it as {self.options['template_id_var']}; make the template "
+                            f"use var.{self.options['template_id_var']} as its vm_id")
+        return template_id
+
+    def _previous(self) -> int | None:
+        try:
+            return handoff.read(self.produces, self.handoff_path)
+        except HandoffError:
+            return None
+

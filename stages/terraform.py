@@ -1,0 +1,211 @@
+"""Stage 2, Terraform or OpenTofu: provision VMs from the template and hand off the Ansible inventory.
+
+Steps: `init` (skipped when nothing it depends on changed), the lint gate (default `tflint --init`,
+`tflint`), `plan -out` with the template id variable, `apply` of that plan (skipped when the plan
+has no changes), then `output -json <output>`. The output becomes ansible_inventory.json whether it is
+an object or a string holding JSON (what jsonencode() gives).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pipeline import handoff, schema, tools
+from pipeline.errors import HandoffError, ToolError
+from pipeline.fsutil import atomic_write
+from pipeline.schema import Field
+
+from .base import Stage, StageJob, ToolSpec
+
+DEFAULT_LINT = [["tflint", "--init"], ["tflint"]]
+
+
+class TerraformStage(Stage):
+    kind = "terraform"
+    ACTION = "provision"
+    description = "provision the VMs from the template"
+    consumes = handoff.TEMPLATE_ID
+    produces = handoff.INVENTORY
+    UPSTREAM_PARAM = {"name": "template_id", "long": "template-id", "env_var": "TEMPLATE_ID",
+                      "help": "provision from this template id instead of the build stage's handoff"}
+    CACHE_GLOBS = (".terraform", "*.tfstate", "*.tfstate.backup", ".terraform.tfstate.lock.info", "*.tfplan",
+                   "crash.log", "*.tfvars.json.example")
+    WANTS_PROXMOX = True
+    RETRY_PATTERNS = (r"Error acquiring the state lock", r"Failed to query available provider packages",
+                      r"Could not retrieve the list of available versions", r"connection reset by peer",
+                      r"TLS handshake timeout", r"i/o timeout", r"timeout while waiting for plugin to start",
+                      r"429 Too Many Requests", r"(?:502|503|504) (?:Bad Gateway|Service Unavailable|Gateway)")
+    DEFAULT_BINARY = "terraform"
+    OPTIONS = {
+        "binary": Field(schema.STR, "The terraform (or tofu) program: a name on PATH or a path relative to the "
+                                    "project."),
+        "cli_config": Field(schema.FILE, "CLI configuration (TF_CLI_CONFIG_FILE), e.g. a provider mirror, "
+                                         "relative to pipeline.yaml.", relative_to="project"),
+        "lint": Field(schema.LIST, "The lint gate: commands run in dir before plan; {binary} is the program "
+                                   "above. [] turns the gate off.", items=Field(schema.COMMAND)),
+        "vars": Field(schema.MAP, "Terraform variables (passed in a generated .tfvars.json)."),
+        "var_files": Field(schema.LIST, "-var-file files, relative to dir.", items=Field(schema.FILE)),
+        "template_id_var": Field(schema.STR, "The variable that receives the template id.", default="template_id"),
+        "output": Field(schema.STR, "The output that holds the Ansible inventory.", default="ansible_inventory"),
+        "replace": Field(schema.LIST, "Resource addresses that `doit rollback --stage provision --mode replace` "
+                                      "re-creates.", items=Field(schema.STR)),
+        "init_args": Field(schema.LIST, "More arguments for `init`, e.g. -backend-config=...",
+                           items=Field(schema.STR)),
+    }
+
+    # ------------------------------------------------------------------ paths and environment
+
+    @property
+    def binary_name(self) -> str:
+        return self.options["binary"] or self.DEFAULT_BINARY
+
+    @property
+    def data_dir(self) -> Path:
+        return self.pipeline.state_dir / self.name / "data"
+
+    @property
+    def vars_file(self) -> Path:
+        return self.pipeline.state_dir / self.name / "pipeline.tfvars.json"
+
+    @property
+    def plan_file(self) -> Path:
+        return self.pipeline.state_dir / self.name / "plan.tfplan"
+
+    def tool_env(self) -> dict[str, str]:
+        env = {"TF_DATA_DIR": str(self.data_dir), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"}
+        if self.options["cli_config"]:
+            env["TF_CLI_CONFIG_FILE"] = str(self.options["cli_config"])
+        return env
+
+    def binary(self) -> str:
+        return tools.require(self.binary_name, self.pipeline.root,
+                             f"install it (see `doit doctor`) or set {self.config.where}.binary")
+
+    def tools(self) -> list[ToolSpec]:
+        specs = [ToolSpec(self.binary_name, ("version",), r"v(\d+\.\d+\.\d+)", "1.0.0",
+                          "https://developer.hashicorp.com/terraform/install (or ./doitw for the lab's 1.0.3)",
+                          "binary")]
+        for command in self._lint_commands():
+            if command[0] != self.binary_name and command[0] not in [s.program for s in specs]:
+                specs.append(ToolSpec(command[0], ("--version",), r"(\d+\.\d+\.\d+)", "",
+                                      "see https://github.com/terraform-linters/tflint#installation", "lint"))
+        return specs
+
+    def _lint_commands(self) -> list[list[str]]:
+        lint = self.options["lint"]
+        commands = DEFAULT_LINT if lint is None else lint
+        return [[arg.replace("{binary}", self.binary_name) for arg in command] for command in commands]
+
+    def _step(self, job: StageJob, argv: list[str], step: str, **kwargs):
+        return job.runner.run(argv, step, env=self.tool_env(), **kwargs)
+
+    # ------------------------------------------------------------------ run
+
+    def run(self, upstream: Any, job: StageJob) -> Any:
+        binary = self.binary()
+        job.tool_versions[self.binary_name.rsplit("/", 1)[-1]] = tools.version(
+            binary, ("version",), r"v(\d+\.\d+\.\d+)", self.pipeline.state_dir / "tool-versions.json")
+        self.init(job, binary)
+        self.lint(job)
+        self.write_vars(upstream)
+        changed = self.plan(job, binary)
+        if changed:
+            self._step(job, [binary, "apply", "-input=false", "-no-color", "-auto-approve", str(self.plan_file)],
+                       f"{self.binary_name} apply")
+        return self.inventory(job, binary)
+
+    def init(self, job: StageJob, binary: str) -> None:
+        marker = self.data_dir.parent / "init.digest"
+        digest = self._init_digest(binary)
+        if self.data_dir.is_dir() and marker.is_file() and marker.read_text() == digest:
+            job.notes["init"] = "skipped (nothing it depends on changed)"
+            return
+        self._step(job, [binary, "init", "-input=false", "-no-color", *(self.options["init_args"] or [])],
+                   f"{self.binary_name} init")
+        atomic_write(marker, digest)
+
+    def _init_digest(self, binary: str) -> str:
+        """What init depends on: the configuration's modules, providers and backend, the lock file,
+        the CLI configuration and the program itself."""
+        digest = hashlib.sha256(f"{binary}\0{self.options['init_args']}".encode())
+        for path in sorted(self.dir.glob("*.tf")) + [self.dir / ".terraform.lock.hcl"]:
+            if path.is_file():
+                digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        if self.options["cli_config"]:
+            digest.update(Path(self.options["cli_config"]).read_bytes())
+        return digest.hexdigest()
+
+    def lint(self, job: StageJob) -> None:
+        for command in self._lint_commands():
+            program = tools.which(command[0], self.pipeline.root)
+            if program is None:
+                raise ToolError(f"lint gate: {command[0]} not found; install it or change the gate in "
+                                f"{self.config.where}.lint")
+            self._step(job, [program, *command[1:]], f"lint gate: {' '.join(command)}", retryable=False)
+
+    def write_vars(self, template_id: int | None) -> None:
+        values = self.expand(dict(self.options["vars"] or {}))
+        if template_id is not None:
+            values[self.options["template_id_var"]] = int(template_id)
+        atomic_write(self.vars_file, json.dumps(values, indent=2, sort_keys=True, default=str) + "\n", 0o600)
+
+    def var_args(self) -> list[str]:
+        args = [f"-var-file={f}" for f in self.options["var_files"] or []]
+        return args + [f"-var-file={self.vars_file}"]
+
+    def plan(self, job: StageJob, binary: str, extra: list[str] = ()) -> bool:
+        """Plan into plan_file; True when it has changes to apply."""
+        result = self._step(job, [binary, "plan", "-input=false", "-no-color", f"-out={self.plan_file}",
+                                  *self.var_args(), *extra], f"{self.binary_name} plan")
+        summary = _plan_summary(result.output)
+        job.notes["plan"] = summary
+        return summary != "no changes"
+
+    def inventory(self, job: StageJob, binary: str) -> Any:
+        output = self.options["output"]
+        result = self._step(job, [binary, "output", "-no-color", "-json", output], f"{self.binary_name} output",
+                            capture=True, check=False)
+        if result.returncode != 0:
+            raise ToolError(f"{self.binary_name} output: there is no output {output!r} in the state of "
+                            f"{os.path.relpath(self.dir)}; add it or set {self.config.where}.output",
+                            result.output.splitlines()[-10:], str(job.runner.log_path))
+        try:
+            return handoff.parse_inventory(result.stdout)
+        except ValueError as exc:
+            raise HandoffError(f"output {output!r} of {os.path.relpath(self.dir)} is not a usable inventory: "
+                               f"{exc}") from None
+
+    # ------------------------------------------------------------------ rollback helpers
+
+    def state_addresses(self, job: StageJob, binary: str) -> list[str]:
+        result = self._step(job, [binary, "state", "list"], f"{self.binary_name} state list", capture=True,
+                            check=False)
+        return [line.strip() for line in result.stdout.splitlines() if line.strip()]
+
+
+class TofuStage(TerraformStage):
+    kind = "tofu"
+    DEFAULT_BINARY = "tofu"
+
+    def tools(self) -> list[ToolSpec]:
+        specs = super().tools()
+        specs[0] = ToolSpec(self.binary_name, ("version",), r"v(\d+\.\d+\.\d+)", "1.6.0",
+                            "https://opentofu.org/docs/intro/install/", "binary")
+        return specs
+
+
+_PLAN = re.compile(r"Plan: (\d+) to add, (\d+) to change, (\d+) to destroy")
+
+
+def _plan_summary(output: str) -> str:
+    if "No changes." in output:
+        return "no changes"
+    found = _PLAN.search(output)
+    if found:
+        return f"{found.group(1)} to add, {found.group(2)} to change, {found.group(3)} to destroy"
+    return "changes to outputs"

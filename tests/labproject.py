@@ -1,0 +1,159 @@
+"""A throwaway copy of the project with the local lab, for end-to-end tests on the real tools.
+
+Each project gets its own loopback addresses, state directory and lab server, and wraps packer,
+terraform, ansible-playbook, ansible and ssh in shims that log every call, so tests can count the
+tool processes a command started.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+TOOLS = ["packer", "terraform", "ansible-playbook", "ansible", "ssh"]
+# 127.0.10.x is the user's own lab; tests take 127.0.60.x and up, one block per project.
+_blocks = itertools.count(60 + (os.getpid() % 50) * 3)
+
+
+def _real(tool: str) -> str:
+    if tool == "terraform":
+        return str(REPO / ".tools" / "bin" / "terraform")
+    found = shutil.which(tool, path=os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", "")]))
+    assert found, f"{tool} is not installed; run ./doitw test, which installs it"
+    return found
+
+
+class LabProject:
+    def __init__(self, root: Path, vms: int = 1, extra: dict | None = None):
+        self.root = root
+        self.block = next(_blocks)
+        self.address = f"127.0.{self.block}.1"
+        self.calls = root / "tool-calls.log"
+        self.shims = root / "shims"
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / "dodo.py", root / "dodo.py")
+        shutil.copytree(REPO / "lab", root / "lab", ignore=shutil.ignore_patterns(
+            "*.py", "__pycache__", ".terraform", "*.tfstate*", "manifest.json"))
+        os.symlink(REPO / ".tools", root / ".tools")
+        self._shims()
+        self.config = self.default_config(vms)
+        if extra:
+            _merge(self.config, extra)
+        self.write_config()
+        subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+
+    # ------------------------------------------------------------------ setup
+
+    def _shims(self) -> None:
+        self.shims.mkdir()
+        for tool in TOOLS:
+            shim = self.shims / tool
+            shim.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{self.calls}"\nexec "{_real(tool)}" "$@"\n')
+            shim.chmod(0o755)
+
+    def default_config(self, vms: int) -> dict:
+        config = yaml.safe_load((REPO / "pipeline.yaml").read_text())
+        config["environments"].pop("production")
+        lab = config["environments"]["lab"]
+        lab["lab"]["address"] = self.address
+        lab["lab"]["boot_seconds"] = 0.2
+        lab["lab"]["idle_minutes"] = 20
+        lab["proxmox"]["url"] = f"https://{self.address}:8006"
+        provision = lab["stages"]["provision"]
+        provision["binary"] = "terraform"
+        provision["vars"]["vms"] = {f"jump-{i:02d}": {"vm_id": 200 + i, "address": f"127.0.{self.block}.{10 + i}"}
+                                    for i in range(1, vms + 1)}
+        config["plugins"] = {}
+        return config
+
+    def write_config(self) -> None:
+        (self.root / "pipeline.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+
+    @property
+    def env(self) -> dict:
+        return self.config["environments"]["lab"]
+
+    # ------------------------------------------------------------------ running
+
+    def environ(self, extra: dict | None = None) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "TEMPLATE_ID", "INVENTORY"))}
+        env["PATH"] = os.pathsep.join([str(self.shims), str(VENV_BIN), env.get("PATH", "")])
+        env["NO_COLOR"] = "1"
+        env.update(extra or {})
+        return env
+
+    def doit(self, *args: str, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+        return subprocess.run([str(VENV_BIN / "doit"), *args], cwd=self.root, env=self.environ(env),
+                              capture_output=True, text=True, timeout=timeout)
+
+    def ok(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        result = self.doit(*args, **kwargs)
+        assert result.returncode == 0, (f"doit {' '.join(args)} failed ({result.returncode}):\n"
+                                        f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def tool_calls(self) -> list[str]:
+        return self.calls.read_text().splitlines() if self.calls.exists() else []
+
+    def reset_calls(self) -> None:
+        self.calls.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def state(self) -> Path:
+        return self.root / ".pipeline" / "lab"
+
+    def handoff(self, name: str) -> str:
+        return (self.state / name).read_text()
+
+    def history(self) -> list[dict]:
+        path = self.state / "history.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def admin(self, path: str, body: dict | None = None):
+        from lab import control
+        from pipeline.config import load
+
+        env = load(self.root / "pipeline.yaml", environ={}).environment("lab")
+        return control.admin(env, path, body)
+
+    def edit(self, relative: str, old: str, new: str) -> None:
+        path = self.root / relative
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {relative}"
+        path.write_text(text.replace(old, new, 1))
+
+    def append(self, relative: str, text: str) -> None:
+        path = self.root / relative
+        path.write_text(path.read_text() + textwrap.dedent(text))
+
+    def stop(self) -> None:
+        self.doit("lab-stop", timeout=60)
+
+
+def _merge(base: dict, extra: dict) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def stages_run(result: subprocess.CompletedProcess) -> list[str]:
+    """The stages a doit run printed as run (▶ lines)."""
+    return [line.split()[1] for line in result.stdout.splitlines() if line.startswith("▶ ")]
+
+
+def stages_skipped(result: subprocess.CompletedProcess) -> list[str]:
+    return [line.split()[1] for line in result.stdout.splitlines() if line.startswith("· ")]
