@@ -41,11 +41,30 @@ def _param(name: str, long: str, kind, default, help_text: str, **extra) -> dict
 
 
 def command_tasks(pipeline: Pipeline) -> Iterator[dict]:
-    from . import status
+    from . import checks, rollback, status
 
     always = {"uptodate": [False], "verbosity": 2}
     yield {"basename": "status", "doc": "each stage: up to date, or stale and why (runs no tool)",
            "actions": [(guarded(status.show), [pipeline])], **always}
+    yield {"basename": "validate", "doc": "run every check (template, lint, state, VMs, SSH, ping, drift); "
+                                          "writes validate.json and validate.xml (JUnit)",
+           "actions": [(guarded(checks.validate), [pipeline])],
+           "params": [_param("check", "check", list, [], "run only this check (repeatable)"),
+                      _param("list_checks", "list", bool, False, "list the checks and exit")], **always}
+    yield {"basename": "rollback", "doc": "go back one stage: build (--to ID), provision (--mode destroy|replace), "
+                                          "configure (--to GIT_REF)",
+           "actions": [(guarded(rollback.rollback), [pipeline])], "task_dep": ["_lock"],
+           "params": [_param("stage", "stage", str, "", "the stage to roll back"),
+                      _param("to", "to", str, "", "build: template id; configure: git ref"),
+                      _param("mode", "mode", str, "destroy", "provision: destroy or replace")], **always}
+    yield {"basename": "destroy", "doc": "tear down what provision made and remove the inventory handoff",
+           "actions": [(guarded(_destroy), [pipeline])], "task_dep": ["_lock"], **always}
+    yield {"basename": "history", "doc": "builds, deploys and rollbacks, newest first",
+           "actions": [(guarded(_history), [pipeline])],
+           "params": [_param("limit", "limit", int, 20, "how many entries")], **always}
+    yield {"basename": "report", "doc": "the recent runs with per-stage timings (from runs.jsonl)",
+           "actions": [(guarded(_report), [pipeline])],
+           "params": [_param("limit", "limit", int, 10, "how many runs")], **always}
     yield {"basename": "lab-stop", "doc": "stop the local lab's services (the Proxmox stand-in and the VMs' sshd)",
            "actions": [(guarded(_lab_stop), [pipeline])], **always}
 
@@ -54,3 +73,27 @@ def _lab_stop(pipeline: Pipeline) -> None:
     from lab import control
 
     control.stop(pipeline.env, verbose=True)
+
+
+def _destroy(pipeline: Pipeline):
+    from . import rollback
+
+    stage = pipeline.last_producer("inventory")
+    if stage is None:
+        raise PipelineError("this pipeline has no provision stage to destroy")
+    pipeline.start_run("destroy")
+    return rollback.destroy(pipeline, stage)
+
+
+def _history(pipeline: Pipeline, limit: int) -> None:
+    from .history import show
+
+    show(pipeline.history, limit)
+
+
+def _report(pipeline: Pipeline, limit: int) -> None:
+    if "runlog" not in pipeline.plugins.names:
+        raise PipelineError("the runlog plugin is disabled in pipeline.yaml; enable it to record runs")
+    from plugins import runlog
+
+    runlog.show(pipeline.state_dir, limit)

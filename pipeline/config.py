@@ -113,14 +113,15 @@ ENVIRONMENT_FIELDS = {
     "state_dir": Field(schema.PATH, "Where handoffs, history and logs go. Default: .pipeline/<environment>."),
     "lab": Field(schema.MAP, "Run the embedded local lab (omit for a real cluster).", fields=LAB_FIELDS),
     "proxmox": Field(schema.MAP, "The Proxmox VE API.", fields=PROXMOX_FIELDS),
-    "stages": Field(schema.MAP, "The stages in order: name -> settings.", required=True),
+    "stages": Field(schema.MAP, "The stages in order: name -> settings.", required=True,
+                    values=Field(schema.RAW)),
     "validate": Field(schema.MAP, "Settings of doit validate.", fields=VALIDATE_FIELDS, default={}),
 }
 
 TOP_FIELDS = {
     "default_environment": Field(schema.STR, "The environment used when none is chosen."),
-    "plugins": Field(schema.ANY, "Plugins: name -> {enabled, on_error, and the plugin's own options}."),
-    "environments": Field(schema.MAP, "name -> environment.", required=True),
+    "plugins": Field(schema.RAW, "Plugins: name -> {enabled, on_error, and the plugin's own options}."),
+    "environments": Field(schema.MAP, "name -> environment.", required=True, values=Field(schema.RAW)),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
 import secrets as _random
@@ -125,6 +126,7 @@ class Pipeline:
             self.run = RunInfo(run_id, self.env.name, command, time.time(), self.state_dir,
                                self.state_dir / "logs" / run_id, _options=self.plugins.options)
             self.plugins.run_started(self.run)
+            atexit.register(self.finish_run)  # when doit runs with another reporter than ours
         return self.run
 
     def finish_run(self) -> None:

@@ -14,10 +14,6 @@ from doit.exceptions import TaskFailed
 from .console import console, seconds
 from .events import StageOutcome
 
-# Tasks that are a pipeline run: stage tasks and these.
-RUN_TASKS = {"deploy", "rollback", "destroy"}
-
-
 class PipelineReporter:
     desc = "stage banners, timings and reasons"
 
@@ -99,10 +95,12 @@ class PipelineReporter:
         if pipeline is None or pipeline.run is None:
             return
         pipeline.finish_run()
+        if not pipeline.outcomes and not self.failures:
+            return
         parts = [f"{o.name} {seconds(o.duration)}" if o.status == "ran" else f"{o.name} {o.status}"
                  for o in pipeline.outcomes]
         total = seconds(time.monotonic() - self.started)
-        failed = [o for o in pipeline.outcomes if o.status == "failed"]
+        failed = [o for o in pipeline.outcomes if o.status == "failed"] or self.failures
         verdict = console.paint("failed", "red") if failed else console.paint("done", "green")
         console.info(f"{pipeline.command} {verdict} in {total}: {', '.join(parts)}  "
                      + console.paint(f"[env {pipeline.env.name}, run {pipeline.run.id}]", "dim"))

@@ -23,11 +23,12 @@ SECRET = "secret"  # a string that must never be shown; ${VAR} references are re
 COMMAND = "command"  # a program and its arguments: a list of strings, or one string split like a shell
 RANGE = "range"  # [low, high] integers, low <= high
 ANY = "any"
+RAW = "raw"  # taken as it is, checked later by its own schema
 
 _TYPE_NAMES = {STR: "a string", INT: "an integer", NUMBER: "a number", BOOL: "true or false",
                LIST: "a list", MAP: "a mapping", DIR: "a directory path", FILE: "a file path",
                PATH: "a path", SECRET: "a string", COMMAND: "a command (list of strings)",
-               RANGE: "a range [low, high]", ANY: "a value"}
+               RANGE: "a range [low, high]", ANY: "a value", RAW: "a value"}
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def validate_map(data: Any, fields: Mapping[str, Field], where: str, ctx: Contex
 
 def convert(value: Any, spec: Field, where: str, ctx: Context) -> Any:
     """One value checked against its field and converted (paths resolved, secrets wrapped)."""
-    if isinstance(value, str) and spec.kind != SECRET:
+    if isinstance(value, str) and spec.kind not in (SECRET, RAW):
         value = _expand(value, where, ctx)
     value = _CONVERTERS[spec.kind](value, spec, where, ctx)
     if spec.choices and value not in spec.choices:
@@ -156,11 +157,22 @@ def _bool(value, spec, where, ctx):
     return value
 
 
+def _free(value, where, ctx):
+    """A value of no declared shape, with ${VAR} references in its strings resolved."""
+    if isinstance(value, str):
+        return _expand(value, where, ctx)
+    if isinstance(value, dict):
+        return {k: _free(v, _join(where, str(k)), ctx) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_free(v, f"{where}[{i}]", ctx) for i, v in enumerate(value)]
+    return value
+
+
 def _list(value, spec, where, ctx):
     if not isinstance(value, list):
         raise _wrong(value, spec, where, ctx)
     if spec.items is None:
-        return list(value)
+        return _free(value, where, ctx)
     return [convert(item, spec.items, f"{where}[{i}]", ctx) for i, item in enumerate(value)]
 
 
@@ -170,7 +182,7 @@ def _map(value, spec, where, ctx):
     if not isinstance(value, dict):
         raise _wrong(value, spec, where, ctx)
     if spec.values is None:
-        return dict(value)
+        return _free(value, where, ctx)
     return {str(k): convert(v, spec.values, _join(where, str(k)), ctx) for k, v in value.items()}
 
 
@@ -222,4 +234,5 @@ def _range(value, spec, where, ctx):
 
 _CONVERTERS = {STR: _str, INT: _int, NUMBER: _number, BOOL: _bool, LIST: _list, MAP: _map,
                DIR: _path, FILE: _path, PATH: _path, SECRET: _secret, COMMAND: _command,
-               RANGE: _range, ANY: lambda value, spec, where, ctx: value}
+               RANGE: _range, ANY: lambda value, spec, where, ctx: _free(value, where, ctx),
+               RAW: lambda value, spec, where, ctx: value}

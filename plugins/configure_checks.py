@@ -1,1 +1,38 @@
-"""Built-in checks (see pipeline/checks.py)."""
+"""Built-in check: configure.json was made from today's inventory and playbook inputs (no drift)."""
+
+from __future__ import annotations
+
+import os
+
+from pipeline.checks import Check, failed, passed
+from pipeline.fsutil import sha256_file
+
+from .hookspecs import hookimpl
+
+
+def configure_current(ctx):
+    """configure.json exists and its inventory and input digests equal today's."""
+    recap = ctx.handoff("configure")
+    stage = ctx.stage("configure")
+    target = stage.handoff_path.name
+    inventory_file = ctx.pipeline.last_producer("inventory").handoff_path
+    problems = []
+    if inventory_file.exists() and recap.get("inventory_sha256") != sha256_file(inventory_file):
+        problems.append(f"{inventory_file.name} changed since the last configure")
+    now = stage.input_digests()
+    then = recap.get("inputs") or {}
+    changed = sorted(name for name in set(now) | set(then) if now.get(name) != then.get(name))
+    if changed:
+        shown = ", ".join(os.path.join(os.path.relpath(stage.dir, ctx.pipeline.root), c) for c in changed[:3])
+        problems.append(f"playbook inputs changed since the last configure: {shown}"
+                        + (f" and {len(changed) - 3} more" if len(changed) > 3 else ""))
+    if problems:
+        yield failed(target, "; ".join(problems) + f"; run `doit {stage.name}`")
+    else:
+        yield passed(target, f"made at {recap.get('finished')} from today's inventory and playbook")
+
+
+@hookimpl
+def register_checks(register):
+    register(Check("configure-current", "configure.json was made from today's inventory and playbook inputs",
+                   "configure", configure_current))

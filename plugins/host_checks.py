@@ -1,1 +1,67 @@
-"""Built-in checks (see pipeline/checks.py)."""
+"""Built-in checks of the hosts: each accepts SSH with the inventory's user and key, and answers Ansible's ping."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+
+from pipeline import inventory, sshwait
+from pipeline.checks import Check, Skip, failed, passed
+from pipeline.tools import ToolRunner
+
+from .hookspecs import hookimpl
+
+
+def ssh(ctx):
+    """Every inventory host accepts SSH with its user and key within the configured timeout."""
+    timeout = ctx.settings.ssh_timeout
+    for host in ctx.hosts().values():
+        problem = sshwait.ssh_banner(host, timeout)
+        if problem is None:
+            code, output = sshwait.run_ssh(host, "true", timeout, limit=timeout + 10)
+            if code != 0:
+                problem = f"login as {host.user or 'the default user'} failed: {output.splitlines()[-1:] or code}"
+        label = f"{host.name} ({host.address}:{host.port})"
+        yield failed(label, problem) if problem else passed(label, f"logged in as {host.user or 'default user'}")
+
+
+_LINE = re.compile(r"^(\S+) \| (SUCCESS|UNREACHABLE!|FAILED!)")
+
+
+def ansible_ping(ctx):
+    """`ansible -m ping` against the inventory's validation group (the seed's jump_hosts)."""
+    stage = ctx.stage("configure")
+    group = ctx.settings.group
+    hosts = inventory.in_group(ctx.hosts(), group)
+    if not hosts:
+        raise Skip(f"group {group!r} has no host in the inventory (set validate.group in pipeline.yaml)")
+    if stage.kind != "ansible":
+        raise Skip(f"stage {stage.name} is not an ansible stage")
+    playbook = stage.options["binary"]
+    binary = playbook[: -len("-playbook")] if playbook.endswith("ansible-playbook") else "ansible"
+    env = stage.tool_env(len(hosts))
+    upstream = ctx.pipeline.last_producer("inventory")
+    with tempfile.TemporaryDirectory() as scratch:
+        runner = ToolRunner(ctx.log_dir / "ansible-ping.log", stage.dir, {**env, "ANSIBLE_LOCAL_TEMP": scratch},
+                            120, stage.config.retry, stage.config.where)
+        result = runner.run([binary, "-i", str(upstream.handoff_path), group, "-m", "ansible.builtin.ping",
+                             "-o", "-T", str(int(ctx.settings.ssh_timeout))], "ansible ping", check=False,
+                            retryable=False, env={"ANSIBLE_STDOUT_CALLBACK": "oneline"})
+    seen = {}
+    for line in result.output.splitlines():
+        found = _LINE.match(line)
+        if found:
+            seen[found.group(1)] = (found.group(2), line.split("|", 2)[-1].strip())
+    for name in hosts:
+        status, detail = seen.get(name, ("missing", "no answer in ansible's output"))
+        if status == "SUCCESS":
+            yield passed(name, "pong")
+        else:
+            yield failed(name, f"{status.rstrip('!').lower()}: {detail[:200]}")
+
+
+@hookimpl
+def register_checks(register):
+    register(Check("ssh", "every inventory host accepts SSH with the inventory's user and key", "configure", ssh))
+    register(Check("ansible-ping", "`ansible -m ping` answers for every host of the validation group",
+                   "configure", ansible_ping))

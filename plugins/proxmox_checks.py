@@ -1,1 +1,51 @@
-"""Built-in checks (see pipeline/checks.py)."""
+"""Built-in checks through the Proxmox API: the template exists, and every inventory host's VM runs."""
+
+from __future__ import annotations
+
+from pipeline.checks import Check, failed, passed
+
+from .hookspecs import hookimpl
+
+
+def template(ctx):
+    """The id in template_id.txt exists on the node and is a template."""
+    template_id = ctx.handoff("build")
+    proxmox = ctx.need_proxmox()
+    problem = proxmox.template_problem(template_id)
+    target = f"template {template_id}"
+    yield failed(target, problem) if problem else passed(target, f"exists on {proxmox.node} and is a template")
+
+
+def vm(ctx):
+    """Every inventory host's VM exists and runs; where the guest agent answers, it reports the host's address."""
+    hosts = ctx.hosts()
+    proxmox = ctx.need_proxmox()
+    vms = proxmox.vms()
+    by_id = {int(v["vmid"]): v for v in vms}
+    by_name = {v.get("name"): v for v in vms if not int(v.get("template", 0))}
+    for host in hosts.values():
+        entry = by_id.get(host.vm_id) if host.vm_id else by_name.get(host.name)
+        what = f"VM {host.vm_id}" if host.vm_id else f"VM named {host.name}"
+        if entry is None:
+            yield failed(host.name, f"{what} does not exist on the cluster")
+            continue
+        if entry.get("status") != "running":
+            yield failed(host.name, f"{what} is {entry.get('status', 'in an unknown state')}, not running")
+            continue
+        addresses = proxmox.agent_addresses(int(entry["vmid"]), entry.get("node"))
+        if addresses is None:
+            yield passed(host.name, f"{what} runs on {entry.get('node')} (guest agent not answering)")
+        elif host.address in addresses:
+            yield passed(host.name, f"{what} runs; the guest agent reports {host.address}")
+        else:
+            yield failed(host.name, f"{what} runs, but the guest agent reports {', '.join(addresses) or 'no address'}"
+                                    f", not the inventory's {host.address}")
+
+
+@hookimpl
+def register_checks(register):
+    register(Check("template", "the template in template_id.txt exists on the node and is a template", "build",
+                   template))
+    register(Check("vm", "every inventory host's VM exists and runs, at the inventory's address", "provision", vm))
+
+

@@ -29,3 +29,20 @@ def recent(state_dir, count: int = 10) -> list[dict]:
     return list(reversed(History(state_dir / FILE).entries()))[:count]
 
 
+
+
+def show(state_dir, count: int) -> None:
+    """`doit report`: the recent runs and their per-stage timings."""
+    from pipeline.console import console, seconds, table
+
+    runs = recent(state_dir, count)
+    if not runs:
+        console.out(f"no runs recorded yet in {state_dir / FILE}")
+        return
+    rows = []
+    for run in runs:
+        stages = "  ".join(f"{s['name']} {seconds(s.get('duration', 0))}" if s["status"] == "ran"
+                           else f"{s['name']} {s['status']}" for s in run.get("stages", []))
+        rows.append([run["run"], run.get("started", "")[:19].replace("T", " "), run.get("command", ""),
+                     "ok" if run.get("ok") else "FAILED", seconds(run.get("duration", 0)), stages])
+    console.out(table(rows, ["run", "started", "command", "result", "took", "stages"]))

@@ -1,1 +1,92 @@
-"""Built-in checks (see pipeline/checks.py)."""
+"""Built-in checks of the provision stage: its lint gate, and its state against the inventory handoff."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from pipeline import handoff
+from pipeline.checks import Check, Skip, failed, passed
+from pipeline.errors import ToolError
+from stages.base import StageJob
+
+from .hookspecs import hookimpl
+
+
+def _terraform(ctx):
+    stage = ctx.stage("provision")
+    if not hasattr(stage, "lint"):
+        raise Skip(f"stage {stage.name} is not a terraform or tofu stage")
+    return stage
+
+
+def lint(ctx):
+    """The provision stage's lint gate passes (tflint, or what pipeline.yaml configures)."""
+    stage = _terraform(ctx)
+    job = StageJob(ctx.runner("lint", stage), None, ctx.pipeline)
+    commands = stage._lint_commands()
+    if not commands:
+        raise Skip(f"the lint gate of stage {stage.name} is empty")
+    try:
+        stage.init(job, stage.binary())
+        stage.lint(job)
+    except ToolError as exc:
+        yield failed(stage.name, str(exc))
+        return
+    yield passed(stage.name, "; ".join(" ".join(c) for c in commands) + ": passed")
+
+
+def terraform_state(ctx):
+    """`show -json` parses, the state has resources, and its inventory output equals the handoff."""
+    stage = _terraform(ctx)
+    target = os.path.relpath(stage.dir, ctx.pipeline.root)
+    binary = stage.binary()
+    result = ctx.runner("terraform-state", stage).run([binary, "show", "-no-color", "-json"],
+                                                       f"{stage.binary_name} show", env=stage.tool_env(),
+                                                       capture=True, check=False, retryable=False)
+    if result.returncode != 0:
+        yield failed(target, f"{stage.binary_name} show failed: {result.output.strip().splitlines()[-1:]}")
+        return
+    try:
+        state = json.loads(result.stdout)
+    except ValueError:
+        yield failed(target, f"{stage.binary_name} show -json did not print JSON")
+        return
+    values = state.get("values") or {}
+    resources = (values.get("root_module") or {}).get("resources") or []
+    if not resources:
+        yield failed(target, "the state has no resources (removed or destroyed?); run `doit "
+                             f"{stage.name}` to provision again")
+        return
+    output = (values.get("outputs") or {}).get(stage.options["output"])
+    if output is None:
+        yield failed(target, f"the state has no output {stage.options['output']!r}")
+        return
+    in_state = handoff.parse_inventory(output["value"])
+    on_disk = ctx.handoff("provision")
+    if in_state != on_disk:
+        yield failed(stage.handoff_path.name, f"differs from output {stage.options['output']!r} in the state: "
+                                              f"{_difference(in_state, on_disk)}; it was edited by hand, or "
+                                              f"re-run `doit {stage.name}`")
+        return
+    yield passed(target, f"{len(resources)} resources; output {stage.options['output']!r} equals "
+                         f"{stage.handoff_path.name}")
+
+
+def _difference(expected, actual, path="") -> str:
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        for key in sorted(set(expected) | set(actual)):
+            if expected.get(key) != actual.get(key):
+                if key not in actual:
+                    return f"{path}{key} is missing"
+                if key not in expected:
+                    return f"{path}{key} was added"
+                return _difference(expected[key], actual[key], f"{path}{key}.")
+    return f"{path.rstrip('.')} is {json.dumps(actual)}, the state says {json.dumps(expected)}"
+
+
+@hookimpl
+def register_checks(register):
+    register(Check("lint", "the provision stage's lint gate passes", "provision", lint))
+    register(Check("terraform-state", "the Terraform state has resources and its inventory output equals "
+                                      "the inventory handoff", "provision", terraform_state))

@@ -63,7 +63,9 @@ class AnsibleStage(Stage):
             "connect_timeout": Field(schema.NUMBER, "Seconds per connection attempt.", default=5, minimum=0.1),
         }),
         "readiness": Field(schema.LIST, "Commands run on every host over SSH until they succeed, before the "
-                                        "playbook.", default=["cloud-init status --wait"],
+                                        "playbook. The default waits for cloud-init; its exit code 2 (finished "
+                                        "with warnings) counts as ready.",
+                           default=["cloud-init status --wait >/dev/null; [ $? -ne 1 ]"],
                            items=Field(schema.STR)),
         "readiness_deadline": Field(schema.NUMBER, "Seconds the readiness commands may take in all.",
                                     default=600, minimum=1),
@@ -120,4 +122,4 @@ class AnsibleStage(Stage):
         job.notes["changed"] = sum(r.get("changed", 0) for r in recap.values())
         return {"playbook": playbook, "recap": recap, "duration": round(time.monotonic() - started, 2),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "inventory": str(inventory_file),
-                "inventory_sha256": sha256_file(inventory_file), "inputs_sha256": self.inputs_digest()}
+                "inventory_sha256": sha256_file(inventory_file), "inputs": self.input_digests()}

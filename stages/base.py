@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline import handoff
+from pipeline.fsutil import sha256_file
 from pipeline.handoff import HandoffKind
 from pipeline.schema import Field
 
@@ -100,13 +101,13 @@ class Stage:
                     found.append(Path(top) / name)
         return found
 
+    def input_digests(self) -> dict[str, str]:
+        """path relative to dir -> sha256 of every input."""
+        return {os.path.relpath(path, self.dir): sha256_file(path) for path in self.inputs()}
+
     def inputs_digest(self) -> str:
         """One digest of every input's path and content (for the history and drift checks)."""
-        digest = hashlib.sha256()
-        for path in self.inputs():
-            digest.update(os.path.relpath(path, self.dir).encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
-        return digest.hexdigest()
+        return stable_digest(self.input_digests())
 
     def expand(self, value: Any) -> Any:
         """value with {state_dir}, {project} and {user} in its strings replaced (for tool variables)."""
