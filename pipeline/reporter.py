@@ -14,6 +14,7 @@ from doit.exceptions import TaskFailed
 from .console import console, seconds
 from .events import StageOutcome
 
+
 class PipelineReporter:
     desc = "stage banners, timings and reasons"
 
@@ -64,6 +65,9 @@ class PipelineReporter:
             return
         message = fail.message.strip() if isinstance(fail, TaskFailed) else fail.get_msg()
         self.failures.append((task.name, message))
+        pipeline = self.pipeline
+        if pipeline is not None and pipeline.run is not None:  # a rollback or destroy that failed
+            pipeline.outcomes.append(StageOutcome(task.name, "command", "failed", message=message))
         console.error(message if isinstance(fail, TaskFailed) else f"{task.name}: {message}")
 
     def skip_uptodate(self, task):
