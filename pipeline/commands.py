@@ -4,6 +4,7 @@ doctor and lab-stop. Each is a thin task dict around a function of its own modul
 from __future__ import annotations
 
 import atexit
+import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -41,7 +42,7 @@ def _param(name: str, long: str, kind, default, help_text: str, **extra) -> dict
 
 
 def command_tasks(pipeline: Pipeline) -> Iterator[dict]:
-    from . import checks, rollback, status
+    from . import checks, docs, doctor, rollback, status
 
     always = {"uptodate": [False], "verbosity": 2}
     yield {"basename": "status", "doc": "each stage: up to date, or stale and why (runs no tool)",
@@ -65,6 +66,16 @@ def command_tasks(pipeline: Pipeline) -> Iterator[dict]:
     yield {"basename": "report", "doc": "the recent runs with per-stage timings (from runs.jsonl)",
            "actions": [(guarded(_report), [pipeline])],
            "params": [_param("limit", "limit", int, 10, "how many runs")], **always}
+    yield {"basename": "docs", "doc": "render templates/ into docs/deployment/ (handoffs, operation, rollback)",
+           "actions": [(guarded(docs.render), [pipeline])],
+           "file_dep": [str(p) for p in docs.inputs(pipeline)],
+           "uptodate": [DocsState(pipeline)],
+           "targets": [str(docs.output_dir(pipeline) / name) for name in docs.GUIDES],
+           "params": [_param("no_history", "no-history", bool, False, "leave the history out (for committed docs)"),
+                      _param("output", "output", str, "", "write into this directory instead")],
+           "verbosity": 2}
+    yield {"basename": "doctor", "doc": "the tools this environment needs: found, version, how to install",
+           "actions": [(guarded(doctor.check), [pipeline])], **always}
     yield {"basename": "lab-stop", "doc": "stop the local lab's services (the Proxmox stand-in and the VMs' sshd)",
            "actions": [(guarded(_lab_stop), [pipeline])], **always}
 
@@ -97,3 +108,22 @@ def _report(pipeline: Pipeline, limit: int) -> None:
     from plugins import runlog
 
     runlog.show(pipeline.state_dir, limit)
+
+
+class DocsState:
+    """docs is up to date while the history (unless left out) and the options are what they were."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+
+    def __repr__(self) -> str:
+        return "DocsState()"
+
+    def __call__(self, task, values):
+        from . import docs
+
+        options = task.options or {}
+        current = {"history": docs.history_digest(self.pipeline, not options.get("no_history")),
+                   "env": self.pipeline.env.name, "options": json.dumps(options, sort_keys=True)}
+        task.value_savers.append(lambda: {"docs": current})
+        return values.get("docs") == current

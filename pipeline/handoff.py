@@ -128,12 +128,13 @@ TEMPLATE_ID = HandoffKind(
      "with a Proxmox API configured: the VM exists on the node and is a template"))
 INVENTORY = HandoffKind(
     "inventory", "an inventory", "ansible_inventory.json", "an Ansible inventory object (JSON)",
-    '{"all": {"children": {"jump_hosts": {"hosts": {"jump-01": {"ansible_host": "192.168.10.250"}}}}}}',
+    '{"all": {"children": {"jump_hosts": {"hosts": {\n  "jump-01": {"ansible_host": "192.168.10.250", "ansible_user": "ansible"}\n}}}}}',
     ("parses as JSON", "an object, not a string; a string holding JSON (what jsonencode() gives) is decoded once",
      "at least one host", "every host has an address (ansible_host, or a host name that is an address)"))
 CONFIGURE = HandoffKind(
     "configure", "a play recap", "configure.json", "a JSON object: playbook, recap per host, duration",
-    '{"playbook": "site.yml", "recap": {"jump-01": {"ok": 5, "changed": 0, "failed": 0}}, "duration": 3.1}',
+    '{"playbook": "site.yml", "duration": 3.1, "finished": "2026-01-01T12:00:00+0000",\n'
+    ' "recap": {"jump-01": {"ok": 5, "changed": 0, "unreachable": 0, "failed": 0}}}',
     ("written only when the play succeeded", "names the playbook and at least one host",
      "records the digests of the inventory and playbook inputs it was made from"))
 FILE = HandoffKind("file", "a file", "handoff.txt", "any text", "...", ("exists",))

@@ -221,8 +221,8 @@ def version(path: str, args: Sequence[str], pattern: str, cache_file: Path) -> s
     if key in cache:
         return cache[key]
     try:
-        out = subprocess.run([path, *args], capture_output=True, text=True, timeout=30,
-                             env=tool_path_env()).stdout
+        done = subprocess.run([path, *args], capture_output=True, text=True, timeout=30, env=tool_path_env())
+        out = done.stdout + done.stderr  # ssh -V answers on stderr
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     match = re.search(pattern, out)

@@ -87,7 +87,7 @@ class Stage:
     # ------------------------------------------------------------------ inputs
 
     def excludes(self) -> tuple[str, ...]:
-        return COMMON_EXCLUDES + self.CACHE_GLOBS + self.config.exclude
+        return tuple(dict.fromkeys(COMMON_EXCLUDES + self.CACHE_GLOBS + self.config.exclude))
 
     def inputs(self) -> list[Path]:
         """The files under dir this stage reads, caches and outputs of the tool excluded."""
