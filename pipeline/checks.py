@@ -113,7 +113,9 @@ def select(pipeline: Pipeline, wanted: list[str]) -> list[Check]:
     if unknown:
         raise PipelineError(f"--check {unknown[0]}: no such check (checks: {', '.join(sorted(known))})")
     skipped = set(pipeline.env.validate.skip) - set(wanted)
-    return [c for c in checks if (not wanted or c.id in wanted) and c.id not in skipped]
+    chosen = [c for c in checks if (not wanted or c.id in wanted) and c.id not in skipped]
+    order = list(ROLES)
+    return sorted(chosen, key=lambda c: order.index(c.stage) if c.stage in order else len(order))
 
 
 def run_checks(pipeline: Pipeline, checks: list[Check], log_dir: Path) -> list[Result]:

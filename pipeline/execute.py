@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from doit.exceptions import TaskFailed
 
+from stages.base import stable_digest
+
 from . import handoff
 from .console import console, seconds
 from .errors import HandoffError, PipelineError, ToolError
@@ -62,11 +64,11 @@ def run_stage(pipeline: Pipeline, stage_name: str, task) -> dict | TaskFailed:
         tool_env = {**(pipeline.proxmox_tool_env() if stage.WANTS_PROXMOX else {}), **stage.config.env}
         runner = ToolRunner(run.log_dir / f"{stage.name}.log", stage.dir, tool_env, stage.config.timeout,
                             stage.config.retry, f"{stage.config.where}")
-        job = StageJob(runner, run, pipeline)
+        job = StageJob(runner, run, pipeline, options=dict(task.options or {}))
         upstream, job.upstream_path = read_upstream(pipeline, stage, upstream_override(pipeline, stage,
                                                                                        task.options))
         pipeline.plugins.stage_started(run, info)
-        entry["inputs"] = stage.inputs_digest()
+        entry.update(inputs=stage.inputs_digest(), config=stable_digest(stage.fingerprint()))
         value = stage.run(upstream, job)
         changed = handoff.write(stage.produces, stage.handoff_path, value)
         summary = stage.produces.summary(value)

@@ -128,7 +128,8 @@ TEMPLATE_ID = HandoffKind(
      "with a Proxmox API configured: the VM exists on the node and is a template"))
 INVENTORY = HandoffKind(
     "inventory", "an inventory", "ansible_inventory.json", "an Ansible inventory object (JSON)",
-    '{"all": {"children": {"jump_hosts": {"hosts": {\n  "jump-01": {"ansible_host": "192.168.10.250", "ansible_user": "ansible"}\n}}}}}',
+    '{"all": {"children": {"jump_hosts": {"hosts": {\n'
+    '  "jump-01": {"ansible_host": "192.168.10.250", "ansible_user": "ansible"}\n}}}}}',
     ("parses as JSON", "an object, not a string; a string holding JSON (what jsonencode() gives) is decoded once",
      "at least one host", "every host has an address (ansible_host, or a host name that is an address)"))
 CONFIGURE = HandoffKind(

@@ -72,10 +72,13 @@ def stage_task(pipeline: Pipeline, stage) -> dict:
         "task_dep": ["_lock"],
         "verbosity": 2,
     }
+    params = list(stage.PARAMS)
     if stage.UPSTREAM_PARAM:
         param = stage.UPSTREAM_PARAM
         option = {"name": param["name"], "long": param["long"], "type": str, "default": "", "help": param["help"]}
         if param.get("env_var"):
             option["env_var"] = param["env_var"]
-        task["params"] = [option]
+        params.append(option)
+    if params:
+        task["params"] = params
     return task

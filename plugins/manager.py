@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
@@ -62,10 +63,7 @@ class Plugins:
             options[name] = schema.validate_map(raw, fields, f"{where}.{name}", ctx)
             sources[name] = source
             pm.register(plugin, name=name)
-        try:
-            pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            raise ConfigError(f"plugin {exc.plugin_name}: {_first_line(exc)}") from None
+        _check_pending(pm)
         return cls(pm, options, sources)
 
     def options(self, name: str) -> dict:
@@ -92,7 +90,7 @@ class Plugins:
 
     def _collect(self, hook: str, what: str, key: Callable | None = None) -> dict:
         found: dict[str, Any] = {}
-        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
             def register(*args, _plugin=impl.plugin_name):
                 name, value = (key(args[0]), args[0]) if key else args
                 if name in found:
@@ -130,7 +128,7 @@ class Plugins:
 
     def docs_context(self, environment) -> dict:
         merged: dict = {}
-        for impl in reversed(self.pm.hook.docs_context.get_hookimpls()):
+        for impl in self.pm.hook.docs_context.get_hookimpls():
             extra = self._call(impl, "docs_context", {"environment": environment})
             if extra:
                 merged.update(extra)
@@ -138,7 +136,7 @@ class Plugins:
 
     def _emit(self, hook: str, **kwargs) -> None:
         # Each implementation is called on its own, so one failing plugin cannot silence the others.
-        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
             self._call(impl, hook, kwargs)
 
     def _call(self, impl, hook: str, kwargs: dict):
@@ -153,9 +151,12 @@ class Plugins:
 
 
 def _available() -> dict[str, tuple[str, Callable[[], Any]]]:
-    """name -> (source, loader) of every built-in and installed plugin."""
+    """name -> (source, loader) of every built-in and installed plugin, and of the modules named in
+    PROXPIPE_PLUGINS (comma-separated; for trying a plugin out without installing it)."""
     found = {name: (module, lambda module=module: importlib.import_module(module))
              for name, module in DEFAULT_PLUGINS.items()}
+    for module in filter(None, (m.strip() for m in os.environ.get("PROXPIPE_PLUGINS", "").split(","))):
+        found[module.rsplit(".", 1)[-1]] = (module, lambda module=module: importlib.import_module(module))
     for point in entry_points(group=hookspecs.ENTRY_POINT_GROUP):
         if point.name in found:
             raise ConfigError(f"plugin {point.name!r} from entry point {point.value} has the name of a "
@@ -171,5 +172,14 @@ def _import(name: str, source: str, loader: Callable[[], Any]) -> Any:
         raise ConfigError(f"plugin {name} ({source}) failed to load: {type(exc).__name__}: {exc}") from None
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0]
+def _check_pending(pm: pluggy.PluginManager) -> None:
+    """Like pm.check_pending(), with a message that names the plugin and lists the hooks."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        hook = next((name for name in pm.hook.__dict__ if not name.startswith("_")
+                     and not getattr(pm.hook, name).has_spec()), "?")
+        known = sorted(name for name in pm.hook.__dict__ if not name.startswith("_")
+                       and getattr(pm.hook, name).has_spec())
+        raise ConfigError(f"plugin {pm.get_name(exc.plugin)}: unknown hook {hook!r}; a @hookimpl must be named "
+                          f"like one of: {', '.join(known)}") from None

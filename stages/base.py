@@ -51,6 +51,7 @@ class StageJob:
     run: RunInfo
     pipeline: Pipeline
     upstream_path: Path | None = None  # the file the upstream value was read from
+    options: dict[str, Any] = field(default_factory=dict)  # the task's command-line parameters
     notes: dict[str, Any] = field(default_factory=dict)  # extra fields for the history entry
     tool_versions: dict[str, str] = field(default_factory=dict)
 
@@ -68,6 +69,8 @@ class Stage:
     WANTS_PROXMOX: ClassVar[bool] = False
     # The doit parameter that takes the upstream handoff by hand, e.g. --template-id.
     UPSTREAM_PARAM: ClassVar[dict | None] = None
+    # More doit parameters of the stage's task (doit's param dicts); run() finds them in job.options.
+    PARAMS: ClassVar[tuple[dict, ...]] = ()
 
     def __init__(self, config: StageConfig, pipeline: Pipeline):
         self.config = config

@@ -79,6 +79,8 @@ class PackerStage(Stage):
     WANTS_PROXMOX = True
     RETRY_PATTERNS = (r"connection reset by peer", r"i/o timeout", r"TLS handshake timeout",
                       r"503 Service Unavailable")
+    PARAMS = ({"name": "rebuild", "long": "rebuild", "type": bool, "default": False,
+               "help": "build a new template even if the current one was built from the same inputs"},)
     OPTIONS = {
         "template": Field(schema.FILE, "The Packer template (.pkr.hcl), relative to dir.", required=True),
         "var_files": Field(schema.LIST, "-var-file files, relative to dir.", items=Field(schema.FILE)),
@@ -126,6 +128,12 @@ class PackerStage(Stage):
     # ------------------------------------------------------------------ run
 
     def run(self, upstream: Any, job: StageJob) -> int:
+        reused = None if job.options.get("rebuild") else self._reusable()
+        if reused is not None:
+            console.step(f"template {reused} was built from these very inputs and still exists; keeping it "
+                         f"(`doit {self.name} --rebuild` builds a new one)")
+            job.notes.update(template_id=reused, reused=True)
+            return reused
         opts = self.options
         binary = tools.require(opts["binary"], self.pipeline.root,
                                f"install packer (apt-get install packer) or set {self.config.where}.binary")
@@ -207,6 +215,23 @@ class PackerStage(Stage):
                             f"{allocated} and passed it as {self.options['template_id_var']}; make the template "
                             f"use var.{self.options['template_id_var']} as its vm_id")
         return template_id
+
+    def _reusable(self) -> int | None:
+        """The current template, when its build had exactly today's inputs and settings and it still exists.
+
+        This makes the build idempotent: `doit -a deploy` on unchanged inputs changes nothing.
+        """
+        from .base import stable_digest
+
+        current = self._previous()
+        if current is None:
+            return None
+        build = next((e for e in self.pipeline.history.builds() if int(e["template_id"]) == current), None)
+        if (build is None or build.get("inputs") != self.inputs_digest()
+                or build.get("config") != stable_digest(self.fingerprint())):
+            return None
+        proxmox = self.pipeline.proxmox
+        return current if proxmox is None or proxmox.template_problem(current) is None else None
 
     def _previous(self) -> int | None:
         try:

@@ -44,7 +44,7 @@ class TerraformStage(Stage):
     OPTIONS = {
         "binary": Field(schema.STR, "The terraform (or tofu) program: a name on PATH or a path relative to the "
                                     "project."),
-        "cli_config": Field(schema.FILE, "CLI configuration (TF_CLI_CONFIG_FILE), e.g. a provider mirror, "
+        "cli_config": Field(schema.PATH, "CLI configuration (TF_CLI_CONFIG_FILE), e.g. a provider mirror, "
                                          "relative to pipeline.yaml.", relative_to="project"),
         "lint": Field(schema.LIST, "The lint gate: commands run in dir before plan; {binary} is the program "
                                    "above. [] turns the gate off.", items=Field(schema.COMMAND)),
@@ -79,6 +79,9 @@ class TerraformStage(Stage):
     def tool_env(self) -> dict[str, str]:
         env = {"TF_DATA_DIR": str(self.data_dir), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"}
         if self.options["cli_config"]:
+            if not self.options["cli_config"].is_file():
+                raise ToolError(f"{self.config.where}.cli_config: {os.path.relpath(self.options['cli_config'])} "
+                                "does not exist; ./doitw writes the lab's (with its provider mirror)")
             env["TF_CLI_CONFIG_FILE"] = str(self.options["cli_config"])
         return env
 

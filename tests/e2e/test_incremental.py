@@ -73,7 +73,7 @@ def test_c_editing_tf_reruns_provision_and_configure_only_if_inventory_changed(d
 
 def test_d_a_new_template_id_reruns_provision_and_configure(deployed):
     old = int(deployed.handoff("template_id.txt"))
-    result = deployed.ok("-a", "build")
+    result = deployed.ok("build", "--rebuild")
     new = int(deployed.handoff("template_id.txt"))
     assert new != old and stages_run(result) == ["build"]
     result = deployed.ok("deploy")
