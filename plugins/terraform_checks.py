@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 from pipeline import handoff
 from pipeline.checks import Check, Skip, failed, passed
@@ -13,11 +14,19 @@ from stages.base import StageJob
 from .hookspecs import hookimpl
 
 
+# lint may run `init`, which rewrites the data directory `show` reads: one at a time per stage.
+_busy: dict[str, threading.Lock] = {}
+
+
 def _terraform(ctx):
     stage = ctx.stage("provision")
     if not hasattr(stage, "lint"):
         raise Skip(f"stage {stage.name} is not a terraform or tofu stage")
     return stage
+
+
+def _lock(stage) -> threading.Lock:
+    return _busy.setdefault(stage.name, threading.Lock())
 
 
 def lint(ctx):
@@ -28,8 +37,9 @@ def lint(ctx):
     if not commands:
         raise Skip(f"the lint gate of stage {stage.name} is empty")
     try:
-        stage.init(job, stage.binary())
-        stage.lint(job)
+        with _lock(stage):
+            stage.init(job, stage.binary())
+            stage.lint(job)
     except ToolError as exc:
         yield failed(stage.name, str(exc))
         return
@@ -39,13 +49,16 @@ def lint(ctx):
 def terraform_state(ctx):
     """`show -json` parses, the state has resources, and its inventory output equals the handoff."""
     stage = _terraform(ctx)
+    on_disk = ctx.handoff("provision")  # Skip before anything was provisioned
     target = os.path.relpath(stage.dir, ctx.pipeline.root)
     binary = stage.binary()
-    result = ctx.runner("terraform-state", stage).run([binary, "show", "-no-color", "-json"],
-                                                       f"{stage.binary_name} show", env=stage.tool_env(),
-                                                       capture=True, check=False, retryable=False)
+    with _lock(stage):
+        result = ctx.runner("terraform-state", stage).run([binary, "show", "-no-color", "-json"],
+                                                           f"{stage.binary_name} show", env=stage.tool_env(),
+                                                           capture=True, check=False, retryable=False)
     if result.returncode != 0:
-        yield failed(target, f"{stage.binary_name} show failed: {result.output.strip().splitlines()[-1:]}")
+        last = (result.output.strip().splitlines() or ["no output"])[-1]
+        yield failed(target, f"{stage.binary_name} show failed: {last}")
         return
     try:
         state = json.loads(result.stdout)
@@ -63,7 +76,6 @@ def terraform_state(ctx):
         yield failed(target, f"the state has no output {stage.options['output']!r}")
         return
     in_state = handoff.parse_inventory(output["value"])
-    on_disk = ctx.handoff("provision")
     if in_state != on_disk:
         yield failed(stage.handoff_path.name, f"differs from output {stage.options['output']!r} in the state: "
                                               f"{_difference(in_state, on_disk)}; it was edited by hand, or "
