@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import config as config_mod
-from .errors import ConfigError
+from .errors import ConfigError, PipelineError
 from .events import RunInfo, StageInfo, StageOutcome
 from .fsutil import remove_stale_temps
 from .history import History
@@ -134,7 +134,13 @@ class Pipeline:
             return
         self.run.finished = time.time()
         ok = not any(o.status == "failed" for o in self.outcomes)
-        self.plugins.run_finished(self.run, ok, list(self.outcomes))
+        try:
+            self.plugins.run_finished(self.run, ok, list(self.outcomes))
+        except PipelineError as exc:  # a plugin whose on_error is fail
+            from .console import console
+
+            console.error(str(exc))
+            raise SystemExit(1) from None
 
     def git_commit(self) -> str | None:
         """The checked-out commit, read from .git without starting a process."""

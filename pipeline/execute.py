@@ -12,6 +12,7 @@ from stages.base import stable_digest
 
 from . import handoff
 from .console import console, seconds
+from .doitstate import forget
 from .errors import HandoffError, PipelineError, ToolError
 from .events import StageOutcome
 from .tools import ToolRunner
@@ -74,17 +75,24 @@ def run_stage(pipeline: Pipeline, stage_name: str, task) -> dict | TaskFailed:
         summary = stage.produces.summary(value)
         if changed:
             pipeline.plugins.handoff_written(run, info, stage.handoff_path, summary)
-        _after_handoff(stage, value, job)
     except PipelineError as exc:
         return _failed(pipeline, stage, info, entry, started, exc, job.tool_versions if job else {})
     duration = time.monotonic() - started
     pipeline.history.append({**entry, **job.notes, "outcome": "ok", "handoff": summary,
                              "duration": round(duration, 2)})
+    _after_handoff(stage, value, job)  # after the history: retention counts this build
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "ran", duration, summary,
                                           tool_versions=dict(job.tool_versions)))
-    pipeline.plugins.stage_finished(run, info, duration, summary, dict(job.tool_versions))
+    if job.notes.get("changed_resources"):
+        # New or replaced machines need configuring even when their inventory entry reads the same.
+        forget(pipeline.stages[pipeline.stages.index(stage) + 1:])
     unchanged = "" if changed else " (unchanged)"
     console.info(console.paint(f"  ✓ {stage.name}", "green") + f" {seconds(duration)}  {summary}{unchanged}")
+    try:
+        pipeline.plugins.stage_finished(run, info, duration, summary, dict(job.tool_versions))
+    except PipelineError as exc:  # a plugin whose on_error is fail
+        console.error(str(exc))
+        return TaskFailed(str(exc))
     return {"handoff": summary, "duration": round(duration, 3)}
 
 

@@ -24,6 +24,7 @@ from doit.exceptions import TaskFailed
 
 from . import handoff, templates
 from .console import console
+from .doitstate import forget, mark_up_to_date
 from .errors import PipelineError
 from .events import StageOutcome
 from .execute import run_stage
@@ -106,40 +107,6 @@ def run_downstream(pipeline: Pipeline, stage: Stage):
     return None
 
 
-def mark_up_to_date(pipeline: Pipeline, stage: Stage) -> None:
-    """Record in doit's database that `stage` just succeeded, as if doit had run it."""
-    from doit.globals import Globals
-    from doit.task import dict_to_task
-
-    from .tasks import stage_task
-
-    manager = Globals.dep_manager
-    if manager is None:
-        return
-    spec = stage_task(pipeline, stage)
-    spec["name"] = spec.pop("basename")
-    spec.pop("params", None)
-    task = dict_to_task(spec)
-    task.options = {}
-    for check in task.uptodate:
-        if hasattr(check[0], "current"):
-            check[0](task, {})
-    task.save_extra_values()
-    manager.save_success(task)
-    save = getattr(manager.backend, "save", None)
-    if save:
-        save()
-
-
-def forget(pipeline: Pipeline, stage: Stage) -> None:
-    """Make doit see `stage` as stale next time."""
-    from doit.globals import Globals
-
-    if Globals.dep_manager is not None:
-        Globals.dep_manager.remove(stage.name)
-        Globals.dep_manager.backend.save()
-
-
 # ----------------------------------------------------------------------------- provision
 
 
@@ -165,14 +132,15 @@ def destroy(pipeline: Pipeline, stage: Stage):
     stage = _terraform(stage)
     started = time.monotonic()
     job = _job(pipeline, stage, "destroy")
-    console.info(f"▶ destroy  {stage.kind} · {os.path.relpath(stage.dir, pipeline.root)}")
+    where = os.path.relpath(stage.dir, pipeline.root)
+    console.info(f"↻ {stage.name}: destroying what it made ({stage.kind} · {where})")
     binary = stage.binary()
     stage.init(job, binary)
     stage.write_vars(_template_for(pipeline, stage))
     job.runner.run([binary, "destroy", "-input=false", "-no-color", "-auto-approve", *stage.var_args()],
                    f"{stage.binary_name} destroy", env=stage.tool_env())
     stage.handoff_path.unlink(missing_ok=True)
-    forget(pipeline, stage)
+    forget(pipeline.stages[pipeline.stages.index(stage):])  # it and every stage after it are stale now
     duration = time.monotonic() - started
     pipeline.history.append({"run": pipeline.run.id, "stage": stage.name, "kind": stage.kind, "action": "destroy",
                              "outcome": "ok", "duration": round(duration, 2), "git": pipeline.git_commit()})
@@ -208,7 +176,7 @@ def replace(pipeline: Pipeline, stage: Stage):
     if not instances:
         raise PipelineError(f"none of {', '.join(addresses)} is in the state of {stage.name}; nothing to replace "
                             "(run `doit deploy` first)")
-    console.info(f"▶ replace  {', '.join(instances)}")
+    console.info(f"↻ {stage.name}: replacing {', '.join(instances)}")
     stage.write_vars(_template_for(pipeline, stage))
     stage.plan(job, binary, [f"-replace={a}" for a in instances])
     job.runner.run([binary, "apply", "-input=false", "-no-color", "-auto-approve", str(stage.plan_file)],
@@ -276,5 +244,5 @@ def _run_old_playbook(pipeline: Pipeline, stage: Stage, old_dir: Path, ref: str,
     pipeline.history.append({"run": pipeline.run.id, "stage": stage.name, "kind": stage.kind, "action": "rollback",
                              "outcome": "ok", "git_ref": ref, "git": sha[:12],
                              "message": f"ran the playbook as of {ref}"})
-    forget(pipeline, stage)
+    forget([stage])
     return None

@@ -72,7 +72,7 @@ def stage_task(pipeline: Pipeline, stage) -> dict:
         "task_dep": ["_lock"],
         "verbosity": 2,
     }
-    params = list(stage.PARAMS)
+    params = [{k: v for k, v in p.items() if k != "forces"} for p in stage.PARAMS]
     if stage.UPSTREAM_PARAM:
         param = stage.UPSTREAM_PARAM
         option = {"name": param["name"], "long": param["long"], "type": str, "default": "", "help": param["help"]}

@@ -70,6 +70,9 @@ class StageState:
         task.value_savers.append(lambda: {"state": current})
         saved = values.get("state") or {}
         stage.stale_reasons = explain(saved, current, self.pipeline, stage)
+        options = getattr(task, "options", None) or {}
+        stage.stale_reasons += [f"--{p['long']} was given" for p in stage.PARAMS
+                                if p.get("forces") and options.get(p["name"])]
         return not stage.stale_reasons
 
 

@@ -79,7 +79,7 @@ class PackerStage(Stage):
     WANTS_PROXMOX = True
     RETRY_PATTERNS = (r"connection reset by peer", r"i/o timeout", r"TLS handshake timeout",
                       r"503 Service Unavailable")
-    PARAMS = ({"name": "rebuild", "long": "rebuild", "type": bool, "default": False,
+    PARAMS = ({"name": "rebuild", "long": "rebuild", "type": bool, "default": False, "forces": True,
                "help": "build a new template even if the current one was built from the same inputs"},)
     OPTIONS = {
         "template": Field(schema.FILE, "The Packer template (.pkr.hcl), relative to dir.", required=True),

@@ -120,6 +120,7 @@ class TerraformStage(Stage):
         if changed:
             self._step(job, [binary, "apply", "-input=false", "-no-color", "-auto-approve", str(self.plan_file)],
                        f"{self.binary_name} apply")
+            job.notes["changed_resources"] = job.notes["plan"] != "changes to outputs"
         return self.inventory(job, binary)
 
     def init(self, job: StageJob, binary: str) -> None:

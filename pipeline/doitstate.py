@@ -1,0 +1,48 @@
+"""Telling doit's database what happened outside a doit task: a stage run by a rollback, or made stale."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stages.base import Stage
+
+    from .context import Pipeline
+
+
+def _manager():
+    from doit.globals import Globals
+
+    return Globals.dep_manager
+
+
+def mark_up_to_date(pipeline: Pipeline, stage: Stage) -> None:
+    """Record that `stage` just succeeded, as if doit had run its task."""
+    from doit.task import dict_to_task
+
+    from .tasks import stage_task
+
+    manager = _manager()
+    if manager is None:
+        return
+    spec = stage_task(pipeline, stage)
+    spec["name"] = spec.pop("basename")
+    spec.pop("params", None)
+    task = dict_to_task(spec)
+    task.options = {}
+    for check, _args, _kwargs in task.uptodate:
+        if hasattr(check, "current"):  # StageState: saves the digests it compares next time
+            check(task, {})
+    task.save_extra_values()
+    manager.save_success(task)
+    manager.backend.save()
+
+
+def forget(stages: list[Stage]) -> None:
+    """Make doit see these stages as stale next time (they have not run successfully)."""
+    manager = _manager()
+    if manager is None:
+        return
+    for stage in stages:
+        manager.remove(stage.name)
+    manager.backend.save()
