@@ -7,8 +7,10 @@ never races cloud-init's apt lock). configure.json is written only when the play
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -81,10 +83,18 @@ class AnsibleStage(Stage):
         default = self.dir / "ansible.cfg"
         return default if default.is_file() else None
 
+    def control_path_dir(self) -> Path:
+        """Where SSH keeps its reusable connections. A socket path must stay under about 100 bytes, which a
+        deep checkout exceeds, so the sockets live in a short per-user, per-environment temp directory."""
+        digest = hashlib.sha256(str(self.pipeline.state_dir.absolute()).encode()).hexdigest()[:10]
+        folder = Path(tempfile.gettempdir()) / f"pxp-{os.getuid()}-{digest}"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        return folder
+
     def tool_env(self, hosts: int) -> dict[str, str]:
         forks = self.options["forks"] or min(max(hosts, 5), 50)
         env = {"ANSIBLE_HOME": str(self.home), "ANSIBLE_LOCAL_TEMP": str(self.home / "tmp"),
-               "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.home / "cp"), "ANSIBLE_FORKS": str(forks),
+               "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_path_dir()), "ANSIBLE_FORKS": str(forks),
                "ANSIBLE_RETRY_FILES_ENABLED": "false", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
                "PYTHONUNBUFFERED": "1"}
         config = self.config_file()

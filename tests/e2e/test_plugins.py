@@ -1,0 +1,89 @@
+"""Plugins end to end (issue 3): the example third-party plugin, installed through its entry point, adds a
+stage kind that runs between two built-in stages; the run log and the webhook work in a lab deploy."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.labproject import REPO, stages_run
+from tests.unit.test_webhook import Endpoint
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory):
+    """The example plugin, pip-installed into a scratch directory that goes on PYTHONPATH."""
+    site = tmp_path_factory.mktemp("site")
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                             "--target", str(site), str(REPO / "examples" / "plugins" / "proxpipe-command-stage")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert list(site.glob("proxpipe_command_stage-*.dist-info/entry_points.txt"))
+    return site
+
+
+def test_a_third_party_stage_kind_between_two_built_in_stages(lab_project, plugin_site):
+    project = lab_project()
+    (project.root / "filters").mkdir()
+    (project.root / "filters" / "add_vars.py").write_text(textwrap.dedent("""\
+        import json, os
+        inventory = json.load(open(os.environ["PIPELINE_INPUT"]))
+        inventory["all"]["children"]["jump_hosts"].setdefault("vars", {})["automation_user"] = "from-plugin"
+        json.dump(inventory, open(os.environ["PIPELINE_OUTPUT"], "w"))
+        """))
+    stages = project.env["stages"]
+    project.env["stages"] = {"build": stages["build"], "provision": stages["provision"],
+                             "enrich": {"kind": "command", "dir": "filters", "handoff": "enriched_inventory.json",
+                                        "command": ["python3", "add_vars.py"]},
+                             "configure": stages["configure"]}
+    project.config["plugins"] = {"command-stage": {"announce": True}}
+    project.write_config()
+    env = {"PYTHONPATH": str(plugin_site)}
+
+    listed = project.ok("list", env=env).stdout
+    assert "enrich" in listed and "command: transform the inventory with a command" in listed
+    result = project.ok("deploy", env=env)
+    assert stages_run(result) == ["build", "provision", "enrich", "configure"]
+    assert "[command-stage] enrich handed off 1 host (jump-01) in" in result.stdout
+    enriched = json.loads(project.handoff("enriched_inventory.json"))
+    assert enriched["all"]["children"]["jump_hosts"]["vars"]["automation_user"] == "from-plugin"
+    users = (project.state / "vms" / "201" / "root" / "etc" / "automation" / "users").read_text()
+    assert "from-plugin" in users  # configure read the plugin's handoff
+    assert json.loads(project.handoff("configure.json"))["inventory"].endswith("enriched_inventory.json")
+
+    # it is a stage like the others: editing its command reruns it, and configure only if its output changed
+    project.append("filters/add_vars.py", "# a comment\n")
+    result = project.ok("deploy", env=env)
+    assert stages_run(result) == ["enrich"]
+
+    # without the plugin installed the configuration is refused with one line
+    result = project.doit("status")
+    assert result.returncode == 3
+    assert "unknown plugin" in result.stderr or "unknown stage kind 'command'" in result.stderr
+
+
+def test_the_run_log_and_the_webhook_in_a_lab_deploy(lab_project):
+    server = Endpoint("accept")
+    try:
+        project = lab_project(extra={"plugins": {"webhook": {"url": "${HOOK_URL}"}}})
+        project.ok("deploy", env={"HOOK_URL": server.url})
+        project.ok("deploy", env={"HOOK_URL": server.url})
+    finally:
+        server.close()
+    runs = [json.loads(line) for line in (project.state / "runs.jsonl").read_text().splitlines()]
+    first, second = runs
+    assert [(s["name"], s["status"]) for s in first["stages"]] == [("build", "ran"), ("provision", "ran"),
+                                                                    ("configure", "ran")]
+    assert all(s["duration"] > 0 for s in first["stages"])
+    versions = {k: v for s in first["stages"] for k, v in s.get("tool_versions", {}).items()}
+    assert versions == {"packer": "1.6.6", "terraform": "1.0.3", "ansible": versions["ansible"]}
+    assert [s["status"] for s in second["stages"]] == ["skipped"] * 3
+    (body,) = server.bodies  # the second deploy changed nothing: no notification
+    assert body["ok"] and body["stages_run"] == ["build", "provision", "configure"]
+    assert body["text"].startswith("✅ deploy on lab succeeded")
+    report = project.ok("report").stdout
+    assert first["run"] in report and second["run"] in report
