@@ -49,9 +49,10 @@ def ensure(env: Environment) -> None:
     with open(folder / "start.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if server_pid(env) is not None:
-            if _accepts(env):
-                return
-            stop(env)
+            answer = _probe(env)
+            if answer != "unauthorized":
+                return  # running; a flaky answer is for the API client's retries, not a reason to restart
+            stop(env)  # it was started with other credentials
         _start(env)
 
 
@@ -74,7 +75,7 @@ def _start(env: Environment) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             break
-        if server_pid(env) is not None and _accepts(env):
+        if server_pid(env) is not None and _probe(env) == "ok":
             return
         time.sleep(0.05)
     tail = (folder / "server.log").read_text().strip().splitlines()[-1:] or ["no output"]
@@ -104,21 +105,28 @@ def _context(env: Environment) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca_file(env)))
 
 
-def _accepts(env: Environment) -> bool:
-    """True when the API answers /version with the environment's credentials."""
+def _probe(env: Environment, tries: int = 3) -> str:
+    """"ok" when the API answers with the environment's credentials, "unauthorized" when it refuses them,
+    "unreachable" when it does not answer (after a few tries: the lab may be injecting faults)."""
     proxmox = env.proxmox
     base = proxmox.url + "/api2/json"
-    try:
-        if proxmox.token_id:
-            request = urllib.request.Request(base + "/version", headers={
-                "Authorization": f"PVEAPIToken={proxmox.token_id}={proxmox.token_secret.reveal()}"})
-        else:
-            data = urllib.parse.urlencode({"username": proxmox.user, "password": proxmox.password.reveal()})
-            request = urllib.request.Request(base + "/access/ticket", data=data.encode())
-        with urllib.request.urlopen(request, timeout=3, context=_context(env)) as answer:
-            return answer.status == 200
-    except (OSError, urllib.error.URLError, ssl.SSLError):
-        return False
+    if proxmox.token_id:
+        request = urllib.request.Request(base + "/version", headers={
+            "Authorization": f"PVEAPIToken={proxmox.token_id}={proxmox.token_secret.reveal()}"})
+    else:
+        data = urllib.parse.urlencode({"username": proxmox.user, "password": proxmox.password.reveal()})
+        request = urllib.request.Request(base + "/access/ticket", data=data.encode())
+    for attempt in range(tries):
+        try:
+            with urllib.request.urlopen(request, timeout=3, context=_context(env)) as answer:
+                return "ok" if answer.status == 200 else "unreachable"
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                return "unauthorized"
+        except (OSError, ssl.SSLError):
+            pass
+        time.sleep(0.1 * (attempt + 1))
+    return "unreachable"
 
 
 def admin(env: Environment, path: str, body: dict | None = None) -> object:

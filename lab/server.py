@@ -59,6 +59,7 @@ class LabPve(FakePve):
         self.powered_on: dict[int, float] = {}  # vmid -> when the VM was first seen running
         self.sshd_up: dict[int, float] = {}  # vmid -> when its sshd was started in this power-on
         self.stopping = asyncio.Event()
+        self.start_secs = 0.0  # PVE seconds every VM start takes (a slow start, for tests)
         token_id, token_secret = os.environ.get("LAB_PVE_TOKEN_ID"), os.environ.get("LAB_PVE_TOKEN_SECRET")
         if token_id and token_secret:
             self.apitokens[token_id] = token_secret
@@ -143,6 +144,10 @@ class LabPve(FakePve):
             except TimeoutError:
                 pass
 
+    async def _do_start(self, vm, user, p):
+        vm.start_secs = max(vm.start_secs, self.start_secs)
+        return await super()._do_start(vm, user, p)
+
     # ------------------------------------------------------------------ the control endpoint
 
     def _build_app(self):
@@ -196,6 +201,12 @@ class LabPve(FakePve):
                 self.ticket_ttl = float(body["ticket_ttl"])
             if "lock_wait" in body:
                 self.lock_wait = float(body["lock_wait"])
+            if "start_secs" in body:
+                self.start_secs = float(body["start_secs"])
+            if body.get("clear_faults"):
+                self.failures = {}
+                self.flaky_network(0.0, 0.0)
+                self.slow_network(0.0)
             return "ok"
         if path == "/_lab/stop":
             self.stopping.set()

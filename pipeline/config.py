@@ -295,6 +295,9 @@ def _stages(data: dict, where: str, ctx: schema.Context, kinds: dict[str, type])
         if kind is None:
             raise ctx.error(f"{here}.kind", f"unknown stage kind {common['kind']!r} "
                                             f"(known: {', '.join(sorted(kinds))})")
+        problem = kind.check_dir(common["dir"])
+        if problem:
+            raise ctx.error(f"{here}.dir", f"{raw['dir']} {problem}")
         own_raw = {k: v for k, v in raw.items() if k not in STAGE_FIELDS}
         stage_ctx = schema.Context(ctx.file, common["dir"], ctx.environ, project=ctx.base)
         options = schema.validate_map(own_raw, kind.OPTIONS, here, stage_ctx)

@@ -62,13 +62,15 @@ def run_stage(pipeline: Pipeline, stage_name: str, task) -> dict | TaskFailed:
     entry = {"run": run.id, "stage": stage.name, "kind": stage.kind, "action": stage.ACTION,
              "git": pipeline.git_commit()}
     try:
+        upstream, upstream_path = read_upstream(pipeline, stage, upstream_override(pipeline, stage, task.options))
         tool_env = {**(pipeline.proxmox_tool_env() if stage.WANTS_PROXMOX else {}), **stage.config.env}
         runner = ToolRunner(run.log_dir / f"{stage.name}.log", stage.dir, tool_env, stage.config.timeout,
                             stage.config.retry, f"{stage.config.where}")
-        job = StageJob(runner, run, pipeline, options=dict(task.options or {}))
-        upstream, job.upstream_path = read_upstream(pipeline, stage, upstream_override(pipeline, stage,
-                                                                                       task.options))
+        job = StageJob(runner, run, pipeline, upstream_path, options=dict(task.options or {}))
         pipeline.plugins.stage_started(run, info)
+        # Until it succeeds, the stage counts as not run: if this process is killed half-way, the next
+        # deploy runs it again rather than trusting what the tool may have half changed.
+        forget([stage])
         entry.update(inputs=stage.inputs_digest(), config=stable_digest(stage.fingerprint()))
         value = stage.run(upstream, job)
         changed = handoff.write(stage.produces, stage.handoff_path, value)

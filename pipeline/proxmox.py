@@ -33,6 +33,7 @@ class Proxmox:
         self.cfg = cfg
         self.node = cfg.node
         self._api = None
+        self._vms: tuple[float, list[dict]] | None = None
         self._notify = notify or console.step
 
     # ------------------------------------------------------------------ connection
@@ -110,9 +111,14 @@ class Proxmox:
 
     # ------------------------------------------------------------------ what the pipeline asks
 
-    def vms(self) -> list[dict]:
-        """Every VM of the cluster (templates included), from /cluster/resources."""
-        return self.call("GET /cluster/resources", lambda: self.api.cluster.resources.get(type="vm"))
+    def vms(self, max_age: float = 0.0) -> list[dict]:
+        """Every VM of the cluster (templates included), from /cluster/resources; max_age > 0 accepts an
+        answer that old (the up-to-date checks of several stages ask one after the other)."""
+        if max_age and self._vms and time.monotonic() - self._vms[0] <= max_age:
+            return self._vms[1]
+        answer = self.call("GET /cluster/resources", lambda: self.api.cluster.resources.get(type="vm"))
+        self._vms = (time.monotonic(), answer)
+        return answer
 
     def vm(self, vmid: int) -> dict | None:
         for entry in self.vms():
@@ -123,9 +129,9 @@ class Proxmox:
     def used_ids(self) -> set[int]:
         return {int(entry["vmid"]) for entry in self.vms()}
 
-    def template_problem(self, vmid: int) -> str | None:
+    def template_problem(self, vmid: int, max_age: float = 0.0) -> str | None:
         """None when vmid exists on the node and is a template; otherwise what is wrong."""
-        entry = self.vm(vmid)
+        entry = next((vm for vm in self.vms(max_age) if int(vm.get("vmid", -1)) == int(vmid)), None)
         if entry is None:
             return f"template {vmid} does not exist on the cluster"
         if entry.get("node") != self.node:

@@ -135,12 +135,12 @@ def destroy(pipeline: Pipeline, stage: Stage):
     where = os.path.relpath(stage.dir, pipeline.root)
     console.info(f"↻ {stage.name}: destroying what it made ({stage.kind} · {where})")
     binary = stage.binary()
+    forget(pipeline.stages[pipeline.stages.index(stage):])  # it and every stage after it are stale now
     stage.init(job, binary)
     stage.write_vars(_template_for(pipeline, stage))
     job.runner.run([binary, "destroy", "-input=false", "-no-color", "-auto-approve", *stage.var_args()],
                    f"{stage.binary_name} destroy", env=stage.tool_env())
     stage.handoff_path.unlink(missing_ok=True)
-    forget(pipeline.stages[pipeline.stages.index(stage):])  # it and every stage after it are stale now
     duration = time.monotonic() - started
     pipeline.history.append({"run": pipeline.run.id, "stage": stage.name, "kind": stage.kind, "action": "destroy",
                              "outcome": "ok", "duration": round(duration, 2), "git": pipeline.git_commit()})
@@ -178,6 +178,7 @@ def replace(pipeline: Pipeline, stage: Stage):
                             "(run `doit deploy` first)")
     console.info(f"↻ {stage.name}: replacing {', '.join(instances)}")
     stage.write_vars(_template_for(pipeline, stage))
+    forget(pipeline.stages[pipeline.stages.index(stage):])  # if this fails half-way, deploy repairs it
     stage.plan(job, binary, [f"-replace={a}" for a in instances])
     job.runner.run([binary, "apply", "-input=false", "-no-color", "-auto-approve", str(stage.plan_file)],
                    f"{stage.binary_name} apply", env=stage.tool_env())

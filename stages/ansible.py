@@ -40,6 +40,19 @@ def parse_recap(output: str) -> dict[str, dict[str, int]]:
     return recap
 
 
+def _playbook(path: Path) -> str | None:
+    """What is wrong with the playbook file, if it is not a YAML list of plays."""
+    import yaml
+
+    try:
+        plays = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, yaml.YAMLError) as exc:
+        return f"{path.name} is not an Ansible playbook: {str(exc).splitlines()[0]}"
+    if not isinstance(plays, list) or not all(isinstance(p, dict) for p in plays):
+        return f"{path.name} is not an Ansible playbook (a YAML list of plays)"
+    return None
+
+
 class AnsibleStage(Stage):
     kind = "ansible"
     ACTION = "configure"
@@ -52,7 +65,7 @@ class AnsibleStage(Stage):
     RETRY_PATTERNS = (r"UNREACHABLE!", r"Connection timed out during banner exchange",
                       r"Connection reset by peer", r"Failed to connect to the host via ssh")
     OPTIONS = {
-        "playbook": Field(schema.FILE, "The playbook, relative to dir.", required=True),
+        "playbook": Field(schema.FILE, "The playbook, relative to dir.", required=True, check=lambda p: _playbook(p)),
         "binary": Field(schema.STR, "The ansible-playbook program.", default="ansible-playbook"),
         "extra_args": Field(schema.LIST, "More arguments for ansible-playbook, e.g. [--diff].",
                             items=Field(schema.STR)),

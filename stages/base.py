@@ -72,6 +72,11 @@ class Stage:
     # More doit parameters of the stage's task (doit's param dicts); run() finds them in job.options.
     PARAMS: ClassVar[tuple[dict, ...]] = ()
 
+    @classmethod
+    def check_dir(cls, path: Path) -> str | None:
+        """What is wrong with dir for this kind (e.g. no .tf files), checked when pipeline.yaml is loaded."""
+        return None
+
     def __init__(self, config: StageConfig, pipeline: Pipeline):
         self.config = config
         self.pipeline = pipeline

@@ -82,7 +82,9 @@ class PackerStage(Stage):
     PARAMS = ({"name": "rebuild", "long": "rebuild", "type": bool, "default": False, "forces": True,
                "help": "build a new template even if the current one was built from the same inputs"},)
     OPTIONS = {
-        "template": Field(schema.FILE, "The Packer template (.pkr.hcl), relative to dir.", required=True),
+        "template": Field(schema.FILE, "The Packer template (.pkr.hcl), relative to dir.", required=True,
+                          check=lambda path: None if path.name.endswith((".pkr.hcl", ".pkr.json", ".json")) else
+                          f"{path.name} is not a Packer template (.pkr.hcl, .pkr.json or .json)"),
         "var_files": Field(schema.LIST, "-var-file files, relative to dir.", items=Field(schema.FILE)),
         "vars": Field(schema.MAP, "-var values.", values=Field(schema.STR)),
         "template_id_var": Field(schema.STR, "The Packer variable that receives the allocated template id "
@@ -122,21 +124,21 @@ class PackerStage(Stage):
             template_id = handoff.read(self.produces, self.handoff_path)
         except HandoffError as exc:
             return False, str(exc)
-        problem = proxmox.template_problem(template_id)
+        problem = proxmox.template_problem(template_id, max_age=5)
         return (False, problem) if problem else (True, f"template {template_id} exists on {proxmox.node}")
 
     # ------------------------------------------------------------------ run
 
     def run(self, upstream: Any, job: StageJob) -> int:
+        opts = self.options
+        binary = tools.require(opts["binary"], self.pipeline.root,
+                               f"install packer (apt-get install packer) or set {self.config.where}.binary")
         reused = None if job.options.get("rebuild") else self._reusable()
         if reused is not None:
             console.step(f"template {reused} was built from these very inputs and still exists; keeping it "
                          f"(`doit {self.name} --rebuild` builds a new one)")
             job.notes.update(template_id=reused, reused=True)
             return reused
-        opts = self.options
-        binary = tools.require(opts["binary"], self.pipeline.root,
-                               f"install packer (apt-get install packer) or set {self.config.where}.binary")
         job.tool_versions["packer"] = tools.version(binary, ("version",), r"v?(\d+\.\d+\.\d+)",
                                                     self.pipeline.state_dir / "tool-versions.json")
         allocated = self._allocate()

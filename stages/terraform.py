@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pipeline import handoff, schema, tools
+from pipeline import handoff, inventory, schema, tools
 from pipeline.errors import HandoffError, ToolError
 from pipeline.fsutil import atomic_write
 from pipeline.schema import Field
@@ -57,6 +57,12 @@ class TerraformStage(Stage):
         "init_args": Field(schema.LIST, "More arguments for `init`, e.g. -backend-config=...",
                            items=Field(schema.STR)),
     }
+
+    @classmethod
+    def check_dir(cls, path: Path) -> str | None:
+        if not any(path.glob("*.tf")) and not any(path.glob("*.tf.json")):
+            return f"is not a {cls.kind.capitalize()} project: it has no .tf files"
+        return None
 
     # ------------------------------------------------------------------ paths and environment
 
@@ -107,6 +113,42 @@ class TerraformStage(Stage):
     def _step(self, job: StageJob, argv: list[str], step: str, **kwargs):
         return job.runner.run(argv, step, env=self.tool_env(), **kwargs)
 
+    # ------------------------------------------------------------------ up to date
+
+    def missing_vms(self, max_age: float = 0.0) -> list[str] | None:
+        """Hosts of the inventory handoff whose VM (host variable vm_id) no longer exists; None: cannot tell."""
+        proxmox = self.pipeline.proxmox
+        if proxmox is None or not self.handoff_path.exists():
+            return None
+        try:
+            hosts = inventory.parse(handoff.read(self.produces, self.handoff_path))
+        except HandoffError:
+            return None
+        ids = {int(vm["vmid"]) for vm in proxmox.vms(max_age)}
+        return sorted(f"{h.name} (VM {h.vm_id})" for h in hosts.values() if h.vm_id and h.vm_id not in ids)
+
+    def remote_check(self) -> tuple[bool | None, str]:
+        missing = self.missing_vms(max_age=5)
+        if missing is None:
+            return None, ""
+        if missing:
+            return False, f"{', '.join(missing)} no longer exist{'s' if len(missing) == 1 else ''} on the cluster"
+        return True, "its VMs exist on the cluster"
+
+    def _repairs(self, job: StageJob, binary: str) -> list[str]:
+        """-replace for the `replace` resources of hosts whose VM vanished: a provider that cannot see a VM
+        disappear (like the lab's null_resource) would otherwise keep it in its state for ever."""
+        missing = [name.split(" (")[0] for name in self.missing_vms() or []]
+        if not missing or not self.options["replace"]:
+            return []
+        instances = [a for a in self.state_addresses(job, binary)
+                     if any(a.startswith(r) for r in self.options["replace"])]
+        chosen = [a for a in instances if any(f'["{host}"]' in a for host in missing)]
+        if not chosen and len(instances) == 1 and len(missing) == 1:
+            chosen = instances
+        job.notes["repaired"] = chosen
+        return [f"-replace={a}" for a in chosen]
+
     # ------------------------------------------------------------------ run
 
     def run(self, upstream: Any, job: StageJob) -> Any:
@@ -116,7 +158,7 @@ class TerraformStage(Stage):
         self.init(job, binary)
         self.lint(job)
         self.write_vars(upstream)
-        changed = self.plan(job, binary)
+        changed = self.plan(job, binary, self._repairs(job, binary))
         if changed:
             self._step(job, [binary, "apply", "-input=false", "-no-color", "-auto-approve", str(self.plan_file)],
                        f"{self.binary_name} apply")
