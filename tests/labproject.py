@@ -21,8 +21,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 TOOLS = ["packer", "terraform", "ansible-playbook", "ansible", "ssh"]
-# 127.0.10.x is the user's own lab; tests take 127.0.60.x and up, one block per project.
-_blocks = itertools.count(60 + (os.getpid() % 50) * 3)
+# 127.0.10.x is the user's own lab; each test project takes its own 127.<a>.<b>.x block, a >= 100.
+_counter = itertools.count((os.getpid() % 97) * 250)
+
+
+def next_block() -> str:
+    """A fresh "127.a.b" prefix for one project's lab addresses."""
+    n = next(_counter) % (100 * 250)
+    return f"127.{100 + n // 250}.{n % 250}"
 
 
 def _real(tool: str) -> str:
@@ -36,8 +42,8 @@ def _real(tool: str) -> str:
 class LabProject:
     def __init__(self, root: Path, vms: int = 1, extra: dict | None = None):
         self.root = root
-        self.block = next(_blocks)
-        self.address = f"127.0.{self.block}.1"
+        self.block = next_block()
+        self.address = f"{self.block}.1"
         self.calls = root / "tool-calls.log"
         self.shims = root / "shims"
         root.mkdir(parents=True, exist_ok=True)
@@ -71,7 +77,7 @@ class LabProject:
         lab["proxmox"]["url"] = f"https://{self.address}:8006"
         provision = lab["stages"]["provision"]
         provision["binary"] = "terraform"
-        provision["vars"]["vms"] = {f"jump-{i:02d}": {"vm_id": 200 + i, "address": f"127.0.{self.block}.{10 + i}"}
+        provision["vars"]["vms"] = {f"jump-{i:02d}": {"vm_id": 200 + i, "address": f"{self.block}.{10 + i}"}
                                     for i in range(1, vms + 1)}
         config["plugins"] = {}
         return config

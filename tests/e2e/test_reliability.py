@@ -80,7 +80,7 @@ def test_a_second_run_fails_at_once_while_others_still_work(lab_project):
     finally:
         out, err = first.communicate(timeout=180)
     assert first.returncode == 0, out + err
-    assert "SSH wait: still waiting for 1 host after" in out and "jump-01 (127.0." in out
+    assert "SSH wait: still waiting for 1 host after" in out and "jump-01 (127." in out
 
 
 # ----------------------------------------------------------------------------- SIGKILL in each stage
@@ -191,7 +191,7 @@ def test_a_host_whose_sshd_starts_late_is_waited_for(lab_project):
     project = lab_project(extra={"environments": {"lab": {"stages": {"provision": {"vars": {
         "sshd_delays": {"jump-01": 10}}}}}}})
     result = project.ok("deploy")
-    assert "SSH wait: still waiting for 1 host after 5s: jump-01 (127.0." in result.stdout
+    assert "SSH wait: still waiting for 1 host after 5s: jump-01 (127." in result.stdout
     assert json.loads(project.handoff("configure.json"))["recap"]["jump-01"]["failed"] == 0
 
 

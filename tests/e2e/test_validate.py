@@ -91,7 +91,7 @@ def test_a_killed_sshd(deployed):
     result, report, by_check = results(deployed)
     assert result.returncode == 1
     (message,) = failed_messages(by_check, "ssh")
-    assert by_check["ssh"][0]["target"].startswith("jump-01 (127.0.") and "refused" in message.lower()
+    assert by_check["ssh"][0]["target"].startswith("jump-01 (127.") and "refused" in message.lower()
     assert failed_messages(by_check, "ansible-ping")[0].startswith("unreachable")
     assert by_check["ansible-ping"][0]["target"] == "jump-01"
     assert not failed_messages(by_check, "vm")  # the VM itself still runs

@@ -21,7 +21,7 @@ from plugins import manager, webhook
 from stages.ansible import AnsibleStage
 from stages.packer import PackerStage
 from stages.terraform import TerraformStage
-from tests.labproject import REPO, _blocks
+from tests.labproject import REPO, next_block
 
 DOIT = str(Path(sys.executable).parent / "doit")
 WRONG = {schema.STR: ["a", "list"], schema.INT: "many", schema.NUMBER: "fast", schema.BOOL: "maybe",
@@ -94,7 +94,7 @@ def handoffs(tmp_path):
     shutil.copy(REPO / "dodo.py", tmp_path / "dodo.py")
     config = yaml.safe_load((REPO / "pipeline.yaml").read_text())
     del config["environments"]["production"]
-    address = f"127.0.{next(_blocks)}.1"  # never the user's own lab
+    address = f"{next_block()}.1"  # never the user's own lab
     config["environments"]["lab"]["lab"]["address"] = address
     config["environments"]["lab"]["proxmox"]["url"] = f"https://{address}:8006"
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
