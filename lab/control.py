@@ -7,21 +7,18 @@ is not running, or restarts it when it does not accept the configured credential
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import signal
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from pipeline.config import Environment
 from pipeline.errors import PipelineError
-from pipeline.fsutil import pid_alive
+from pipeline.fsutil import atomic_write, pid_alive
 
 START_TIMEOUT = 20.0
 
@@ -49,9 +46,8 @@ def ensure(env: Environment) -> None:
     with open(folder / "start.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if server_pid(env) is not None:
-            answer = _probe(env)
-            if answer != "unauthorized":
-                return  # running; a flaky answer is for the API client's retries, not a reason to restart
+            if _same_credentials(env):
+                return  # running with these credentials; no need to ask it over the network
             stop(env)  # it was started with other credentials
         _start(env)
 
@@ -68,6 +64,7 @@ def _start(env: Environment) -> None:
             "--port", str(lab.port), "--boot-seconds", str(lab.boot_seconds), "--idle-minutes",
             str(lab.idle_minutes), "--base-vmid", str(lab.base_template_id), "--base-name", lab.base_template_name]
     (folder / "server.pid").unlink(missing_ok=True)
+    atomic_write(folder / "credentials", _credentials(env), 0o600)
     with open(folder / "server.log", "a") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=child_env, start_new_session=True, cwd=env.root)
@@ -101,13 +98,38 @@ def stop(env: Environment, verbose: bool = False) -> bool:
     return True
 
 
-def _context(env: Environment) -> ssl.SSLContext:
+def _credentials(env: Environment, salt: str | None = None) -> str:
+    """A salted digest of the credentials the lab must accept ("salt:digest"; never the credentials)."""
+    proxmox = env.proxmox
+    secret = proxmox.token_secret if proxmox.token_id else proxmox.password
+    who = proxmox.token_id or proxmox.user
+    salt = salt or os.urandom(16).hex()
+    digest = hashlib.pbkdf2_hmac("sha256", f"{who}\0{secret.reveal()}".encode(), salt.encode(), 1000).hex()
+    return f"{salt}:{digest}"
+
+
+def _same_credentials(env: Environment) -> bool:
+    try:
+        recorded = (runtime_dir(env) / "credentials").read_text()
+    except OSError:
+        return False
+    return recorded == _credentials(env, salt=recorded.split(":")[0])
+
+
+def _context(env: Environment):
+    import ssl
+
     return ssl.create_default_context(cafile=str(ca_file(env)))
 
 
 def _probe(env: Environment, tries: int = 3) -> str:
     """"ok" when the API answers with the environment's credentials, "unauthorized" when it refuses them,
     "unreachable" when it does not answer (after a few tries: the lab may be injecting faults)."""
+    import ssl
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
     proxmox = env.proxmox
     base = proxmox.url + "/api2/json"
     if proxmox.token_id:
@@ -131,6 +153,9 @@ def _probe(env: Environment, tries: int = 3) -> str:
 
 def admin(env: Environment, path: str, body: dict | None = None) -> object:
     """Call the lab's control endpoint (/_lab/...): faults, VM edits, state. Used by tests and `pipeline-lab`."""
+    import urllib.error
+    import urllib.request
+
     secret = (runtime_dir(env) / "admin.secret").read_text().strip()
     request = urllib.request.Request(f"{env.proxmox.url}/_lab/{path}", data=json.dumps(body or {}).encode(),
                                      headers={"X-Lab-Admin": secret, "Content-Type": "application/json"})

@@ -20,16 +20,15 @@ import platform
 import sys
 import tarfile
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from pipeline.fsutil import atomic_write
 
 INDEX = os.environ.get("PROXPIPE_PYPI_SIMPLE", "https://pypi.org/simple")
 
 
-@dataclass(frozen=True)
-class Pinned:
+class Pinned(NamedTuple):
     project: str
     version: str
     sdist_sha256: str

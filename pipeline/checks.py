@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from xml.etree import ElementTree
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import handoff, inventory, secrets
 from .console import console, table
@@ -35,12 +33,11 @@ class Skip(Exception):
     """The check cannot apply here; the message says why."""
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     id: str
     description: str
     stage: str  # build, provision or configure: the stage whose product it checks
-    run: Callable[[CheckContext], Iterable[Result]] = field(repr=False, compare=False)
+    run: Callable[[CheckContext], Iterable[Result]]
 
 
 @dataclass
@@ -124,6 +121,8 @@ def run_checks(pipeline: Pipeline, checks: list[Check], log_dir: Path) -> list[R
         _ = ctx.proxmox  # connect (and start the lab) once, before the threads
     except PipelineError as exc:
         console.warn(f"Proxmox API: {exc}")
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(checks)))) as pool:
         batches = list(pool.map(lambda check: _run_one(ctx, check), checks))
     return [result for batch in batches for result in batch]
@@ -164,6 +163,8 @@ def report(pipeline: Pipeline, results: list[Result], started: float) -> dict:
 
 
 def junit(environment: str, results: list[Result], duration: float) -> str:
+    from xml.etree import ElementTree
+
     suite = ElementTree.Element("testsuite", name=f"proxpipe validate {environment}", tests=str(len(results)),
                                 failures=str(sum(r.status == FAILED for r in results)), errors="0",
                                 skipped=str(sum(r.status == SKIPPED for r in results)), time=f"{duration:.3f}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import os
 import secrets as _random
 import time
@@ -95,7 +94,7 @@ class Pipeline:
         if cfg is not None and self.env.lab is not None and cfg.ca_file is None:
             from lab import control
 
-            cfg = dataclasses.replace(cfg, ca_file=control.ca_file(self.env))
+            cfg = cfg._replace(ca_file=control.ca_file(self.env))
         return cfg
 
     def proxmox_tool_env(self) -> dict[str, str]:

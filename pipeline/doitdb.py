@@ -64,7 +64,7 @@ class AtomicJsonDB(JsonDB):
                 on_disk.pop(task_id, None)
             for task_id in self._dirty:
                 on_disk[task_id] = self._db[task_id]
-            atomic_write(self.name, self.codec.encode(on_disk))
+            atomic_write(self.name, self.codec.encode(on_disk), durable=False)  # lost: stages rerun
         self._dirty.clear()
         self._removed.clear()
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import inventory
 from .errors import HandoffError
@@ -20,8 +19,7 @@ from .fsutil import atomic_write
 VMID_MIN, VMID_MAX = 100, 999_999_999
 
 
-@dataclass(frozen=True)
-class HandoffKind:
+class HandoffKind(NamedTuple):
     name: str
     title: str  # "a template id", for messages
     filename: str

@@ -37,7 +37,7 @@ def acquire(state_dir: Path, environment: str, command: str) -> None:
         console.warn(f"taking over the lock of environment {environment} left by "
                      f"{describe(previous, alive_note=False)}, which no longer runs")
     atomic_write(state_dir / "lock.json", json.dumps(
-        {"pid": os.getpid(), "command": command, "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        {"pid": os.getpid(), "command": command, "since": time.strftime("%Y-%m-%d %H:%M:%S")}), durable=False)
     _held[state_dir] = fd
 
 

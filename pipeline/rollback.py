@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -232,7 +231,7 @@ def _run_old_playbook(pipeline: Pipeline, stage: Stage, old_dir: Path, ref: str,
                      and Path(value).is_relative_to(stage.dir) else value) for key, value in stage.options.items()}
     if not Path(options["playbook"]).is_file():
         raise PipelineError(f"--to {ref}: the playbook {Path(options['playbook']).name} does not exist at that ref")
-    old = type(stage)(dataclasses.replace(stage.config, dir=old_dir, options=options), pipeline)
+    old = type(stage)(stage.config._replace(dir=old_dir, options=options), pipeline)
     old.handoff_path = stage.handoff_path
     pipeline._stages[pipeline.stages.index(stage)] = old  # run_stage finds the stage by name
     try:

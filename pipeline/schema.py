@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ConfigError
 from .secrets import Secret, expand
@@ -31,8 +30,7 @@ _TYPE_NAMES = {STR: "a string", INT: "an integer", NUMBER: "a number", BOOL: "tr
                RANGE: "a range [low, high]", ANY: "a value", RAW: "a value"}
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(NamedTuple):
     """One key of a mapping: its kind, default and constraints. doc feeds the generated docs."""
 
     kind: str
@@ -49,14 +47,14 @@ class Field:
     relative_to: str = "base"  # paths: "base" (the stage's dir for stage options) or "project"
 
 
-@dataclass
 class Context:
     """Where values come from: the file (for messages), the base directory of relative paths, the environ."""
 
-    file: str
-    base: Path
-    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    project: Path | None = None  # the directory of pipeline.yaml; base when None
+    def __init__(self, file: str, base: Path, environ: Mapping[str, str] | None = None, project: Path | None = None):
+        self.file = file
+        self.base = base
+        self.environ = dict(os.environ) if environ is None else environ
+        self.project = project  # the directory of pipeline.yaml; base when None
 
     def error(self, where: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.file}: {where}: {problem}")

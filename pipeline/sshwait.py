@@ -11,7 +11,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from .console import console
 from .errors import PipelineError
@@ -34,9 +33,13 @@ def ssh_banner(host: Host, timeout: float) -> str | None:
     return None if banner.startswith(b"SSH-") else f"not an SSH server (it said {banner[:40]!r})"
 
 
-def run_ssh(host: Host, command: str, connect_timeout: float, limit: float = 60) -> tuple[int, str]:
-    """Run command on host with OpenSSH as Ansible would connect; (exit code, output)."""
-    argv = ["ssh", *host.ssh_args(connect_timeout=connect_timeout), command]
+def run_ssh(host: Host, command: str, connect_timeout: float, limit: float = 60,
+            control_dir: str | None = None) -> tuple[int, str]:
+    """Run command on host with OpenSSH as Ansible would connect; (exit code, output). With control_dir the
+    connection stays open there for Ansible to reuse (its ControlPath is the same %(directory)s/%%C)."""
+    shared = ["-o", "ControlMaster=auto", "-o", "ControlPersist=60s", "-o", f"ControlPath={control_dir}/%C"] \
+        if control_dir else []
+    argv = ["ssh", *shared, *host.ssh_args(connect_timeout=connect_timeout), command]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, env=tool_path_env(),
                               stdin=subprocess.DEVNULL)
@@ -74,6 +77,8 @@ def wait_all(hosts: list[Host], what: str, probe: Callable[[Host], str | None], 
             time.sleep(delay)
             delay = min(delay * 2, 3.0)
 
+    from concurrent.futures import ThreadPoolExecutor
+
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
         futures = [pool.submit(one, host) for host in hosts]
@@ -100,14 +105,15 @@ def wait_for_ssh(hosts: list[Host], deadline: float, connect_timeout: float = 5.
     wait_all(hosts, "SSH wait", lambda host: ssh_banner(host, connect_timeout), deadline)
 
 
-def wait_until_ready(hosts: list[Host], commands: list[str], deadline: float, connect_timeout: float = 5.0) -> None:
+def wait_until_ready(hosts: list[Host], commands: list[str], deadline: float, connect_timeout: float = 5.0,
+                     control_dir: str | None = None) -> None:
     """Run each readiness command on each host until it succeeds (e.g. `cloud-init status --wait`)."""
     if not commands:
         return
 
     def probe(host: Host) -> str | None:
         for command in commands:
-            code, output = run_ssh(host, command, connect_timeout, limit=deadline)
+            code, output = run_ssh(host, command, connect_timeout, limit=deadline, control_dir=control_dir)
             if code != 0:
                 tail = output.splitlines()[-1] if output else ""
                 return f"`{command}` exited {code}" + (f": {tail[:120]}" if tail else "")

@@ -3,7 +3,6 @@ and retries of steps whose output matches a retryable pattern (like Terragrunt's
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import re
@@ -66,13 +65,25 @@ def require(program: str, root: Path, hint: str) -> str:
     return found
 
 
+_libc = None
+
+
 def _die_with_parent() -> None:
-    # The tool gets SIGTERM when the pipeline dies, even by SIGKILL; a new session lets us stop
-    # its whole process group on a timeout.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    # In the child, before exec: the tool gets SIGTERM when the pipeline dies, even by SIGKILL. (A new
+    # session lets us stop its whole process group on a timeout.)
+    if _libc:
+        _libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _load_libc() -> None:
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        try:
+            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        except OSError:
+            _libc = False
 
 
 class ToolRunner:
@@ -87,6 +98,7 @@ class ToolRunner:
         self.retry = retry
         self.label = label
         self._patterns = [re.compile(p) for p in retry.patterns]
+        _load_libc()
 
     def log(self, text: str) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

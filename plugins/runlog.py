@@ -16,7 +16,7 @@ FILE = "runs.jsonl"
 
 @hookimpl
 def run_finished(run, ok, outcomes):
-    History(run.state_dir / FILE).append({
+    History(run.state_dir / FILE, durable=False).append({
         "run": run.id, "environment": run.environment, "command": run.command,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(run.started)),
         "duration": round((run.finished or time.time()) - run.started, 2), "ok": ok,

@@ -13,7 +13,6 @@ from stages.base import StageJob
 
 from .hookspecs import hookimpl
 
-
 # lint may run `init`, which rewrites the data directory `show` reads: one at a time per stage.
 _busy: dict[str, threading.Lock] = {}
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 
 from pipeline import schema
 from pipeline.console import console, seconds
@@ -48,6 +46,9 @@ def payload(run, ok: bool, outcomes) -> dict:
 
 def post(url: str, body: dict, timeout: float, retries: int) -> str | None:
     """POST body as JSON; None on success, else the last problem (the URL never appears in it)."""
+    import urllib.error
+    import urllib.request
+
     data = json.dumps(body).encode()
     backoff = Backoff(retries + 1, max_seconds=timeout * (retries + 1) + 10, base=0.5, cap=4)
     while True:

@@ -156,9 +156,16 @@ class TerraformStage(Stage):
         job.tool_versions[self.binary_name.rsplit("/", 1)[-1]] = tools.version(
             binary, ("version",), r"v(\d+\.\d+\.\d+)", self.pipeline.state_dir / "tool-versions.json")
         self.init(job, binary)
-        self.lint(job)
         self.write_vars(upstream)
-        changed = self.plan(job, binary, self._repairs(job, binary))
+        # The lint gate runs beside `plan`, which changes nothing; `apply` waits for both.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            gate = pool.submit(self.lint, job)
+            try:
+                changed = self.plan(job, binary, self._repairs(job, binary))
+            finally:
+                gate.result()  # a failed gate wins: its message is the one to show
         if changed:
             self._step(job, [binary, "apply", "-input=false", "-no-color", "-auto-approve", str(self.plan_file)],
                        f"{self.binary_name} apply")

@@ -40,7 +40,7 @@ def _real(tool: str) -> str:
 
 
 class LabProject:
-    def __init__(self, root: Path, vms: int = 1, extra: dict | None = None):
+    def __init__(self, root: Path, vms: int = 1, extra: dict | None = None, shims: bool = True):
         self.root = root
         self.block = next_block()
         self.address = f"{self.block}.1"
@@ -51,8 +51,9 @@ class LabProject:
         shutil.copytree(REPO / "lab", root / "lab", ignore=shutil.ignore_patterns(
             "*.py", "__pycache__", ".terraform", "*.tfstate*", "manifest.json"))
         os.symlink(REPO / ".tools", root / ".tools")
-        self._shims()
-        self.config = self.default_config(vms)
+        if shims:
+            self._shims()
+        self.config = self.default_config(vms, shims)
         if extra:
             _merge(self.config, extra)
         self.write_config()
@@ -67,7 +68,7 @@ class LabProject:
             shim.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{self.calls}"\nexec "{_real(tool)}" "$@"\n')
             shim.chmod(0o755)
 
-    def default_config(self, vms: int) -> dict:
+    def default_config(self, vms: int, shims: bool = True) -> dict:
         config = yaml.safe_load((REPO / "pipeline.yaml").read_text())
         config["environments"].pop("production")
         lab = config["environments"]["lab"]
@@ -76,7 +77,8 @@ class LabProject:
         lab["lab"]["idle_minutes"] = 20
         lab["proxmox"]["url"] = f"https://{self.address}:8006"
         provision = lab["stages"]["provision"]
-        provision["binary"] = "terraform"
+        if shims:
+            provision["binary"] = "terraform"  # through the shim on PATH
         provision["vars"]["vms"] = {f"jump-{i:02d}": {"vm_id": 200 + i, "address": f"{self.block}.{10 + i}"}
                                     for i in range(1, vms + 1)}
         config["plugins"] = {}
@@ -93,7 +95,8 @@ class LabProject:
 
     def environ(self, extra: dict | None = None) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "TEMPLATE_ID", "INVENTORY"))}
-        env["PATH"] = os.pathsep.join([str(self.shims), str(VENV_BIN), env.get("PATH", "")])
+        env["PATH"] = os.pathsep.join(([str(self.shims)] if self.shims.exists() else [])
+                                      + [str(VENV_BIN), env.get("PATH", "")])
         env["NO_COLOR"] = "1"
         env.update(extra or {})
         return env
