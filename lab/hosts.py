@@ -72,7 +72,7 @@ class LabHost:
     def start(self, address: str, port: int = 22) -> None:
         if self.running():
             return
-        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "etc").mkdir(parents=True, exist_ok=True)  # the image's /etc
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
         config = self.dir / "sshd_config"

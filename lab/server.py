@@ -53,6 +53,8 @@ class LabPve(FakePve):
         self.boot_seconds = boot_seconds
         self.idle_seconds = idle_minutes * 60
         self.last_request = time.monotonic()
+        # Housekeeping runs every tick while the API is in use, and slows down when it is idle.
+        self.tick = 0.05
         self.admin_secret = secrets.token_hex(16)
         self.keys = LabKeys(state_dir)
         self.hosts: dict[int, LabHost] = {}
@@ -136,7 +138,9 @@ class LabPve(FakePve):
                 self.save()
             except Exception as exc:  # noqa: BLE001 - the lab must keep serving; the log says what broke
                 print(f"housekeeping: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-            if self.idle_seconds and time.monotonic() - self.last_request > self.idle_seconds:
+            idle = time.monotonic() - self.last_request
+            self.tick = 0.05 if idle < 30 else 1.0
+            if self.idle_seconds and idle > self.idle_seconds:
                 print("idle: stopping", flush=True)
                 self.stopping.set()
             try:

@@ -29,10 +29,12 @@ _RETRY_TASK = re.compile(r"got timeout|is locked|lock.*timeout|temporarily", re.
 class Proxmox:
     """One API connection (made on first use) with retried calls."""
 
-    def __init__(self, cfg: ProxmoxConfig, notify: Callable[[str], None] | None = None):
+    def __init__(self, cfg: ProxmoxConfig, notify: Callable[[str], None] | None = None, prefer_light: bool = False):
         self.cfg = cfg
         self.node = cfg.node
+        self.prefer_light = prefer_light
         self._api = None
+        self._light = None
         self._vms: tuple[float, list[dict]] | None = None
         self._notify = notify or console.step
 
@@ -50,33 +52,22 @@ class Proxmox:
             return ProxmoxAPI(user=user, token_name=name, token_value=self.cfg.token_secret.reveal(), **common)
         return ProxmoxAPI(user=self.cfg.user, password=self.cfg.password.reveal(), **common)
 
-    def _read(self, path: str) -> Any:
-        """A GET with an API token through the standard library: the up-to-date checks of a run where nothing
-        changed then never import requests and proxmoxer (a third of a no-op deploy's start-up)."""
-        import http.client
-        import json
-        import ssl
+    @property
+    def light(self):
+        """The standard-library client (API tokens only); see pipeline.pveapi for why."""
+        if self._light is None:
+            from .pveapi import Client
 
-        if self.cfg.verify_tls:
-            context = ssl.create_default_context(cafile=str(self.cfg.ca_file) if self.cfg.ca_file else None)
-        else:
-            context = ssl._create_unverified_context()  # noqa: S323 - verify_tls: false asks for exactly this
-        parts = urlsplit(self.cfg.url)
-        conn = http.client.HTTPSConnection(parts.hostname, parts.port or 8006, timeout=self.cfg.timeout,
-                                           context=context)
-        try:
-            conn.request("GET", f"{parts.path}/api2/json{path}", headers={
-                "Authorization": f"PVEAPIToken={self.cfg.token_id}={self.cfg.token_secret.reveal()}"})
-            answer = conn.getresponse()
-            body = answer.read()
-        finally:
-            conn.close()
-        if answer.status != 200:
-            raise _HTTPStatus(answer.status, answer.reason)
-        return json.loads(body)["data"]
+            self._light = Client(self.cfg.url, f"{self.cfg.token_id}={self.cfg.token_secret.reveal()}",
+                                 str(self.cfg.ca_file) if self.cfg.ca_file else None, self.cfg.verify_tls,
+                                 self.cfg.timeout)
+        return self._light
 
     @property
     def api(self):
+        """The client for calls: proxmoxer, or the light one when asked for (and a token is used)."""
+        if self.prefer_light and self.cfg.token_id:
+            return self.light
         if self._api is None:
             self._api = self.call("login", lambda: None, connect=True)
         return self._api
@@ -141,10 +132,8 @@ class Proxmox:
         answer that old (the up-to-date checks of several stages ask one after the other)."""
         if max_age and self._vms and time.monotonic() - self._vms[0] <= max_age:
             return self._vms[1]
-        if self.cfg.token_id and self._api is None:
-            answer = self.call("GET /cluster/resources", lambda: self._read("/cluster/resources?type=vm"))
-        else:
-            answer = self.call("GET /cluster/resources", lambda: self.api.cluster.resources.get(type="vm"))
+        client = (lambda: self.light) if self.cfg.token_id and self._api is None else (lambda: self.api)
+        answer = self.call("GET /cluster/resources", lambda: client().cluster.resources.get(type="vm"))
         self._vms = (time.monotonic(), answer)
         return answer
 
@@ -188,14 +177,6 @@ class Proxmox:
         return str(data.get("version", "unknown"))
 
 
-class _HTTPStatus(Exception):
-    """An answer other than 200 to a GET of _read()."""
-
-    def __init__(self, code: int, reason: str):
-        super().__init__(f"{code} {reason}")
-        self.code, self.reason = code, reason
-
-
 def _http(status: int, message: str) -> tuple[str, bool, bool]:
     cause = f"HTTP {status}: {message}"
     if status == 401:
@@ -210,7 +191,9 @@ def _classify(exc: Exception) -> tuple[str, bool, bool]:
     import http.client
     import ssl
 
-    if isinstance(exc, _HTTPStatus):
+    from .pveapi import HTTPStatus
+
+    if isinstance(exc, HTTPStatus):
         return _http(exc.code, str(exc.reason).strip())
     if isinstance(exc, http.client.HTTPException):
         return f"connection failed: {type(exc).__name__}: {exc}", True, False

@@ -64,7 +64,7 @@ def wait_all(hosts: list[Host], what: str, probe: Callable[[Host], str | None], 
     lock = threading.Lock()
 
     def one(host: Host) -> None:
-        delay = 0.1
+        delay = 0.05
         while True:
             problem = probe(host)
             with lock:
@@ -75,7 +75,7 @@ def wait_all(hosts: list[Host], what: str, probe: Callable[[Host], str | None], 
             if time.monotonic() + delay > end:
                 return
             time.sleep(delay)
-            delay = min(delay * 2, 3.0)
+            delay = min(delay * 1.5, 3.0)
 
     from concurrent.futures import ThreadPoolExecutor
 

@@ -136,7 +136,7 @@ class ToolRunner:
 
     def _once(self, argv, step, env, cwd, on_line, capture) -> StepResult:
         started = time.monotonic()
-        self.log(f"\n$ {shlex.join(argv)}    # {step}, in {cwd or self.cwd}")
+        self.log(f"\n$ {shlex.join(argv)}    # {step}, in {cwd or self.cwd}, at {_now()}")
         try:
             proc = subprocess.Popen(argv, cwd=cwd or self.cwd, env={**self.env, **(env or {})},
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE if capture else subprocess.STDOUT,
@@ -168,7 +168,7 @@ class ToolRunner:
         for reader in readers:
             reader.join()
         duration = time.monotonic() - started
-        self.log(f"# exit {proc.returncode} after {duration:.1f}s")
+        self.log(f"# exit {proc.returncode} after {duration:.1f}s, at {_now()}")
         return StepResult(argv, proc.returncode, "\n".join(lines), duration, stdout="\n".join(stdout))
 
     def _read(self, stream, lines: list[str], on_line, keep: list[str] | None) -> None:
@@ -202,6 +202,10 @@ class ToolRunner:
         tries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
         return ToolError(f"{step} failed (exit {result.returncode}){tries}" + (f": {reason}" if reason else ""),
                          tail, str(self.log_path))
+
+
+def _now() -> str:
+    return time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
 
 
 _ERROR_LINE = re.compile(r"(error|fatal|failed|unreachable)", re.I)

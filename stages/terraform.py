@@ -20,7 +20,7 @@ from pipeline.errors import HandoffError, ToolError
 from pipeline.fsutil import atomic_write
 from pipeline.schema import Field
 
-from .base import Stage, StageJob, ToolSpec
+from .base import Stage, StageJob, ToolSpec, stable_digest
 
 DEFAULT_LINT = [["tflint", "--init"], ["tflint"]]
 
@@ -138,7 +138,7 @@ class TerraformStage(Stage):
     def _repairs(self, job: StageJob, binary: str) -> list[str]:
         """-replace for the `replace` resources of hosts whose VM vanished: a provider that cannot see a VM
         disappear (like the lab's null_resource) would otherwise keep it in its state for ever."""
-        missing = [name.split(" (")[0] for name in self.missing_vms() or []]
+        missing = [name.split(" (")[0] for name in self.missing_vms(max_age=5) or []]
         if not missing or not self.options["replace"]:
             return []
         instances = [a for a in self.state_addresses(job, binary)
@@ -193,13 +193,25 @@ class TerraformStage(Stage):
             digest.update(Path(self.options["cli_config"]).read_bytes())
         return digest.hexdigest()
 
-    def lint(self, job: StageJob) -> None:
-        for command in self._lint_commands():
+    def lint(self, job: StageJob, cache: bool = True) -> None:
+        """The lint gate. Inputs that already passed it (same files, commands and programs) are not linted
+        again: the gate's verdict cannot have changed."""
+        commands = self._lint_commands()
+        programs = []
+        for command in commands:
             program = tools.which(command[0], self.pipeline.root)
             if program is None:
                 raise ToolError(f"lint gate: {command[0]} not found; install it or change the gate in "
                                 f"{self.config.where}.lint")
+            programs.append(program)
+        marker = self.data_dir.parent / "lint.digest"
+        digest = stable_digest([self.input_digests(), commands, programs])
+        if cache and marker.is_file() and marker.read_text() == digest:
+            job.notes["lint"] = "passed before for these inputs"
+            return
+        for program, command in zip(programs, commands, strict=True):
             self._step(job, [program, *command[1:]], f"lint gate: {' '.join(command)}", retryable=False)
+        atomic_write(marker, digest, durable=False)
 
     def write_vars(self, template_id: int | None) -> None:
         values = self.expand(dict(self.options["vars"] or {}))

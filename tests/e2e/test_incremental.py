@@ -20,8 +20,8 @@ def test_first_deploy_built_provisioned_and_configured(deployed):
     assert host["template_id"] == template_id and host["ansible_host"].startswith("127.")
     recap = json.loads(deployed.handoff("configure.json"))["recap"]
     assert recap["jump-01"]["failed"] == 0 and recap["jump-01"]["unreachable"] == 0
-    motd = (deployed.state / "vms" / "201" / "root" / "etc" / "motd").read_text()
-    assert f"template {template_id}" in motd
+    config = (deployed.state / "vms" / "201" / "root" / "etc" / "automation.conf").read_text()
+    assert f"template = {template_id}" in config
     packer_builds = [c for c in deployed.tool_calls() if c.startswith("packer build")]
     assert len(packer_builds) == 1, "packer build must run exactly once per build"
 
@@ -52,8 +52,8 @@ def test_b_editing_a_role_file_reruns_configure_only(deployed):
     result = deployed.ok("deploy")
     assert stages_run(result) == ["configure"]
     assert not [c for c in deployed.tool_calls() if c.split()[0] in ("packer", "terraform")]
-    packages = (deployed.state / "vms" / "201" / "root" / "etc" / "automation" / "packages.txt").read_text()
-    assert "jq" in packages
+    config = (deployed.state / "vms" / "201" / "root" / "etc" / "automation.conf").read_text()
+    assert "\njq\n" in config
 
 
 def test_c_editing_tf_reruns_provision_and_configure_only_if_inventory_changed(deployed):

@@ -51,8 +51,8 @@ def test_a_third_party_stage_kind_between_two_built_in_stages(lab_project, plugi
     assert "[command-stage] enrich handed off 1 host (jump-01) in" in result.stdout
     enriched = json.loads(project.handoff("enriched_inventory.json"))
     assert enriched["all"]["children"]["jump_hosts"]["vars"]["automation_user"] == "from-plugin"
-    users = (project.state / "vms" / "201" / "root" / "etc" / "automation" / "users").read_text()
-    assert "from-plugin" in users  # configure read the plugin's handoff
+    config = (project.state / "vms" / "201" / "root" / "etc" / "automation.conf").read_text()
+    assert "login = from-plugin" in config  # configure read the plugin's handoff
     assert json.loads(project.handoff("configure.json"))["inventory"].endswith("enriched_inventory.json")
 
     # it is a stage like the others: editing its command reruns it, and configure only if its output changed

@@ -93,7 +93,7 @@ def test_build_rollback_to_a_template_gone_from_the_node(two_builds):
 
 def test_provision_rollback_replace_recreates_the_vm(two_builds):
     project = two_builds
-    marker = project.state / "vms" / "201" / "root" / "etc" / "motd"
+    marker = project.state / "vms" / "201" / "root" / "etc" / "automation.conf"
     assert marker.exists()
     result = project.ok("rollback", "--stage", "provision", "--mode", "replace")
     assert stages_run(result) == ["configure"]
@@ -127,11 +127,11 @@ def test_configure_rollback_runs_the_playbook_of_a_git_ref(two_builds):
                  "automation_user: operator")
     git_commit_all(project, "second")
     project.ok("deploy")
-    users = project.state / "vms" / "201" / "root" / "etc" / "automation" / "users"
-    assert "operator" in users.read_text()
+    config = project.state / "vms" / "201" / "root" / "etc" / "automation.conf"
+    assert "login = operator" in config.read_text()
     result = project.ok("rollback", "--stage", "configure", "--to", "HEAD~1")
     assert "as of HEAD~1" in result.stdout
-    assert users.read_text().splitlines()[-1] == "automation" or "automation\n" in users.read_text()
+    assert "login = automation\n" in config.read_text()
     entry = [e for e in project.history() if e.get("action") == "rollback"][-1]
     assert entry["stage"] == "configure" and entry["git_ref"] == "HEAD~1"
     validate = project.doit("validate", "--check", "configure-current")

@@ -89,13 +89,19 @@ def _state(root):
 
 @pytest.fixture
 def handoffs(tmp_path):
-    """A project with handoffs from an earlier run."""
+    """A project with handoffs from an earlier run (its lab, if a command started one, is stopped after)."""
+    yield from _handoffs(tmp_path)
+    doit(tmp_path, "lab-stop")
+
+
+def _handoffs(tmp_path):
     shutil.copytree(REPO / "lab", tmp_path / "lab", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     shutil.copy(REPO / "dodo.py", tmp_path / "dodo.py")
     config = yaml.safe_load((REPO / "pipeline.yaml").read_text())
     del config["environments"]["production"]
     address = f"{next_block()}.1"  # never the user's own lab
     config["environments"]["lab"]["lab"]["address"] = address
+    config["environments"]["lab"]["lab"]["idle_minutes"] = 5
     config["environments"]["lab"]["proxmox"]["url"] = f"https://{address}:8006"
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     state = tmp_path / ".pipeline" / "lab"
@@ -103,7 +109,7 @@ def handoffs(tmp_path):
     (state / "template_id.txt").write_text("9100\n")
     (state / "ansible_inventory.json").write_text(json.dumps(
         {"all": {"hosts": {"jump-01": {"ansible_host": "127.0.10.11"}}}}))
-    return tmp_path, config
+    yield tmp_path, config
 
 
 def doit(root, *args):
