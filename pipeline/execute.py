@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from doit.exceptions import TaskFailed
 
-from stages.base import stable_digest
-
 from . import handoff
 from .console import console, seconds
 from .doitstate import forget
@@ -71,7 +69,7 @@ def run_stage(pipeline: Pipeline, stage_name: str, task) -> dict | TaskFailed:
         # Until it succeeds, the stage counts as not run: if this process is killed half-way, the next
         # deploy runs it again rather than trusting what the tool may have half changed.
         forget([stage])
-        entry.update(inputs=stage.inputs_digest(), config=stable_digest(stage.fingerprint()))
+        entry.update(inputs=stage.inputs_digest(), config=stage.config_digest())
         value = stage.run(upstream, job)
         changed = handoff.write(stage.produces, stage.handoff_path, value)
         summary = stage.produces.summary(value)

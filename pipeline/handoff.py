@@ -8,13 +8,12 @@ replaces it in one rename.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import inventory
 from .errors import HandoffError
-from .fsutil import atomic_write
+from .fsutil import atomic_write, display
 
 VMID_MIN, VMID_MAX = 100, 999_999_999
 
@@ -146,13 +145,13 @@ def read(kind: HandoffKind, path: Path) -> Any:
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
-        raise HandoffError(f"{_shown(path)}: missing") from None
+        raise HandoffError(f"{display(path)}: missing") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise HandoffError(f"{_shown(path)}: cannot read: {exc}") from None
+        raise HandoffError(f"{display(path)}: cannot read: {exc}") from None
     try:
         return kind.parse(text)
     except ValueError as exc:
-        raise HandoffError(f"{_shown(path)}: {exc}") from None
+        raise HandoffError(f"{display(path)}: {exc}") from None
 
 
 def write(kind: HandoffKind, path: Path, value: Any) -> bool:
@@ -161,7 +160,7 @@ def write(kind: HandoffKind, path: Path, value: Any) -> bool:
     try:
         kind.parse(text)
     except ValueError as exc:
-        raise HandoffError(f"{_shown(path)}: refusing to write an invalid handoff: {exc}") from None
+        raise HandoffError(f"{display(path)}: refusing to write an invalid handoff: {exc}") from None
     path = Path(path)
     try:
         if path.read_text() == text:
@@ -171,10 +170,3 @@ def write(kind: HandoffKind, path: Path, value: Any) -> bool:
     atomic_write(path, text)
     return True
 
-
-def _shown(path: Path) -> str:
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return rel if not rel.startswith("../..") else str(path)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import ConfigError
+from .fsutil import display
 from .secrets import Secret, expand
 
 # Kinds of value a Field accepts.
@@ -197,11 +198,8 @@ def _path(value, spec, where, ctx):
 
 
 def _shown(base: Path) -> str:
-    try:
-        rel = os.path.relpath(base)
-    except ValueError:
-        return str(base)
-    return "the project" if rel == "." else rel
+    shown = display(base)
+    return "the project" if shown == "." else shown
 
 
 def _secret(value, spec, where, ctx):

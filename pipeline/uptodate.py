@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stages.base import stable_digest
-
 from .errors import PipelineError
 from .fsutil import sha256_file
 
@@ -61,7 +59,7 @@ class StageState:
     def current(self, options: dict[str, Any] | None) -> dict[str, str]:
         stage = self.pipeline.stage(self.stage_name)
         override = upstream_override(self.pipeline, stage, options)
-        return {"config": stable_digest(stage.fingerprint()),
+        return {"config": stage.config_digest(),
                 "upstream": upstream_digest(self.pipeline, stage, override)}
 
     def __call__(self, task, values):

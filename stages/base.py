@@ -136,6 +136,10 @@ class Stage:
         return portable({"kind": self.kind, "options": self.options, "env": self.config.env,
                          "handoff": self.config.handoff}, self.pipeline.root)
 
+    def config_digest(self) -> str:
+        """sha256 of fingerprint(): what is stored and compared, so no secret is ever stored."""
+        return stable_digest(self.fingerprint())
+
     def remote_check(self) -> tuple[bool | None, str]:
         """(up to date?, reason) from the remote side, e.g. 'the template still exists'. None: no opinion."""
         return None, ""

@@ -170,7 +170,7 @@ class PackerStage(Stage):
         for _target, kind, data in parse_machine_readable([line]):
             if kind == "ui" and data and data[0] in ("say", "error") and len(data) > 1:
                 text = data[1].strip()
-                if text.startswith("==>") or data[0] == "error":
+                if (text.startswith("==>") and ":" in text) or data[0] == "error":  # a builder's steps
                     console.step(text.lstrip("=> ").strip())
 
     def _allocate(self) -> int | None:
@@ -223,14 +223,13 @@ class PackerStage(Stage):
 
         This makes the build idempotent: `doit -a deploy` on unchanged inputs changes nothing.
         """
-        from .base import stable_digest
 
         current = self._previous()
         if current is None:
             return None
         build = next((e for e in self.pipeline.history.builds() if int(e["template_id"]) == current), None)
         if (build is None or build.get("inputs") != self.inputs_digest()
-                or build.get("config") != stable_digest(self.fingerprint())):
+                or build.get("config") != self.config_digest()):
             return None
         proxmox = self.pipeline.proxmox
         return current if proxmox is None or proxmox.template_problem(current) is None else None

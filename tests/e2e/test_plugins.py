@@ -2,6 +2,7 @@
 stage kind that runs between two built-in stages; the run log and the webhook work in a lab deploy."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,9 +19,10 @@ pytestmark = pytest.mark.e2e
 def plugin_site(tmp_path_factory):
     """The example plugin, pip-installed into a scratch directory that goes on PYTHONPATH."""
     site = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("source") / "proxpipe-command-stage"
+    shutil.copytree(REPO / "examples" / "plugins" / "proxpipe-command-stage", source)  # the build writes there
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                             "--target", str(site), str(REPO / "examples" / "plugins" / "proxpipe-command-stage")],
-                            capture_output=True, text=True)
+                             "--target", str(site), str(source)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert list(site.glob("proxpipe_command_stage-*.dist-info/entry_points.txt"))
     return site

@@ -184,3 +184,13 @@ def _seed_foreign_template(project, vmid: int) -> int:
     pve.task("clone", lambda: pve.api.nodes("pve1").qemu(9000).clone.post(newid=vmid, name="made-by-hand"))
     pve.task("template", lambda: pve.api.nodes("pve1").qemu(vmid).template.post())
     return vmid
+
+
+def test_a_range_with_no_free_id_is_a_clear_error(lab_project):
+    project = lab_project(extra={"environments": {"lab": {"stages": {"build": {"template_id_range": [9100, 9100]}}}}})
+    project.ok("build")
+    result = project.doit("build", "--rebuild")
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert ("template_id_range: no free VMID in [9100, 9100]: all 1 are in use on the cluster; widen the range, "
+            "lower keep_templates, or delete templates the pipeline no longer needs") in result.stdout
+    assert project.handoff("template_id.txt") == "9100\n"

@@ -21,6 +21,19 @@ def echo_secrets(project):
                  'command = "echo api token $PROXMOX_VE_API_TOKEN; pipeline-lab vm-create')
 
 
+def run_all(project, env, commands):
+    """Each command, then a failing deploy; returns everything they printed."""
+    outputs = []
+    for command in commands:
+        result = project.doit(command, env=env)
+        outputs += [result.stdout, result.stderr]
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+    project.edit("lab/ansible/site.yml", "hosts: jump_hosts", "hosts: jump_hosts\n  tasks: [{fail: {msg: x}}]")
+    failing = project.doit("deploy", env=env)
+    assert failing.returncode == 1
+    return outputs + [failing.stdout, failing.stderr]
+
+
 def search(project, outputs, values):
     hits = []
     for folder in (project.state, project.root / "docs", project.root / "lab" / "terraform"):
@@ -36,17 +49,9 @@ def test_token_and_webhook_url_never_appear(lab_project):
     server = Endpoint("accept")
     project = lab_project(extra={"plugins": {"webhook": {"url": "${HOOK_URL}"}}})
     echo_secrets(project)
-    env = {"LAB_PVE_TOKEN_SECRET": TOKEN, "HOOK_URL": server.url}
-    outputs = []
     try:
-        for args in (["deploy"], ["validate"], ["docs"], ["status"], ["history"], ["report"], ["doctor"]):
-            result = project.doit(*args, env=env)
-            outputs += [result.stdout, result.stderr]
-            assert result.returncode == 0, (args, result.stdout, result.stderr)
-        project.edit("lab/ansible/site.yml", "hosts: jump_hosts", "hosts: jump_hosts\n  tasks: [{fail: {msg: x}}]")
-        failing = project.doit("deploy", env=env)
-        outputs += [failing.stdout, failing.stderr]
-        assert failing.returncode == 1
+        outputs = run_all(project, {"LAB_PVE_TOKEN_SECRET": TOKEN, "HOOK_URL": server.url},
+                          ["deploy", "validate", "docs", "status", "history", "report", "doctor"])
     finally:
         server.close()
     assert len(server.bodies) == 2  # the successful deploy and the failed one were both posted
@@ -62,16 +67,7 @@ def test_a_password_never_appears(lab_project):
         project.env["proxmox"].pop(key)
     project.write_config()
     project.edit("lab/packer/lab-golden.pkr.hcl", 'inline = [', 'inline = [\n      "echo password $PROXMOX_PASSWORD",')
-    env = {"LAB_PVE_PASSWORD": PASSWORD}
-    outputs = []
-    for args in (["deploy"], ["validate"], ["docs"], ["doctor"]):
-        result = project.doit(*args, env=env)
-        outputs += [result.stdout, result.stderr]
-        assert result.returncode == 0, (args, result.stdout, result.stderr)
-    project.edit("lab/ansible/site.yml", "hosts: jump_hosts", "hosts: jump_hosts\n  tasks: [{fail: {msg: x}}]")
-    failing = project.doit("deploy", env=env)
-    outputs += [failing.stdout, failing.stderr]
-    assert failing.returncode == 1
+    outputs = run_all(project, {"LAB_PVE_PASSWORD": PASSWORD}, ["deploy", "validate", "docs", "doctor"])
     logs = "".join(p.read_text() for p in project.state.glob("logs/*/*.log"))
     assert "password ***" in logs
     assert search(project, outputs, [PASSWORD]) == []
