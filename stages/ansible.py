@@ -102,8 +102,8 @@ class AnsibleStage(Stage):
         """Where SSH keeps its reusable connections. A socket path must stay under about 100 bytes, which a
         deep checkout exceeds, so the sockets live in a short per-user, per-environment temp directory."""
         digest = hashlib.sha256(str(self.pipeline.state_dir.absolute()).encode()).hexdigest()[:10]
-        folder = Path(tempfile.gettempdir()) / f"pxp-{os.getuid()}-{digest}"
-        folder.mkdir(mode=0o700, exist_ok=True)
+        folder = Path(tempfile.gettempdir()) / f"proxpipe-ssh-{os.getuid()}" / digest
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         return folder
 
     def tool_env(self, hosts: int) -> dict[str, str]:
