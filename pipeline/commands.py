@@ -37,8 +37,8 @@ def lock(pipeline: Pipeline) -> None:
     atexit.register(lock_mod.release, pipeline.state_dir)
 
 
-def _param(name: str, long: str, kind, default, help_text: str, **extra) -> dict:
-    return {"name": name, "long": long, "type": kind, "default": default, "help": help_text, **extra}
+def _param(name: str, long: str, kind, default, help_text: str) -> dict:
+    return {"name": name, "long": long, "type": kind, "default": default, "help": help_text}
 
 
 def command_tasks(pipeline: Pipeline) -> Iterator[dict]:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from doit.exceptions import TaskFailed
 
+from stages.base import StageJob
+
 from . import handoff
 from .console import console, seconds
 from .doitstate import forget
@@ -54,8 +56,6 @@ def run_stage(pipeline: Pipeline, stage_name: str, task) -> dict | TaskFailed:
     started = time.monotonic()
     console.info(console.paint(f"▶ {stage.name}", "bold") + console.paint(
         f"  {stage.kind} · {_rel(stage.dir, pipeline.root)}", "dim"))
-    from stages.base import StageJob
-
     job = None
     entry = {"run": run.id, "stage": stage.name, "kind": stage.kind, "action": stage.ACTION,
              "git": pipeline.git_commit()}
@@ -77,6 +77,10 @@ def run_stage(pipeline: Pipeline, stage_name: str, task) -> dict | TaskFailed:
             pipeline.plugins.handoff_written(run, info, stage.handoff_path, summary)
     except PipelineError as exc:
         return _failed(pipeline, stage, info, entry, started, exc, job.tool_versions if job else {})
+    return _succeeded(pipeline, stage, info, entry, started, job, value, summary, changed)
+
+
+def _succeeded(pipeline, stage, info, entry, started, job, value, summary: str, changed: bool) -> dict | TaskFailed:
     duration = time.monotonic() - started
     pipeline.history.append({**entry, **job.notes, "outcome": "ok", "handoff": summary,
                              "duration": round(duration, 2)})
@@ -89,7 +93,7 @@ def run_stage(pipeline: Pipeline, stage_name: str, task) -> dict | TaskFailed:
     unchanged = "" if changed else " (unchanged)"
     console.info(console.paint(f"  ✓ {stage.name}", "green") + f" {seconds(duration)}  {summary}{unchanged}")
     try:
-        pipeline.plugins.stage_finished(run, info, duration, summary, dict(job.tool_versions))
+        pipeline.plugins.stage_finished(job.run, info, duration, summary, dict(job.tool_versions))
     except PipelineError as exc:  # a plugin whose on_error is fail
         console.error(str(exc))
         return TaskFailed(str(exc))
@@ -110,7 +114,10 @@ def _failed(pipeline, stage, info, entry, started, exc: PipelineError, tool_vers
     pipeline.history.append({**entry, "outcome": "failed", "message": message, "duration": round(duration, 2)})
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "failed", duration, None, message,
                                           dict(tool_versions)))
-    pipeline.plugins.stage_failed(pipeline.run, info, duration, message)
+    try:
+        pipeline.plugins.stage_failed(pipeline.run, info, duration, message)
+    except PipelineError as hook:  # a plugin whose on_error is fail: the stage failed anyway
+        console.error(str(hook))
     console.out(console.paint(f"  ✗ {stage.name} failed after {seconds(duration)}: ", "red") + message)
     if isinstance(exc, ToolError):
         for line in exc.tail[-12:]:
