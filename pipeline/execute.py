@@ -51,7 +51,11 @@ def read_upstream(pipeline: Pipeline, stage: Stage, override: str | None) -> tup
 def run_stage(pipeline: Pipeline, stage_name: str, task) -> dict | TaskFailed:
     """The doit action of a stage task."""
     stage = pipeline.stage(stage_name)
-    run = pipeline.start_run(pipeline.command)
+    try:
+        run = pipeline.start_run(pipeline.command)
+    except PipelineError as exc:  # a plugin whose on_error is fail, at run_started
+        console.error(str(exc))
+        return TaskFailed(str(exc))
     info = pipeline.info(stage)
     started = time.monotonic()
     console.info(console.paint(f"▶ {stage.name}", "bold") + console.paint(

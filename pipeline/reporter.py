@@ -12,6 +12,7 @@ import time
 from doit.exceptions import TaskFailed
 
 from .console import console, seconds
+from .errors import PipelineError
 from .events import StageOutcome
 
 
@@ -75,10 +76,13 @@ class PipelineReporter:
         if stage is None:
             return
         pipeline = self.pipeline
-        run = pipeline.start_run(pipeline.command)
         reason = stage.remote_reason or "nothing it depends on changed"
         pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "skipped", message=reason))
-        pipeline.plugins.stage_skipped(run, pipeline.info(stage), reason)
+        try:
+            pipeline.plugins.stage_skipped(pipeline.start_run(pipeline.command), pipeline.info(stage), reason)
+        except PipelineError as exc:  # a plugin whose on_error is fail
+            self.failures.append((stage.name, str(exc)))
+            console.error(str(exc))
         console.info(console.paint(f"· {stage.name}", "dim") + console.paint(f"  up to date ({reason})", "dim"))
 
     def skip_ignore(self, task):
