@@ -102,11 +102,12 @@ def _tool_envs(project: LabProject) -> tuple[dict, dict, Path, Path]:
     """The exact environment the pipeline gives terraform and ansible-playbook, for the bare tools."""
     os.environ.pop("PROXPIPE_PLUGINS", None)
     from pipeline.context import Pipeline
+    from pipeline.tools import tool_path_env
 
     pipeline = Pipeline.load(project.root / "pipeline.yaml", "lab")
     provision, configure = pipeline.stage("provision"), pipeline.stage("configure")
-    tf_env = {**project.environ(), **pipeline.proxmox_tool_env(), **provision.tool_env()}
-    ansible_env = {**project.environ(), **configure.tool_env(1)}
+    tf_env = tool_path_env({**project.environ(), **pipeline.proxmox_tool_env(), **provision.tool_env()})
+    ansible_env = tool_path_env({**project.environ(), **configure.tool_env(1)})
     return tf_env, ansible_env, provision.vars_file, provision.dir
 
 

@@ -237,7 +237,11 @@ def version(path: str, args: Sequence[str], pattern: str, cache_file: Path) -> s
     if key in cache:
         return cache[key]
     try:
-        done = subprocess.run([path, *args], capture_output=True, text=True, timeout=30, env=tool_path_env())
+        # A scratch HOME: `ansible-playbook --version` alone would create ~/.ansible.
+        home = cache_file.parent / "tool-home"
+        home.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([path, *args], capture_output=True, text=True, timeout=30,
+                              env=tool_path_env({**os.environ, "HOME": str(home)}))
         out = done.stdout + done.stderr  # ssh -V answers on stderr
     except (OSError, subprocess.SubprocessError):
         return "unknown"
