@@ -144,7 +144,7 @@ class LabPve(FakePve):
                 print("idle: stopping", flush=True)
                 self.stopping.set()
             try:
-                await asyncio.wait_for(self.stopping.wait(), 0.1)
+                await asyncio.wait_for(self.stopping.wait(), self.tick)
             except TimeoutError:
                 pass
 

@@ -180,7 +180,7 @@ class TerraformStage(Stage):
             return
         self._step(job, [binary, "init", "-input=false", "-no-color", *(self.options["init_args"] or [])],
                    f"{self.binary_name} init")
-        atomic_write(marker, digest)
+        atomic_write(marker, self._init_digest(binary))  # init may have written the lock file
 
     def _init_digest(self, binary: str) -> str:
         """What init depends on: the configuration's modules, providers and backend, the lock file,
