@@ -11,9 +11,11 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import yaml
@@ -148,7 +150,17 @@ class LabProject:
         path.write_text(path.read_text() + textwrap.dedent(text))
 
     def stop(self) -> None:
-        self.doit("lab-stop", timeout=60)
+        """Stop the project's lab, even when its pipeline.yaml no longer loads."""
+        if self.doit("lab-stop", timeout=60).returncode == 0:
+            return
+        pid_file = self.state / "fake-pve" / "server.pid"
+        if pid_file.exists():
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(300):
+                if not Path(f"/proc/{pid}").exists():
+                    break
+                time.sleep(0.05)
 
 
 def _merge(base: dict, extra: dict) -> None:
