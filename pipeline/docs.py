@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import handoff, templates
+from . import handoff, template_lifecycle
 from .console import console
 from .fsutil import atomic_write, sha256_file
 
@@ -86,7 +86,7 @@ def _rel(pipeline: Pipeline, path: Path) -> str:
 def build_context(pipeline: Pipeline, use_history: bool) -> dict[str, Any]:
     env = pipeline.env
     stages = [_stage_facts(pipeline, stage) for stage in pipeline.stages]
-    builds = templates.built_templates(pipeline) if use_history else []
+    builds = template_lifecycle.built_templates(pipeline) if use_history else []
     build_stage = pipeline.producer("template_id")
     template_ids = [int(b["template_id"]) for b in builds]
     if not template_ids and build_stage is not None and build_stage.options.get("template_id_range"):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from doit.exceptions import TaskFailed
 
-from . import handoff, templates
+from . import handoff, template_lifecycle
 from .console import console
 from .doitstate import forget, mark_up_to_date
 from .errors import PipelineError
@@ -60,8 +60,8 @@ def rollback(pipeline: Pipeline, stage: str, to: str, mode: str):
 
 def choose_template(pipeline: Pipeline, stage: Stage, to: str) -> tuple[int, int | None]:
     """(the template to roll back to, the current one); PipelineError when there is none."""
-    current = templates.current_template(pipeline, stage)
-    builds = [int(e["template_id"]) for e in templates.built_templates(pipeline)]
+    current = template_lifecycle.current_template(pipeline, stage)
+    builds = [int(e["template_id"]) for e in template_lifecycle.built_templates(pipeline)]
     proxmox = pipeline.require_proxmox("check which templates still exist")
     existing = {int(vm["vmid"]) for vm in proxmox.vms() if int(vm.get("template", 0))}
     if to:

@@ -161,9 +161,9 @@ class PackerStage(Stage):
         return template_id
 
     def after_handoff(self, value: int, job: StageJob) -> None:
-        from pipeline import templates
+        from pipeline import template_lifecycle
 
-        templates.apply_retention(self.pipeline, self, keep=self.options["keep_templates"])
+        template_lifecycle.apply_retention(self.pipeline, self, keep=self.options["keep_templates"])
 
     def _progress(self, line: str, lines: list[str]) -> None:
         lines.append(line)
