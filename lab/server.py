@@ -148,6 +148,12 @@ class LabPve(FakePve):
             except TimeoutError:
                 pass
 
+    def flaky_network(self, *args, **kwargs):
+        """fakepve's switch, reseeded now (it seeds only at start), so a test's seed repeats its drops."""
+        super().flaky_network(*args, **kwargs)
+        if self.network.get("seed") is not None:
+            self._random.seed(self.network["seed"])
+
     async def _do_start(self, vm, user, p):
         vm.start_secs = max(vm.start_secs, self.start_secs)
         return await super()._do_start(vm, user, p)
