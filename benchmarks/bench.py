@@ -42,9 +42,10 @@ def run(argv, cwd, env, check=True):
     return done
 
 
-def side_by_side(variants: dict[str, Callable[[], None]], reps: int, prepare: Callable[[], None] | None = None,
+def side_by_side(variants: dict[str, Callable[[], None]], reps: int, prepare: Callable[[str], None] | None = None,
                  reps_of: dict[str, int] | None = None) -> dict[str, list[float]]:
-    """Time each variant `reps` times, alternating, the order rotating every repetition."""
+    """Time each variant `reps` times, alternating, the order rotating every repetition; prepare(name), untimed,
+    runs before each."""
     names = list(variants)
     samples: dict[str, list[float]] = {name: [] for name in names}
     for rep in range(reps):
@@ -53,7 +54,7 @@ def side_by_side(variants: dict[str, Callable[[], None]], reps: int, prepare: Ca
             if len(samples[name]) >= (reps_of or {}).get(name, reps):
                 continue
             if prepare:
-                prepare()
+                prepare(name)
             started = time.perf_counter()
             variants[name]()
             samples[name].append(time.perf_counter() - started)
@@ -126,7 +127,7 @@ def bench_stages(project: LabProject, reps: int, seed_reps: int, report: Report)
     playbook = shutil.which("ansible-playbook", path=ansible_env["PATH"])
     plan_file = project.root / "bare.tfplan"
 
-    def destroy():
+    def destroy(_variant):
         run([terraform, "destroy", "-input=false", "-no-color", "-auto-approve", f"-var-file={vars_file}"],
             tf_dir, tf_env)
 
@@ -173,21 +174,10 @@ def bench_scaling(projects: dict[int, LabProject], reps: int, report: Report) ->
     for project in projects.values():
         project.ok("deploy")
 
-    def variant(project):
-        def go():
-            project.ok("provision", "configure")
-        return go
-
-    samples: dict[str, list[float]] = {}
-    variants = {f"{n} VM{'s' if n > 1 else ''}": variant(p) for n, p in projects.items()}
-    destroyers = {f"{n} VM{'s' if n > 1 else ''}": p for n, p in projects.items()}
-    names = list(variants)
-    for rep in range(reps):
-        for name in names[rep % len(names):] + names[:rep % len(names)]:
-            destroyers[name].ok("destroy")
-            started = time.perf_counter()
-            variants[name]()
-            samples.setdefault(name, []).append(time.perf_counter() - started)
+    by_name = {f"{n} VM{'s' if n > 1 else ''}": p for n, p in projects.items()}
+    samples = side_by_side({name: (lambda p=p: p.ok("provision", "configure")) for name, p in by_name.items()},
+                           reps, prepare=lambda name: by_name[name].ok("destroy"))
+    names = list(by_name)
     one = stats(samples[names[0]])[0]
     for name in names:
         print(row(name, samples[name]) + f"   {stats(samples[name])[0] / one:.2f}x one VM")
@@ -196,7 +186,7 @@ def bench_scaling(projects: dict[int, LabProject], reps: int, report: Report) ->
 
 
 MEASURE = """
-import resource, sys, os
+import sys
 from doit.doit_cmd import DoitMain
 sys.argv = ["doit", *sys.argv[1:]]
 code = DoitMain().run(sys.argv[1:])

@@ -72,7 +72,7 @@ def _start(env: Environment) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             break
-        if server_pid(env) is not None and _probe(env) == "ok":
+        if server_pid(env) is not None and _accepts(env):
             return
         time.sleep(0.05)
     tail = (folder / "server.log").read_text().strip().splitlines()[-1:] or ["no output"]
@@ -122,9 +122,9 @@ def _context(env: Environment):
     return ssl.create_default_context(cafile=str(ca_file(env)))
 
 
-def _probe(env: Environment, tries: int = 3) -> str:
-    """"ok" when the API answers with the environment's credentials, "unauthorized" when it refuses them,
-    "unreachable" when it does not answer (after a few tries: the lab may be injecting faults)."""
+def _accepts(env: Environment, tries: int = 3) -> bool:
+    """True when the API answers with the environment's credentials. A refusal is final; no answer is tried
+    again a few times (the lab may be injecting faults)."""
     import ssl
     import urllib.error
     import urllib.parse
@@ -141,14 +141,14 @@ def _probe(env: Environment, tries: int = 3) -> str:
     for attempt in range(tries):
         try:
             with urllib.request.urlopen(request, timeout=3, context=_context(env)) as answer:
-                return "ok" if answer.status == 200 else "unreachable"
+                return answer.status == 200
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
-                return "unauthorized"
+                return False
         except (OSError, ssl.SSLError):
             pass
         time.sleep(0.1 * (attempt + 1))
-    return "unreachable"
+    return False
 
 
 def admin(env: Environment, path: str, body: dict | None = None) -> object:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import handoff, inventory, secrets
 from .console import console, table
 from .errors import CheckFailed, PipelineError
-from .fsutil import atomic_write
+from .fsutil import atomic_write, display
 
 if TYPE_CHECKING:
     from stages.base import Stage
@@ -96,11 +96,11 @@ class CheckContext:
             raise Skip(f"no Proxmox API configured for environment {self.env.name}")
         return self.proxmox
 
-    def runner(self, check_id: str, stage: Stage):
-        from .tools import ToolRunner
+    def job(self, check_id: str, stage: Stage):
+        """A StageJob for running the stage's tool steps from a check, logged to <check id>.log."""
+        from .execute import stage_job
 
-        return ToolRunner(self.log_dir / f"{check_id}.log", stage.dir, stage.config.env, stage.config.timeout,
-                          stage.config.retry, stage.config.where)
+        return stage_job(self.pipeline, stage, check_id, log_dir=self.log_dir)
 
 
 def select(pipeline: Pipeline, wanted: list[str]) -> list[Check]:
@@ -110,9 +110,13 @@ def select(pipeline: Pipeline, wanted: list[str]) -> list[Check]:
     if unknown:
         raise PipelineError(f"--check {unknown[0]}: no such check (checks: {', '.join(sorted(known))})")
     skipped = set(pipeline.env.validate.skip) - set(wanted)
-    chosen = [c for c in checks if (not wanted or c.id in wanted) and c.id not in skipped]
+    return in_stage_order([c for c in checks if (not wanted or c.id in wanted) and c.id not in skipped])
+
+
+def in_stage_order(checks: list[Check]) -> list[Check]:
+    """Checks of the build first, then provision, then configure, then any other."""
     order = list(ROLES)
-    return sorted(chosen, key=lambda c: order.index(c.stage) if c.stage in order else len(order))
+    return sorted(checks, key=lambda c: order.index(c.stage) if c.stage in order else len(order))
 
 
 def run_checks(pipeline: Pipeline, checks: list[Check], log_dir: Path) -> list[Result]:
@@ -203,14 +207,8 @@ def validate(pipeline: Pipeline, check: list[str], list_checks: bool) -> None:
     data = report(pipeline, results, started)
     counts = data["counts"]
     summary = (f"{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[SKIPPED]} skipped in "
-               f"{data['duration']:.1f}s; reports: {_rel(pipeline, 'validate.json')}, {_rel(pipeline, 'validate.xml')}")
+               f"{data['duration']:.1f}s; reports: {display(pipeline.state_dir / 'validate.json')}, "
+               f"{display(pipeline.state_dir / 'validate.xml')}")
     if counts[FAILED]:
         raise CheckFailed(f"validation failed: {summary}")
     console.out(f"validation passed: {summary}")
-
-
-def _rel(pipeline: Pipeline, name: str) -> str:
-    import os
-
-    return os.path.relpath(pipeline.state_dir / name)
-

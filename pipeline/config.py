@@ -182,7 +182,7 @@ class Environment(NamedTuple):
     lab: LabConfig | None
     stages: tuple[StageConfig, ...]
     validate: ValidateConfig
-    raw: dict = {}  # the environment as read, for the docs
+    raw: Any = None  # the environment as written, ${VAR} references unresolved (for the docs)
 
     def stage(self, name: str) -> StageConfig:
         for stage in self.stages:
@@ -198,6 +198,7 @@ class PipelineConfig(NamedTuple):
     default_environment: str | None
     environments: dict[str, Environment]
     plugins: Any  # plugins.manager.Plugins
+    raw_plugins: Any = None  # the plugins section as written
 
     def environment(self, name: str | None = None) -> Environment:
         """The environment by name, else PIPELINE_ENV, else default_environment, else the only one."""
@@ -228,7 +229,7 @@ def load(path: Path | str = DEFAULT_FILE, environ: dict[str, str] | None = None)
     default = top["default_environment"]
     if default is not None and default not in envs:
         raise ctx.error("default_environment", f"{default!r} is not an environment (known: {', '.join(envs)})")
-    return PipelineConfig(path, path.parent, default, envs, plugins)
+    return PipelineConfig(path, path.parent, default, envs, plugins, top["plugins"])
 
 
 def _read_yaml(path: Path) -> Any:
@@ -290,7 +291,7 @@ def _environment(name: str, data: Any, ctx: schema.Context, kinds: dict[str, typ
     validate = env["validate"]
     return Environment(name, ctx.base, ctx.file, Path(state_dir), env["description"] or "", proxmox, lab,
                        stages, ValidateConfig(validate["group"], validate["ssh_timeout"],
-                                              tuple(validate["skip"] or ())), env)
+                                              tuple(validate["skip"] or ())), data)
 
 
 def _stages(data: dict, where: str, ctx: schema.Context, kinds: dict[str, type]) -> tuple[StageConfig, ...]:

@@ -56,9 +56,17 @@ class Pipeline:
         self.env.stage(name)  # raises the ConfigError that lists the stages
         raise AssertionError(name)
 
+    def _index(self, stage: Stage) -> int:
+        # By name: rollback runs a stand-in for a stage (its playbook as of a git ref) in the stage's place.
+        return [s.name for s in self.stages].index(stage.name)
+
     def upstream(self, stage: Stage) -> Stage | None:
-        index = self.stages.index(stage)
+        index = self._index(stage)
         return self.stages[index - 1] if index and stage.consumes is not None else None
+
+    def downstream(self, stage: Stage, inclusive: bool = False) -> list[Stage]:
+        """The stages after `stage` in order (with `stage` itself first when inclusive)."""
+        return self.stages[self._index(stage) + (0 if inclusive else 1):]
 
     def producer(self, kind_name: str) -> Stage | None:
         """The first stage that hands off this kind (template_id, inventory, configure)."""
@@ -67,6 +75,13 @@ class Pipeline:
     def last_producer(self, kind_name: str) -> Stage | None:
         """The last stage that hands off this kind: the one whose handoff the next kind reads."""
         return next((s for s in reversed(self.stages) if s.produces.name == kind_name), None)
+
+    def relative(self, path: Path | str) -> str:
+        """path as messages and docs show it: relative to the project."""
+        try:
+            return os.path.relpath(path, self.root)
+        except ValueError:
+            return str(path)
 
     def info(self, stage: Stage) -> StageInfo:
         return StageInfo(stage.name, stage.kind, stage.dir, stage.handoff_path)
@@ -99,11 +114,12 @@ class Pipeline:
 
     def proxmox_tool_env(self) -> dict[str, str]:
         """The API's address and credentials for tools, in the variables their Proxmox plugins read."""
-        if self.proxmox is None:
+        client = self.proxmox
+        if client is None:
             return {}
         from .proxmox import tool_env
 
-        return tool_env(self.proxmox_config())
+        return tool_env(client.cfg)
 
     def require_proxmox(self, why: str) -> Proxmox:
         client = self.proxmox
@@ -140,6 +156,11 @@ class Pipeline:
 
             console.error(str(exc))
             raise SystemExit(1) from None
+
+    def record(self, stage: Stage, action: str, **fields) -> dict:
+        """Append one history line about `stage` in the current run (fields may override any key)."""
+        return self.history.append({"run": self.run.id if self.run else None, "stage": stage.name,
+                                    "kind": stage.kind, "action": action, "git": self.git_commit(), **fields})
 
     def git_commit(self) -> str | None:
         """The checked-out commit, read from .git without starting a process."""

@@ -7,12 +7,14 @@ come from the configuration), so guides committed to a repository do not change 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import handoff, template_lifecycle
+from .checks import in_stage_order
 from .console import console
 from .fsutil import atomic_write, sha256_file
 
@@ -66,7 +68,7 @@ def render(pipeline: Pipeline, no_history: bool = False, output: str = "") -> li
         path = target / name
         atomic_write(path, _tidy(text))
         written.append(path)
-    console.out(f"wrote {', '.join(os.path.relpath(p, pipeline.root) for p in written)}")
+    console.out(f"wrote {', '.join(pipeline.relative(p) for p in written)}")
     return written
 
 
@@ -74,13 +76,6 @@ def _tidy(text: str) -> str:
     """One blank line at most between blocks, none at the end: what Markdown linters ask for."""
     text = re.sub(r"\n{3,}", "\n\n", text)
     return text.strip() + "\n"
-
-
-def _rel(pipeline: Pipeline, path: Path) -> str:
-    try:
-        return os.path.relpath(path, pipeline.root)
-    except ValueError:
-        return str(path)
 
 
 def build_context(pipeline: Pipeline, use_history: bool) -> dict[str, Any]:
@@ -95,11 +90,10 @@ def build_context(pipeline: Pipeline, use_history: bool) -> dict[str, Any]:
     return {
         "env": env, "environment": env.name, "default_environment": pipeline.config.default_environment,
         "env_arg": "" if env.name == (pipeline.config.default_environment or env.name) else f" env={env.name}",
-        "config_file": pipeline.config.path.name, "state_dir": _rel(pipeline, pipeline.state_dir),
+        "config_file": pipeline.config.path.name, "state_dir": pipeline.relative(pipeline.state_dir),
         "stages": stages, "by_kind": {s["produces"].name: s for s in stages},
         "proxmox": env.proxmox, "lab": env.lab, "validate": env.validate,
-        "checks": sorted(pipeline.plugins.checks(), key=lambda c: ("build", "provision", "configure").index(c.stage)
-                         if c.stage in ("build", "provision", "configure") else 9),
+        "checks": in_stage_order(pipeline.plugins.checks()),
         "plugins": pipeline.plugins.docs_context(env),
         "plugin_names": pipeline.plugins.names,
         "history_used": use_history, "builds": builds, "template_ids": template_ids,
@@ -113,43 +107,25 @@ def _stage_facts(pipeline: Pipeline, stage) -> dict[str, Any]:
     downstream = [s for s in pipeline.stages if pipeline.upstream(s) is stage]
     tools = stage.tools()
     return {
-        "name": stage.name, "kind": stage.kind, "dir": _rel(pipeline, stage.dir),
+        "name": stage.name, "kind": stage.kind, "dir": pipeline.relative(stage.dir),
         "description": stage.config.description, "produces": stage.produces, "consumes": stage.consumes,
-        "handoff": _rel(pipeline, stage.handoff_path), "handoff_name": stage.handoff_path.name,
+        "handoff": pipeline.relative(stage.handoff_path), "handoff_name": stage.handoff_path.name,
         "upstream": upstream.name if upstream else None, "downstream": [s.name for s in downstream],
         "inputs": [os.path.relpath(p, stage.dir) for p in stage.inputs()],
         "excludes_text": ", ".join(f"`{e}`" for e in stage.excludes()), "options": stage.options,
         "param": stage.UPSTREAM_PARAM,
         "tool": tools[0].program if tools else stage.kind, "tools": tools,
         "retry": stage.config.retry, "timeout": stage.config.timeout,
-        "lint": stage._lint_commands() if hasattr(stage, "_lint_commands") else None,
+        "lint": stage.lint_commands() if hasattr(stage, "lint_commands") else None,
         "rel": lambda path, s=stage: os.path.relpath(path, s.dir) if isinstance(path, Path) else path,
     }
 
 
 def environment_variables(pipeline: Pipeline) -> list[tuple[str, str]]:
     """(name, where it is used) of every ${VAR} the chosen environment and the plugins refer to. Names only."""
-    raw = pipeline.config.path.read_text()
     found: dict[str, str] = {}
-    section = _section(raw, pipeline.env.name)
-    for name in _ENV_REF.findall(section):
-        found.setdefault(name, f"referenced in {pipeline.config.path.name} (environments.{pipeline.env.name})")
-    plugins_part = raw.split("environments:", 1)[0]
-    for name in _ENV_REF.findall(plugins_part):
-        found.setdefault(name, f"referenced in {pipeline.config.path.name} (plugins)")
+    for where, section in ((f"environments.{pipeline.env.name}", pipeline.env.raw),
+                           ("plugins", pipeline.config.raw_plugins)):
+        for name in _ENV_REF.findall(json.dumps(section, default=str)):
+            found.setdefault(name, f"referenced in {pipeline.config.path.name} ({where})")
     return sorted(found.items())
-
-
-def _section(raw: str, name: str) -> str:
-    """The text of one environment's block in pipeline.yaml (by indentation)."""
-    lines = raw.splitlines()
-    out, inside = [], False
-    for line in lines:
-        if re.match(rf"^  {re.escape(name)}:\s*$", line):
-            inside = True
-            continue
-        if inside and re.match(r"^  \S", line):
-            break
-        if inside:
-            out.append(line)
-    return "\n".join(out)

@@ -28,7 +28,7 @@ def _row(pipeline: Pipeline, spec: ToolSpec, used_by: str) -> tuple[list[str], b
     path = tools.which(spec.program, pipeline.root)
     if path is None:
         return [spec.program, used_by, "MISSING", "", spec.minimum or "-", spec.install], False
-    found = tools.version(path, spec.version_args, spec.version_pattern, pipeline.state_dir / "tool-versions.json")
+    found = tools.version(path, spec.version_args, spec.version_pattern, pipeline.state_dir)
     too_old = bool(spec.minimum) and found != "unknown" and _version_tuple(found) < _version_tuple(spec.minimum)
     status = f"{found} (too old)" if too_old else found
     shown = os.path.relpath(path, pipeline.root) if path.startswith(str(pipeline.root)) else path

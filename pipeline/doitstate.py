@@ -18,18 +18,12 @@ def _manager():
 
 def mark_up_to_date(pipeline: Pipeline, stage: Stage) -> None:
     """Record that `stage` just succeeded, as if doit had run its task."""
-    from doit.task import dict_to_task
-
-    from .tasks import stage_task
+    from .tasks import doit_task
 
     manager = _manager()
     if manager is None:
         return
-    spec = stage_task(pipeline, stage)
-    spec["name"] = spec.pop("basename")
-    spec.pop("params", None)
-    task = dict_to_task(spec)
-    task.options = {}
+    task = doit_task(pipeline, stage)
     for check, _args, _kwargs in task.uptodate:
         if hasattr(check, "current"):  # StageState: saves the digests it compares next time
             check(task, {})

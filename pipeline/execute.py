@@ -15,6 +15,7 @@ from .console import console, seconds
 from .doitstate import forget
 from .errors import HandoffError, PipelineError, ToolError
 from .events import StageOutcome
+from .fsutil import display
 from .tools import ToolRunner
 from .uptodate import upstream_override
 
@@ -48,9 +49,23 @@ def read_upstream(pipeline: Pipeline, stage: Stage, override: str | None) -> tup
         raise HandoffError(f"{exc}; {hint}{how}") from None
 
 
+def stage_job(pipeline: Pipeline, stage: Stage, log_name: str, upstream_path: Path | None = None,
+              options: dict | None = None, log_dir: Path | None = None) -> StageJob:
+    """What a stage's tool steps run with: the stage's environment (and the Proxmox credentials when it wants
+    them), one log file in log_dir (default: the run's), the stage's timeout and retries."""
+    env = {**(pipeline.proxmox_tool_env() if stage.WANTS_PROXMOX else {}), **stage.config.env}
+    runner = ToolRunner((log_dir or pipeline.run.log_dir) / f"{log_name}.log", stage.dir, env, stage.config.timeout,
+                        stage.config.retry, stage.config.where)
+    return StageJob(runner, pipeline.run, pipeline, upstream_path, options=dict(options or {}))
+
+
 def run_stage(pipeline: Pipeline, stage_name: str, task) -> dict | TaskFailed:
     """The doit action of a stage task."""
-    stage = pipeline.stage(stage_name)
+    return execute(pipeline, pipeline.stage(stage_name), task.options or {})
+
+
+def execute(pipeline: Pipeline, stage: Stage, options: dict) -> dict | TaskFailed:
+    """Run one stage: its upstream handoff in, its tool, its handoff out, the history and the hooks."""
     try:
         run = pipeline.start_run(pipeline.command)
     except PipelineError as exc:  # a plugin whose on_error is fail, at run_started
@@ -59,16 +74,12 @@ def run_stage(pipeline: Pipeline, stage_name: str, task) -> dict | TaskFailed:
     info = pipeline.info(stage)
     started = time.monotonic()
     console.info(console.paint(f"▶ {stage.name}", "bold") + console.paint(
-        f"  {stage.kind} · {_rel(stage.dir, pipeline.root)}", "dim"))
+        f"  {stage.kind} · {pipeline.relative(stage.dir)}", "dim"))
     job = None
-    entry = {"run": run.id, "stage": stage.name, "kind": stage.kind, "action": stage.ACTION,
-             "git": pipeline.git_commit()}
+    entry: dict = {}
     try:
-        upstream, upstream_path = read_upstream(pipeline, stage, upstream_override(pipeline, stage, task.options))
-        tool_env = {**(pipeline.proxmox_tool_env() if stage.WANTS_PROXMOX else {}), **stage.config.env}
-        runner = ToolRunner(run.log_dir / f"{stage.name}.log", stage.dir, tool_env, stage.config.timeout,
-                            stage.config.retry, f"{stage.config.where}")
-        job = StageJob(runner, run, pipeline, upstream_path, options=dict(task.options or {}))
+        upstream, upstream_path = read_upstream(pipeline, stage, upstream_override(pipeline, stage, options))
+        job = stage_job(pipeline, stage, stage.name, upstream_path, options)
         pipeline.plugins.stage_started(run, info)
         # Until it succeeds, the stage counts as not run: if this process is killed half-way, the next
         # deploy runs it again rather than trusting what the tool may have half changed.
@@ -86,14 +97,14 @@ def run_stage(pipeline: Pipeline, stage_name: str, task) -> dict | TaskFailed:
 
 def _succeeded(pipeline, stage, info, entry, started, job, value, summary: str, changed: bool) -> dict | TaskFailed:
     duration = time.monotonic() - started
-    pipeline.history.append({**entry, **job.notes, "outcome": "ok", "handoff": summary,
-                             "duration": round(duration, 2)})
+    pipeline.record(stage, stage.ACTION, **{**entry, **job.notes, "outcome": "ok", "handoff": summary,
+                                            "duration": round(duration, 2)})
     _after_handoff(stage, value, job)  # after the history: retention counts this build
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "ran", duration, summary,
                                           tool_versions=dict(job.tool_versions)))
     if job.notes.get("changed_resources"):
         # New or replaced machines need configuring even when their inventory entry reads the same.
-        forget(pipeline.stages[pipeline.stages.index(stage) + 1:])
+        forget(pipeline.downstream(stage))
     unchanged = "" if changed else " (unchanged)"
     console.info(console.paint(f"  ✓ {stage.name}", "green") + f" {seconds(duration)}  {summary}{unchanged}")
     try:
@@ -115,7 +126,7 @@ def _after_handoff(stage: Stage, value: Any, job) -> None:
 def _failed(pipeline, stage, info, entry, started, exc: PipelineError, tool_versions) -> TaskFailed:
     duration = time.monotonic() - started
     message = str(exc)
-    pipeline.history.append({**entry, "outcome": "failed", "message": message, "duration": round(duration, 2)})
+    pipeline.record(stage, stage.ACTION, **entry, outcome="failed", message=message, duration=round(duration, 2))
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "failed", duration, None, message,
                                           dict(tool_versions)))
     try:
@@ -127,15 +138,8 @@ def _failed(pipeline, stage, info, entry, started, exc: PipelineError, tool_vers
         for line in exc.tail[-12:]:
             console.out(console.paint(f"    │ {line}", "dim"))
         if exc.log:
-            console.out(f"    full log: {_rel(Path(exc.log), Path.cwd())}")
+            console.out(f"    full log: {display(Path(exc.log))}")
     kept = "kept" if stage.handoff_path.exists() else "not written"
-    console.out(f"    {_rel(stage.handoff_path, pipeline.root)} {kept}; fix the cause and run "
+    console.out(f"    {pipeline.relative(stage.handoff_path)} {kept}; fix the cause and run "
                 f"`doit deploy` again to resume at {stage.name}")
     return TaskFailed(message)
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(Path(path).relative_to(root))
-    except ValueError:
-        return str(path)

@@ -77,10 +77,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def display(path: Path) -> str:
     """path as a user reads it in a message: relative to the current directory unless that is far off."""
     try:

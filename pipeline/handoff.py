@@ -169,4 +169,3 @@ def write(kind: HandoffKind, path: Path, value: Any) -> bool:
         pass
     atomic_write(path, text)
     return True
-

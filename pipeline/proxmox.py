@@ -132,23 +132,22 @@ class Proxmox:
         answer that old (the up-to-date checks of several stages ask one after the other)."""
         if max_age and self._vms and time.monotonic() - self._vms[0] <= max_age:
             return self._vms[1]
+        # Looked up on each try: a retry after a refused ticket must use the new login.
         client = (lambda: self.light) if self.cfg.token_id and self._api is None else (lambda: self.api)
         answer = self.call("GET /cluster/resources", lambda: client().cluster.resources.get(type="vm"))
         self._vms = (time.monotonic(), answer)
         return answer
 
-    def vm(self, vmid: int) -> dict | None:
-        for entry in self.vms():
-            if int(entry.get("vmid", -1)) == int(vmid):
-                return entry
-        return None
+    def vm(self, vmid: int, max_age: float = 0.0) -> dict | None:
+        """vmid's entry in /cluster/resources, or None."""
+        return next((entry for entry in self.vms(max_age) if int(entry.get("vmid", -1)) == int(vmid)), None)
 
     def used_ids(self) -> set[int]:
         return {int(entry["vmid"]) for entry in self.vms()}
 
     def template_problem(self, vmid: int, max_age: float = 0.0) -> str | None:
         """None when vmid exists on the node and is a template; otherwise what is wrong."""
-        entry = next((vm for vm in self.vms(max_age) if int(vm.get("vmid", -1)) == int(vmid)), None)
+        entry = self.vm(vmid, max_age)
         if entry is None:
             return f"template {vmid} does not exist on the cluster"
         if entry.get("node") != self.node:

@@ -10,13 +10,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from doit.exceptions import TaskFailed
@@ -26,7 +24,7 @@ from .console import console
 from .doitstate import forget, mark_up_to_date
 from .errors import PipelineError
 from .events import StageOutcome
-from .execute import run_stage
+from .execute import execute, stage_job
 
 if TYPE_CHECKING:
     from stages.base import Stage
@@ -86,9 +84,8 @@ def choose_template(pipeline: Pipeline, stage: Stage, to: str) -> tuple[int, int
 def rollback_build(pipeline: Pipeline, stage: Stage, to: str):
     chosen, current = choose_template(pipeline, stage, to)
     handoff.write(stage.produces, stage.handoff_path, chosen)
-    pipeline.history.append({"run": pipeline.run.id, "stage": stage.name, "kind": stage.kind, "action": "rollback",
-                             "outcome": "ok", "template_id": chosen, "from": current,
-                             "handoff": f"template {chosen}", "git": pipeline.git_commit()})
+    pipeline.record(stage, "rollback", outcome="ok", template_id=chosen, handoff=f"template {chosen}",
+                    **{"from": current})
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "ran", 0.0, f"template {chosen}",
                                           f"rolled back from {current}"))
     console.info(f"↶ {stage.name}: template_id.txt now {chosen} (was {current}); re-creating the VMs from it")
@@ -98,8 +95,8 @@ def rollback_build(pipeline: Pipeline, stage: Stage, to: str):
 
 def run_downstream(pipeline: Pipeline, stage: Stage):
     """Run every stage after `stage`, whatever its state, marking each up to date for doit."""
-    for later in pipeline.stages[pipeline.stages.index(stage) + 1:]:
-        result = run_stage(pipeline, later.name, SimpleNamespace(options={}))
+    for later in pipeline.downstream(stage):
+        result = execute(pipeline, later, {})
         if isinstance(result, TaskFailed):
             return result
         mark_up_to_date(pipeline, later)
@@ -115,34 +112,28 @@ def _terraform(stage: Stage):
     return stage
 
 
-def _job(pipeline: Pipeline, stage: Stage, action: str):
-    from stages.base import StageJob
-
-    from .tools import ToolRunner
-
-    env = {**(pipeline.proxmox_tool_env() if stage.WANTS_PROXMOX else {}), **stage.config.env}
-    runner = ToolRunner(pipeline.run.log_dir / f"{stage.name}-{action}.log", stage.dir, env, stage.config.timeout,
-                        stage.config.retry, stage.config.where)
-    return StageJob(runner, pipeline.run, pipeline)
-
-
 def destroy(pipeline: Pipeline, stage: Stage):
     """Tear down what provision made; remove the inventory handoff (configure is stale afterwards)."""
     stage = _terraform(stage)
     started = time.monotonic()
-    job = _job(pipeline, stage, "destroy")
-    where = os.path.relpath(stage.dir, pipeline.root)
-    console.info(f"↻ {stage.name}: destroying what it made ({stage.kind} · {where})")
+    job = stage_job(pipeline, stage, f"{stage.name}-destroy")
+    console.info(f"↻ {stage.name}: destroying what it made ({stage.kind} · {pipeline.relative(stage.dir)})")
     binary = stage.binary()
-    forget(pipeline.stages[pipeline.stages.index(stage):])  # it and every stage after it are stale now
+    forget(pipeline.downstream(stage, inclusive=True))  # it and every stage after it are stale now
     stage.init(job, binary)
-    stage.write_vars(_template_for(pipeline, stage))
-    job.runner.run([binary, "destroy", "-input=false", "-no-color", "-auto-approve", *stage.var_args()],
-                   f"{stage.binary_name} destroy", env=stage.tool_env())
+    template_id = _template_for(pipeline, stage)
+    if template_id is None:
+        if not stage.state_addresses(job, binary):
+            console.info(f"  nothing to destroy: {stage.name} has not provisioned anything")
+            return None
+        raise PipelineError(f"cannot destroy {stage.name}: the template id it provisioned from is unknown "
+                            f"(no {stage.consumes.filename}); run `doit {stage.name} --template-id N` first")
+    stage.write_vars(template_id)
+    stage.step(job, [binary, "destroy", "-input=false", "-no-color", "-auto-approve", *stage.var_args()],
+               f"{stage.binary_name} destroy")
     stage.handoff_path.unlink(missing_ok=True)
     duration = time.monotonic() - started
-    pipeline.history.append({"run": pipeline.run.id, "stage": stage.name, "kind": stage.kind, "action": "destroy",
-                             "outcome": "ok", "duration": round(duration, 2), "git": pipeline.git_commit()})
+    pipeline.record(stage, "destroy", outcome="ok", duration=round(duration, 2))
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "ran", duration, None, "destroyed"))
     console.info(f"  ✓ destroyed in {duration:.1f}s; {stage.handoff_path.name} removed (provision and configure "
                  "are stale until the next deploy)")
@@ -167,25 +158,21 @@ def replace(pipeline: Pipeline, stage: Stage):
     addresses = stage.options["replace"] or []
     if not addresses:
         raise PipelineError(f"{stage.config.where}.replace lists no resource address to re-create")
-    job = _job(pipeline, stage, "replace")
+    job = stage_job(pipeline, stage, f"{stage.name}-replace")
     binary = stage.binary()
     stage.init(job, binary)
-    in_state = stage.state_addresses(job, binary)
-    instances = [a for a in in_state if any(a == r or a.startswith(r + "[") for r in addresses)]
+    instances = stage.replace_instances(job, binary)
     if not instances:
         raise PipelineError(f"none of {', '.join(addresses)} is in the state of {stage.name}; nothing to replace "
                             "(run `doit deploy` first)")
     console.info(f"↻ {stage.name}: replacing {', '.join(instances)}")
     stage.write_vars(_template_for(pipeline, stage))
-    forget(pipeline.stages[pipeline.stages.index(stage):])  # if this fails half-way, deploy repairs it
+    forget(pipeline.downstream(stage, inclusive=True))  # if this fails half-way, deploy repairs it
     stage.plan(job, binary, [f"-replace={a}" for a in instances])
-    job.runner.run([binary, "apply", "-input=false", "-no-color", "-auto-approve", str(stage.plan_file)],
-                   f"{stage.binary_name} apply", env=stage.tool_env())
+    stage.apply(job, binary)
     value = stage.inventory(job, binary)
     handoff.write(stage.produces, stage.handoff_path, value)
-    pipeline.history.append({"run": pipeline.run.id, "stage": stage.name, "kind": stage.kind, "action": "replace",
-                             "outcome": "ok", "replaced": instances, "handoff": stage.produces.summary(value),
-                             "git": pipeline.git_commit()})
+    pipeline.record(stage, "replace", outcome="ok", replaced=instances, handoff=stage.produces.summary(value))
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "ran", 0.0, stage.produces.summary(value),
                                           f"replaced {', '.join(instances)}"))
     mark_up_to_date(pipeline, stage)
@@ -232,17 +219,11 @@ def _run_old_playbook(pipeline: Pipeline, stage: Stage, old_dir: Path, ref: str,
     if not Path(options["playbook"]).is_file():
         raise PipelineError(f"--to {ref}: the playbook {Path(options['playbook']).name} does not exist at that ref")
     old = type(stage)(stage.config._replace(dir=old_dir, options=options), pipeline)
-    old.handoff_path = stage.handoff_path
-    pipeline._stages[pipeline.stages.index(stage)] = old  # run_stage finds the stage by name
-    try:
-        console.info(f"↶ {stage.name}: running the playbook as of {ref} ({sha[:12]}) against today's inventory")
-        result = run_stage(pipeline, stage.name, SimpleNamespace(options={}))
-    finally:
-        pipeline._stages[pipeline.stages.index(old)] = stage
+    console.info(f"↶ {stage.name}: running the playbook as of {ref} ({sha[:12]}) against today's inventory")
+    result = execute(pipeline, old, {})
     if isinstance(result, TaskFailed):
         return result
-    pipeline.history.append({"run": pipeline.run.id, "stage": stage.name, "kind": stage.kind, "action": "rollback",
-                             "outcome": "ok", "git_ref": ref, "git": sha[:12],
-                             "message": f"ran the playbook as of {ref}"})
+    pipeline.record(stage, "rollback", outcome="ok", git_ref=ref, git=sha[:12],
+                    message=f"ran the playbook as of {ref}")
     forget([stage])
     return None

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from doit.dependency import Dependency
-from doit.task import dict_to_task
 
 from . import handoff
 from .console import console, table
@@ -19,15 +17,10 @@ if TYPE_CHECKING:
 
 def stage_states(pipeline: Pipeline) -> list[dict]:
     """[{stage, kind, state, why, handoff}] in stage order."""
-    from .tasks import doit_config, stage_task
+    from .tasks import doit_config, doit_task
 
     deps = Dependency(AtomicJsonDB, doit_config(pipeline)["dep_file"])
-    tasks = {}
-    for stage in pipeline.stages:
-        spec = stage_task(pipeline, stage)
-        spec["name"] = spec.pop("basename")
-        spec.pop("params", None)
-        tasks[stage.name] = dict_to_task(spec)
+    tasks = {stage.name: doit_task(pipeline, stage) for stage in pipeline.stages}
     rows, upstream_stale = [], None
     for stage in pipeline.stages:
         result = deps.get_status(tasks[stage.name], tasks, get_log=True)
@@ -52,10 +45,10 @@ def _reasons(result, stage, pipeline) -> list[str]:
         if stage.remote_ok is False:
             why.append(stage.remote_reason)
     for target in reasons.get("missing_target", []):
-        why.append(f"{_rel(target, pipeline.root)} is missing")
+        why.append(f"{pipeline.relative(target)} is missing")
     changed = reasons.get("changed_file_dep", [])
     if changed:
-        shown = ", ".join(_rel(p, pipeline.root) for p in changed[:3])
+        shown = ", ".join(pipeline.relative(p) for p in changed[:3])
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
         why.append(f"{shown}{more} changed")
     for key, verb in (("added_file_dep", "added"), ("removed_file_dep", "removed"), ("missing_file_dep", "missing")):
@@ -78,14 +71,10 @@ def _handoff(stage) -> str:
         return f"{path.name}: INVALID ({str(exc).split(': ', 1)[-1]})"
 
 
-def _rel(path, root) -> str:
-    return os.path.relpath(path, root)
-
-
 def show(pipeline: Pipeline) -> None:
     env = pipeline.env
     console.out(f"environment {env.name}" + (f" ({env.description})" if env.description else "")
-                + f" · state in {_rel(pipeline.state_dir, pipeline.root)}")
+                + f" · state in {pipeline.relative(pipeline.state_dir)}")
     rows = stage_states(pipeline)
     console.out(table([[r["stage"], r["kind"], r["state"], r["handoff"], r["why"]] for r in rows],
                       ["stage", "kind", "state", "handoff", "why"]))

@@ -61,6 +61,18 @@ def all_tasks(pipeline: Pipeline, argv: list[str]) -> Iterator[dict]:
     yield from commands.command_tasks(pipeline)
 
 
+def doit_task(pipeline: Pipeline, stage):
+    """The stage's task as a doit Task object, for reading or writing its state outside a doit run."""
+    from doit.task import dict_to_task
+
+    spec = stage_task(pipeline, stage)
+    spec["name"] = spec.pop("basename")
+    spec.pop("params", None)
+    task = dict_to_task(spec)
+    task.options = {}
+    return task
+
+
 def stage_task(pipeline: Pipeline, stage) -> dict:
     task = {
         "basename": stage.name,

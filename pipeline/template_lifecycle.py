@@ -69,10 +69,8 @@ def apply_retention(pipeline: Pipeline, stage: Stage, keep: int) -> list[int]:
         if entry.get("template_name") and vm.get("name") != entry["template_name"]:
             continue  # the id was reused by something the pipeline did not build
         proxmox.delete_vm(template_id, vm.get("node"))
-        pipeline.history.append({"run": pipeline.run.id if pipeline.run else None, "stage": stage.name,
-                                 "kind": stage.kind, "action": "retention", "outcome": "ok",
-                                 "template_id": template_id,
-                                 "message": f"deleted template {template_id}: older than the {keep} kept"})
+        pipeline.record(stage, "retention", outcome="ok", template_id=template_id,
+                        message=f"deleted template {template_id}: older than the {keep} kept")
         console.step(f"deleted template {template_id} (older than the {keep} templates kept)")
         deleted.append(template_id)
     return deleted

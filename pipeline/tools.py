@@ -49,12 +49,12 @@ def tool_path_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def which(program: str, root: Path, env: dict[str, str] | None = None) -> str | None:
+def which(program: str, root: Path) -> str | None:
     """The path of program: relative to the project when it contains a slash, else looked up on PATH."""
     if "/" in program:
         path = Path(program) if os.path.isabs(program) else root / program
         return str(path) if path.is_file() and os.access(path, os.X_OK) else None
-    return shutil.which(program, path=tool_path_env(env).get("PATH"))
+    return shutil.which(program, path=tool_path_env().get("PATH"))
 
 
 def require(program: str, root: Path, hint: str) -> str:
@@ -223,8 +223,10 @@ def _reason(tail: list[str]) -> str:
 # ----------------------------------------------------------------------------- versions
 
 
-def version(path: str, args: Sequence[str], pattern: str, cache_file: Path) -> str:
-    """The tool's version, cached by binary path, size and mtime so that it costs a process only once."""
+def version(path: str, args: Sequence[str], pattern: str, state_dir: Path) -> str:
+    """The tool's version, cached in the state directory by binary path, size and mtime, so that it costs a
+    process only once."""
+    cache_file = state_dir / "tool-versions.json"
     try:
         stat = os.stat(path)
     except OSError:
@@ -250,4 +252,3 @@ def version(path: str, args: Sequence[str], pattern: str, cache_file: Path) -> s
     cache[key] = found
     atomic_write(cache_file, json.dumps(cache, indent=1, sort_keys=True))
     return found
-

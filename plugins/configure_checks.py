@@ -23,7 +23,7 @@ def configure_current(ctx):
     then = recap.get("inputs") or {}
     changed = sorted(name for name in set(now) | set(then) if now.get(name) != then.get(name))
     if changed:
-        shown = ", ".join(os.path.join(os.path.relpath(stage.dir, ctx.pipeline.root), c) for c in changed[:3])
+        shown = ", ".join(os.path.join(ctx.pipeline.relative(stage.dir), c) for c in changed[:3])
         problems.append(f"playbook inputs changed since the last configure: {shown}"
                         + (f" and {len(changed) - 3} more" if len(changed) > 3 else ""))
     if problems:

@@ -47,5 +47,3 @@ def register_checks(register):
     register(Check("template", "the template in template_id.txt exists on the node and is a template", "build",
                    template))
     register(Check("vm", "every inventory host's VM exists and runs, at the inventory's address", "provision", vm))
-
-

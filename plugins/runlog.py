@@ -29,8 +29,6 @@ def recent(state_dir, count: int = 10) -> list[dict]:
     return list(reversed(History(state_dir / FILE).entries()))[:count]
 
 
-
-
 def show(state_dir, count: int) -> None:
     """`doit report`: the recent runs and their per-stage timings."""
     from pipeline.console import console, seconds, table

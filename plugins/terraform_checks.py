@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 
 from pipeline import handoff
 from pipeline.checks import Check, Skip, failed, passed
 from pipeline.errors import ToolError
-from stages.base import StageJob
 
 from .hookspecs import hookimpl
 
@@ -31,14 +29,14 @@ def _lock(stage) -> threading.Lock:
 def lint(ctx):
     """The provision stage's lint gate passes (tflint, or what pipeline.yaml configures)."""
     stage = _terraform(ctx)
-    job = StageJob(ctx.runner("lint", stage), None, ctx.pipeline)
-    commands = stage._lint_commands()
+    job = ctx.job("lint", stage)
+    commands = stage.lint_commands()
     if not commands:
         raise Skip(f"the lint gate of stage {stage.name} is empty")
     try:
         with _lock(stage):
             stage.init(job, stage.binary())
-            stage.lint(job, cache=False)  # validate runs the gate itself
+            stage.lint(job, cache=False)  # validation never trusts an earlier verdict
     except ToolError as exc:
         yield failed(stage.name, str(exc))
         return
@@ -49,12 +47,11 @@ def terraform_state(ctx):
     """`show -json` parses, the state has resources, and its inventory output equals the handoff."""
     stage = _terraform(ctx)
     on_disk = ctx.handoff("provision")  # Skip before anything was provisioned
-    target = os.path.relpath(stage.dir, ctx.pipeline.root)
+    target = ctx.pipeline.relative(stage.dir)
     binary = stage.binary()
     with _lock(stage):
-        result = ctx.runner("terraform-state", stage).run([binary, "show", "-no-color", "-json"],
-                                                           f"{stage.binary_name} show", env=stage.tool_env(),
-                                                           capture=True, check=False, retryable=False)
+        result = stage.step(ctx.job("terraform-state", stage), [binary, "show", "-no-color", "-json"],
+                            f"{stage.binary_name} show", capture=True, check=False, retryable=False)
     if result.returncode != 0:
         last = (result.output.strip().splitlines() or ["no output"])[-1]
         yield failed(target, f"{stage.binary_name} show failed: {last}")

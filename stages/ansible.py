@@ -67,7 +67,7 @@ class AnsibleStage(Stage):
     RETRY_PATTERNS = (r"UNREACHABLE!", r"Connection timed out during banner exchange",
                       r"Connection reset by peer", r"Failed to connect to the host via ssh")
     OPTIONS = {
-        "playbook": Field(schema.FILE, "The playbook, relative to dir.", required=True, check=lambda p: _playbook(p)),
+        "playbook": Field(schema.FILE, "The playbook, relative to dir.", required=True, check=_playbook),
         "binary": Field(schema.STR, "The ansible-playbook program.", default="ansible-playbook"),
         "extra_args": Field(schema.LIST, "More arguments for ansible-playbook, e.g. [--diff].",
                             items=Field(schema.STR)),
@@ -130,8 +130,7 @@ class AnsibleStage(Stage):
         started = time.monotonic()
         binary = tools.require(self.options["binary"], self.pipeline.root,
                                f"pip install ansible-core, or set {self.config.where}.binary")
-        job.tool_versions["ansible"] = tools.version(binary, ("--version",), r"core (\d+\.\d+\.\d+)",
-                                                     self.pipeline.state_dir / "tool-versions.json")
+        self.note_version(job, binary, "ansible")
         hosts = list(inventory.parse(upstream).values())
         wait = self.options["ssh_wait"]
         sshwait.wait_for_ssh(hosts, wait["deadline"], wait["connect_timeout"])

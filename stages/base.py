@@ -150,17 +150,20 @@ class Stage:
         """Drive the tool; return the handoff value (written by the core after it is checked)."""
         raise NotImplementedError
 
+    def note_version(self, job: StageJob, binary: str, label: str) -> None:
+        """Record the version of the stage's program (the first of tools()) for the run log."""
+        from pipeline import tools
+
+        spec = self.tools()[0]
+        job.tool_versions[label] = tools.version(binary, spec.version_args, spec.version_pattern,
+                                                 self.pipeline.state_dir)
+
     def after_handoff(self, value: Any, job: StageJob) -> None:
         """Called once the new handoff is written (e.g. to delete templates past their retention)."""
 
     def tools(self) -> list[ToolSpec]:
         """The programs this stage runs, for doit doctor."""
         return []
-
-    def describe(self) -> dict[str, Any]:
-        """Facts for status and the generated docs."""
-        return {"name": self.name, "kind": self.kind, "dir": self.dir, "handoff": self.handoff_path,
-                "produces": self.produces, "consumes": self.consumes, "description": self.config.description}
 
 
 def _excluded(name: str, rel: str, patterns: tuple[str, ...]) -> bool:

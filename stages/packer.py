@@ -139,8 +139,7 @@ class PackerStage(Stage):
                          f"(`doit {self.name} --rebuild` builds a new one)")
             job.notes.update(template_id=reused, reused=True)
             return reused
-        job.tool_versions["packer"] = tools.version(binary, ("version",), r"v?(\d+\.\d+\.\d+)",
-                                                    self.pipeline.state_dir / "tool-versions.json")
+        self.note_version(job, binary, "packer")
         allocated = self._allocate()
         args = self._var_args(allocated)
         template = str(opts["template"].relative_to(self.dir))
@@ -157,7 +156,7 @@ class PackerStage(Stage):
             problem = proxmox.template_problem(template_id)
             if problem:
                 raise PipelineError(f"packer reported template {template_id}, but {problem}")
-            job.notes["template_name"] = (proxmox.vm(template_id) or {}).get("name")
+            job.notes["template_name"] = (proxmox.vm(template_id, max_age=5) or {}).get("name")
         return template_id
 
     def after_handoff(self, value: int, job: StageJob) -> None:
@@ -223,7 +222,6 @@ class PackerStage(Stage):
 
         This makes the build idempotent: `doit -a deploy` on unchanged inputs changes nothing.
         """
-
         current = self._previous()
         if current is None:
             return None
@@ -239,4 +237,3 @@ class PackerStage(Stage):
             return handoff.read(self.produces, self.handoff_path)
         except HandoffError:
             return None
-

@@ -99,23 +99,23 @@ class TerraformStage(Stage):
         specs = [ToolSpec(self.binary_name, ("version",), r"v(\d+\.\d+\.\d+)", "1.0.0",
                           "https://developer.hashicorp.com/terraform/install (or ./doitw for the lab's 1.0.3)",
                           "binary")]
-        for command in self._lint_commands():
+        for command in self.lint_commands():
             if command[0] != self.binary_name and command[0] not in [s.program for s in specs]:
                 specs.append(ToolSpec(command[0], ("--version",), r"(\d+\.\d+\.\d+)", "",
                                       "see https://github.com/terraform-linters/tflint#installation", "lint"))
         return specs
 
-    def _lint_commands(self) -> list[list[str]]:
+    def lint_commands(self) -> list[list[str]]:
         lint = self.options["lint"]
         commands = DEFAULT_LINT if lint is None else lint
         return [[arg.replace("{binary}", self.binary_name) for arg in command] for command in commands]
 
-    def _step(self, job: StageJob, argv: list[str], step: str, **kwargs):
+    def step(self, job: StageJob, argv: list[str], step: str, **kwargs):
         return job.runner.run(argv, step, env=self.tool_env(), **kwargs)
 
     # ------------------------------------------------------------------ up to date
 
-    def missing_vms(self, max_age: float = 0.0) -> list[str] | None:
+    def missing_vms(self, max_age: float = 0.0) -> list[inventory.Host] | None:
         """Hosts of the inventory handoff whose VM (host variable vm_id) no longer exists; None: cannot tell."""
         proxmox = self.pipeline.proxmox
         if proxmox is None or not self.handoff_path.exists():
@@ -125,24 +125,24 @@ class TerraformStage(Stage):
         except HandoffError:
             return None
         ids = {int(vm["vmid"]) for vm in proxmox.vms(max_age)}
-        return sorted(f"{h.name} (VM {h.vm_id})" for h in hosts.values() if h.vm_id and h.vm_id not in ids)
+        return sorted((h for h in hosts.values() if h.vm_id and h.vm_id not in ids), key=lambda h: h.name)
 
     def remote_check(self) -> tuple[bool | None, str]:
         missing = self.missing_vms(max_age=5)
         if missing is None:
             return None, ""
         if missing:
-            return False, f"{', '.join(missing)} no longer exist{'s' if len(missing) == 1 else ''} on the cluster"
+            names = ", ".join(f"{h.name} (VM {h.vm_id})" for h in missing)
+            return False, f"{names} no longer exist{'s' if len(missing) == 1 else ''} on the cluster"
         return True, "its VMs exist on the cluster"
 
     def _repairs(self, job: StageJob, binary: str) -> list[str]:
         """-replace for the `replace` resources of hosts whose VM vanished: a provider that cannot see a VM
         disappear (like the lab's null_resource) would otherwise keep it in its state for ever."""
-        missing = [name.split(" (")[0] for name in self.missing_vms(max_age=5) or []]
+        missing = [host.name for host in self.missing_vms(max_age=5) or []]
         if not missing or not self.options["replace"]:
             return []
-        instances = [a for a in self.state_addresses(job, binary)
-                     if any(a.startswith(r) for r in self.options["replace"])]
+        instances = self.replace_instances(job, binary)
         chosen = [a for a in instances if any(f'["{host}"]' in a for host in missing)]
         if not chosen and len(instances) == 1 and len(missing) == 1:
             chosen = instances
@@ -153,8 +153,7 @@ class TerraformStage(Stage):
 
     def run(self, upstream: Any, job: StageJob) -> Any:
         binary = self.binary()
-        job.tool_versions[self.binary_name.rsplit("/", 1)[-1]] = tools.version(
-            binary, ("version",), r"v(\d+\.\d+\.\d+)", self.pipeline.state_dir / "tool-versions.json")
+        self.note_version(job, binary, self.binary_name.rsplit("/", 1)[-1])
         self.init(job, binary)
         self.write_vars(upstream)
         # The lint gate runs beside `plan`, which changes nothing; `apply` waits for both.
@@ -167,10 +166,14 @@ class TerraformStage(Stage):
             finally:
                 gate.result()  # a failed gate wins: its message is the one to show
         if changed:
-            self._step(job, [binary, "apply", "-input=false", "-no-color", "-auto-approve", str(self.plan_file)],
-                       f"{self.binary_name} apply")
+            self.apply(job, binary)
             job.notes["changed_resources"] = job.notes["plan"] != "changes to outputs"
         return self.inventory(job, binary)
+
+    def apply(self, job: StageJob, binary: str) -> None:
+        """Apply exactly the plan in plan_file."""
+        self.step(job, [binary, "apply", "-input=false", "-no-color", "-auto-approve", str(self.plan_file)],
+                  f"{self.binary_name} apply")
 
     def init(self, job: StageJob, binary: str) -> None:
         marker = self.data_dir.parent / "init.digest"
@@ -178,8 +181,8 @@ class TerraformStage(Stage):
         if self.data_dir.is_dir() and marker.is_file() and marker.read_text() == digest:
             job.notes["init"] = "skipped (nothing it depends on changed)"
             return
-        self._step(job, [binary, "init", "-input=false", "-no-color", *(self.options["init_args"] or [])],
-                   f"{self.binary_name} init")
+        self.step(job, [binary, "init", "-input=false", "-no-color", *(self.options["init_args"] or [])],
+                  f"{self.binary_name} init")
         atomic_write(marker, self._init_digest(binary))  # init may have written the lock file
 
     def _init_digest(self, binary: str) -> str:
@@ -196,7 +199,7 @@ class TerraformStage(Stage):
     def lint(self, job: StageJob, cache: bool = True) -> None:
         """The lint gate. Inputs that already passed it (same files, commands and programs) are not linted
         again: the gate's verdict cannot have changed."""
-        commands = self._lint_commands()
+        commands = self.lint_commands()
         programs = []
         for command in commands:
             program = tools.which(command[0], self.pipeline.root)
@@ -210,7 +213,7 @@ class TerraformStage(Stage):
             job.notes["lint"] = "passed before for these inputs"
             return
         for program, command in zip(programs, commands, strict=True):
-            self._step(job, [program, *command[1:]], f"lint gate: {' '.join(command)}", retryable=False)
+            self.step(job, [program, *command[1:]], f"lint gate: {' '.join(command)}", retryable=False)
         atomic_write(marker, digest, durable=False)
 
     def write_vars(self, template_id: int | None) -> None:
@@ -225,16 +228,16 @@ class TerraformStage(Stage):
 
     def plan(self, job: StageJob, binary: str, extra: list[str] = ()) -> bool:
         """Plan into plan_file; True when it has changes to apply."""
-        result = self._step(job, [binary, "plan", "-input=false", "-no-color", f"-out={self.plan_file}",
-                                  *self.var_args(), *extra], f"{self.binary_name} plan")
+        result = self.step(job, [binary, "plan", "-input=false", "-no-color", f"-out={self.plan_file}",
+                                 *self.var_args(), *extra], f"{self.binary_name} plan")
         summary = _plan_summary(result.output)
         job.notes["plan"] = summary
         return summary != "no changes"
 
     def inventory(self, job: StageJob, binary: str) -> Any:
         output = self.options["output"]
-        result = self._step(job, [binary, "output", "-no-color", "-json", output], f"{self.binary_name} output",
-                            capture=True, check=False)
+        result = self.step(job, [binary, "output", "-no-color", "-json", output], f"{self.binary_name} output",
+                           capture=True, check=False)
         if result.returncode != 0:
             raise ToolError(f"{self.binary_name} output: there is no output {output!r} in the state of "
                             f"{os.path.relpath(self.dir)}; add it or set {self.config.where}.output",
@@ -247,9 +250,14 @@ class TerraformStage(Stage):
 
     # ------------------------------------------------------------------ rollback helpers
 
+    def replace_instances(self, job: StageJob, binary: str) -> list[str]:
+        """The instances in the state of the resources `replace` lists (the resource itself, or resource[key])."""
+        resources = self.options["replace"] or []
+        return [a for a in self.state_addresses(job, binary) if any(a == r or a.startswith(r + "[") for r in resources)]
+
     def state_addresses(self, job: StageJob, binary: str) -> list[str]:
-        result = self._step(job, [binary, "state", "list"], f"{self.binary_name} state list", capture=True,
-                            check=False)
+        result = self.step(job, [binary, "state", "list"], f"{self.binary_name} state list", capture=True,
+                           check=False)
         return [line.strip() for line in result.stdout.splitlines() if line.strip()]
 
 

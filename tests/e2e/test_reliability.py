@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.labproject import VENV_BIN, LabProject, stages_run
+from tests.labproject import VENV_BIN, stages_run
 
 pytestmark = pytest.mark.e2e
 
@@ -41,21 +41,13 @@ def call(project, method, *args, **kwargs):
     project.admin("call", {"method": method, "args": list(args), "kwargs": kwargs})
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    project = LabProject(tmp_path_factory.mktemp("reliability") / "project")
-    project.ok("deploy")
-    yield project
-    project.stop()
-
-
 @pytest.fixture
-def clean(lab):
-    """Leaves the shared lab as it found it: no faults, real time, deployed."""
-    yield lab
-    faults(lab, clear_faults=True, time_scale=0, start_secs=0, ticket_ttl=7200)
-    lab.admin("vm", {"vmid": 9000, "set": {"lock": None}})
-    lab.ok("deploy")
+def clean(deployed):
+    """Leaves the module's shared lab as it found it: no faults, real time, deployed."""
+    yield deployed
+    faults(deployed, clear_faults=True, time_scale=0, start_secs=0, ticket_ttl=7200)
+    deployed.admin("vm", {"vmid": 9000, "set": {"lock": None}})
+    deployed.ok("deploy")
 
 
 # ----------------------------------------------------------------------------- the lock
@@ -209,15 +201,15 @@ def test_a_host_that_never_accepts_ssh_fails_after_the_deadline(lab_project):
 # ----------------------------------------------------------------------------- idempotency
 
 
-def test_forcing_every_stage_on_an_unchanged_lab_changes_nothing(lab):
-    before = handoffs(lab)
-    result = lab.ok("-a", "deploy")
+def test_forcing_every_stage_on_an_unchanged_lab_changes_nothing(deployed):
+    before = handoffs(deployed)
+    result = deployed.ok("-a", "deploy")
     assert stages_run(result) == ["build", "provision", "configure"]
-    runs = [e for e in lab.history() if e.get("run") == lab.history()[-1]["run"]]
+    runs = [e for e in deployed.history() if e.get("run") == deployed.history()[-1]["run"]]
     build, provision, configure = runs[-3:]
     assert build["reused"] is True and build["template_id"] == int(before["template_id.txt"])
     assert provision["plan"] == "no changes"
     assert configure["changed"] == 0
-    assert json.loads(lab.handoff("configure.json"))["recap"]["jump-01"]["changed"] == 0
-    assert handoffs(lab)["template_id.txt"] == before["template_id.txt"]
-    assert handoffs(lab)["ansible_inventory.json"] == before["ansible_inventory.json"]
+    assert json.loads(deployed.handoff("configure.json"))["recap"]["jump-01"]["changed"] == 0
+    assert handoffs(deployed)["template_id.txt"] == before["template_id.txt"]
+    assert handoffs(deployed)["ansible_inventory.json"] == before["ansible_inventory.json"]

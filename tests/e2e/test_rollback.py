@@ -29,19 +29,16 @@ def git_commit_all(project, message):
 
 
 @pytest.fixture(scope="module")
-def two_builds(tmp_path_factory):
-    from tests.labproject import LabProject
-
-    project = LabProject(tmp_path_factory.mktemp("rollback") / "project")
-    project.ok("deploy")
+def two_builds(deployed):
+    """The module's deployed project, built a second time: two templates to go back and forth between."""
+    project = deployed
     first = int(project.handoff("template_id.txt"))
     project.ok("build", "--rebuild")
     project.ok("deploy")
     second = int(project.handoff("template_id.txt"))
     assert second != first
     project.first, project.second = first, second
-    yield project
-    project.stop()
+    return project
 
 
 def test_build_rollback_recreates_the_vm_from_the_previous_template(two_builds):

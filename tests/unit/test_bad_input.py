@@ -165,7 +165,7 @@ def test_a_corrupted_template_id_handoff(handoffs, content, problem):
 def test_a_corrupted_inventory_handoff(handoffs, content, problem):
     root, _ = handoffs
     (root / ".pipeline" / "lab" / "ansible_inventory.json").write_text(content)
-    before = {k: v for k, v in _state(root).items()}
+    before = _state(root)
     line = one_line_failure(doit(root, "configure"))
     assert "ansible_inventory.json: " in line and problem in line
     assert {k: _state(root)[k] for k in before} == before

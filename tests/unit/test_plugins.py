@@ -211,4 +211,3 @@ def test_the_run_log_records_every_run(shell):
     assert all(r["run"] and r["started"] and r["ok"] for r in runs)
     result = shell.doit("report")
     assert result.returncode == 0 and runs[0]["run"] in result.stdout and "make skipped" in result.stdout
-

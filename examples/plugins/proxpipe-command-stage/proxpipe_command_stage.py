@@ -66,5 +66,3 @@ def register_stage_kinds(register):
 def stage_finished(run, stage, duration, handoff):
     if stage.kind == "command" and run.plugin_options(NAME).get("announce"):
         print(f"[command-stage] {stage.name} handed off {handoff} in {duration:.1f}s", flush=True)
-
-
