@@ -216,7 +216,7 @@ def bench_memory(project: LabProject, report: Report) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="noop,stages,scaling,memory")
-    parser.add_argument("--reps", type=int, default=5, help="repetitions of each variant (default 5)")
+    parser.add_argument("--reps", type=int, default=7, help="repetitions of each variant (default 7)")
     parser.add_argument("--seed-reps", type=int, default=2, help="repetitions of the seed's 30 s scripts")
     parser.add_argument("--scaling-reps", type=int, default=3)
     parser.add_argument("--json", help="also write the results here")

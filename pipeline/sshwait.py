@@ -77,14 +77,13 @@ def wait_all(hosts: list[Host], what: str, probe: Callable[[Host], str | None], 
             time.sleep(delay)
             delay = min(delay * 1.5, 3.0)
 
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, wait
 
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
         futures = [pool.submit(one, host) for host in hosts]
         next_note = started + PROGRESS_EVERY
-        while not all(f.done() for f in futures):
-            time.sleep(0.05)
+        while wait(futures, timeout=max(0.0, next_note - time.monotonic())).not_done:
             if time.monotonic() >= next_note:
                 with lock:
                     waiting = [h.label() for h in hosts if h.name in pending]

@@ -3,7 +3,8 @@
 Steps: `init` (skipped when nothing it depends on changed), the lint gate (default `tflint --init`,
 `tflint`), `plan -out` with the template id variable, `apply` of that plan (skipped when the plan
 has no changes), then `output -json <output>`. The output becomes ansible_inventory.json whether it is
-an object or a string holding JSON (what jsonencode() gives).
+an object or a string holding JSON (what jsonencode() gives). When a VM of the inventory vanished from the
+cluster but the plan keeps its resource, the state is listed and the plan made again with -replace of it.
 """
 
 from __future__ import annotations
@@ -136,16 +137,16 @@ class TerraformStage(Stage):
             return False, f"{names} no longer exist{'s' if len(missing) == 1 else ''} on the cluster"
         return True, "its VMs exist on the cluster"
 
-    def _repairs(self, job: StageJob, binary: str) -> list[str]:
-        """-replace for the `replace` resources of hosts whose VM vanished: a provider that cannot see a VM
-        disappear (like the lab's null_resource) would otherwise keep it in its state for ever."""
+    def _repairs(self, job: StageJob, binary: str, planned: str) -> list[str]:
+        """-replace for the `replace` resources of hosts whose VM vanished while the plan keeps them: a
+        provider that cannot see a VM disappear (like the lab's null_resource) would keep it for ever. Asks
+        for the state only then; a plan that already re-creates them needs nothing."""
         missing = [host.name for host in self.missing_vms(max_age=5) or []]
         if not missing or not self.options["replace"]:
             return []
-        instances = self.replace_instances(job, binary)
-        chosen = [a for a in instances if any(f'["{host}"]' in a for host in missing)]
-        if not chosen and len(instances) == 1 and len(missing) == 1:
-            chosen = instances
+        remade = [a for a in _REMADE.findall(planned) if self._replaceable(a)]
+        kept = [name for name in missing if not _owned_by(remade, [name])]
+        chosen = _owned_by(self.replace_instances(job, binary), kept) if kept else []
         job.notes["repaired"] = chosen
         return [f"-replace={a}" for a in chosen]
 
@@ -162,10 +163,12 @@ class TerraformStage(Stage):
         with ThreadPoolExecutor(max_workers=1) as pool:
             gate = pool.submit(self.lint, job)
             try:
-                changed = self.plan(job, binary, self._repairs(job, binary))
+                repairs = self._repairs(job, binary, self.plan(job, binary))
+                if repairs:
+                    self.plan(job, binary, repairs)
             finally:
                 gate.result()  # a failed gate wins: its message is the one to show
-        if changed:
+        if job.notes["plan"] != "no changes":
             self.apply(job, binary)
             job.notes["changed_resources"] = job.notes["plan"] != "changes to outputs"
         return self.inventory(job, binary)
@@ -226,13 +229,12 @@ class TerraformStage(Stage):
         args = [f"-var-file={f}" for f in self.options["var_files"] or []]
         return args + [f"-var-file={self.vars_file}"]
 
-    def plan(self, job: StageJob, binary: str, extra: list[str] = ()) -> bool:
-        """Plan into plan_file; True when it has changes to apply."""
+    def plan(self, job: StageJob, binary: str, extra: list[str] = ()) -> str:
+        """Plan into plan_file; its summary goes to job.notes["plan"]; returns its output."""
         result = self.step(job, [binary, "plan", "-input=false", "-no-color", f"-out={self.plan_file}",
                                  *self.var_args(), *extra], f"{self.binary_name} plan")
-        summary = _plan_summary(result.output)
-        job.notes["plan"] = summary
-        return summary != "no changes"
+        job.notes["plan"] = _plan_summary(result.output)
+        return result.output
 
     def inventory(self, job: StageJob, binary: str) -> Any:
         output = self.options["output"]
@@ -252,8 +254,10 @@ class TerraformStage(Stage):
 
     def replace_instances(self, job: StageJob, binary: str) -> list[str]:
         """The instances in the state of the resources `replace` lists (the resource itself, or resource[key])."""
-        resources = self.options["replace"] or []
-        return [a for a in self.state_addresses(job, binary) if any(a == r or a.startswith(r + "[") for r in resources)]
+        return [a for a in self.state_addresses(job, binary) if self._replaceable(a)]
+
+    def _replaceable(self, address: str) -> bool:
+        return any(address == r or address.startswith(r + "[") for r in self.options["replace"] or [])
 
     def state_addresses(self, job: StageJob, binary: str) -> list[str]:
         result = self.step(job, [binary, "state", "list"], f"{self.binary_name} state list", capture=True,
@@ -273,6 +277,15 @@ class TofuStage(TerraformStage):
 
 
 _PLAN = re.compile(r"Plan: (\d+) to add, (\d+) to change, (\d+) to destroy")
+_REMADE = re.compile(r"^\s*# (\S+) (?:will be created|must be replaced)", re.M)
+
+
+def _owned_by(addresses: list[str], hosts: list[str]) -> list[str]:
+    """The instance addresses that belong to these hosts: keyed by host name, or for one host the only
+    instance there is when it has no name key (a single resource, or count)."""
+    owned = [a for a in addresses if any(f'["{host}"]' in a for host in hosts)]
+    unnamed = len(addresses) == 1 and len(hosts) == 1 and '["' not in addresses[0]
+    return owned or (addresses if unnamed else [])
 
 
 def _plan_summary(output: str) -> str:

@@ -97,6 +97,21 @@ def test_e_a_template_deleted_on_the_proxmox_side_makes_build_stale(deployed):
     assert f"template {rebuilt} exists" in status
 
 
+def test_a_vm_deleted_on_the_proxmox_side_is_re_created_and_configured(deployed):
+    conf = deployed.state / "vms" / "201" / "root" / "etc" / "automation.conf"
+    deployed.admin("vm", {"vmid": 201, "delete": True})
+    assert not conf.exists()
+    deployed.reset_calls()
+    result = deployed.ok("deploy")
+    assert stages_run(result) == ["provision", "configure"]
+    # The lab's null_resource cannot see its VM vanish: the first plan keeps it, the state names it, and the
+    # second plan re-creates exactly it.
+    terraform = [c for c in deployed.tool_calls() if c.startswith("terraform")]
+    assert [c.split()[1] for c in terraform] == ["plan", "state", "plan", "apply", "output"]
+    assert '-replace=null_resource.vm["jump-01"]' in terraform[2]
+    assert 201 in _used_ids(deployed) and conf.exists()
+
+
 def _used_ids(project) -> set[int]:
     return {vm["vmid"] for vm in project.admin("state")["vms"]}
 
