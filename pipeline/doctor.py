@@ -38,12 +38,8 @@ def _row(pipeline: Pipeline, spec: ToolSpec, used_by: str) -> tuple[list[str], b
 def check(pipeline: Pipeline) -> None:
     pipeline.state_dir.mkdir(parents=True, exist_ok=True)
     rows, problems = [], []
-    seen = set()
     for stage in pipeline.stages:
         for spec in stage.tools():
-            if (spec.program, stage.name) in seen:
-                continue
-            seen.add((spec.program, stage.name))
             row, ok = _row(pipeline, spec, f"{stage.name} ({spec.option or 'tool'})")
             rows.append(row)
             if not ok:

@@ -196,13 +196,13 @@ def _classify(exc: Exception) -> tuple[str, bool, bool]:
         return _http(exc.code, str(exc.reason).strip())
     if isinstance(exc, http.client.HTTPException):
         return f"connection failed: {type(exc).__name__}: {exc}", True, False
-    reason = exc
-    if isinstance(reason, ssl.SSLError):
-        return f"TLS error: {reason} (check proxmox.ca_file or verify_tls)", False, False
-    if isinstance(reason, TimeoutError):
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc} (check proxmox.ca_file or verify_tls)", False, False
+    if isinstance(exc, TimeoutError):
         return "timed out", True, False
-    if isinstance(reason, ConnectionError | OSError) and not type(exc).__module__.startswith(("requests", "urllib3")):
-        return f"connection failed: {reason}", True, False
+    # requests' exceptions are OSErrors too; they are told apart below.
+    if isinstance(exc, OSError) and not type(exc).__module__.startswith(("requests", "urllib3")):
+        return f"connection failed: {exc}", True, False
     from proxmoxer.core import AuthenticationError, ResourceException
     from requests import exceptions as rex
 

@@ -58,7 +58,7 @@ def rollback(pipeline: Pipeline, stage: str, to: str, mode: str):
 
 def choose_template(pipeline: Pipeline, stage: Stage, to: str) -> tuple[int, int | None]:
     """(the template to roll back to, the current one); PipelineError when there is none."""
-    current = template_lifecycle.current_template(pipeline, stage)
+    current = stage.handoff_value()
     builds = [int(e["template_id"]) for e in template_lifecycle.built_templates(pipeline)]
     proxmox = pipeline.require_proxmox("check which templates still exist")
     existing = {int(vm["vmid"]) for vm in proxmox.vms() if int(vm.get("template", 0))}

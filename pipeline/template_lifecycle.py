@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import handoff, inventory
+from . import inventory
 from .console import console
-from .errors import HandoffError
 
 if TYPE_CHECKING:
     from stages.base import Stage
@@ -33,20 +32,10 @@ def built_templates(pipeline: Pipeline) -> list[dict]:
 def templates_in_use(pipeline: Pipeline) -> set[int]:
     """Template ids the hosts of the current inventory were cloned from (host variable template_id)."""
     stage = pipeline.last_producer("inventory")
-    if stage is None:
-        return set()
-    try:
-        data = handoff.read(stage.produces, stage.handoff_path)
-    except HandoffError:
+    data = stage.handoff_value() if stage is not None else None
+    if data is None:
         return set()
     return {host.template_id for host in inventory.parse(data).values() if host.template_id}
-
-
-def current_template(pipeline: Pipeline, stage: Stage) -> int | None:
-    try:
-        return handoff.read(stage.produces, stage.handoff_path)
-    except HandoffError:
-        return None
 
 
 def apply_retention(pipeline: Pipeline, stage: Stage, keep: int) -> list[int]:
@@ -56,7 +45,7 @@ def apply_retention(pipeline: Pipeline, stage: Stage, keep: int) -> list[int]:
         return []
     builds = built_templates(pipeline)
     protected = {int(e["template_id"]) for e in builds[:keep]} | templates_in_use(pipeline)
-    current = current_template(pipeline, stage)
+    current = stage.handoff_value()
     if current is not None:
         protected.add(current)
     on_cluster = {int(vm["vmid"]): vm for vm in proxmox.vms()}

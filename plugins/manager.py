@@ -177,9 +177,8 @@ def _check_pending(pm: pluggy.PluginManager) -> None:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        hook = next((name for name in pm.hook.__dict__ if not name.startswith("_")
-                     and not getattr(pm.hook, name).has_spec()), "?")
-        known = sorted(name for name in pm.hook.__dict__ if not name.startswith("_")
-                       and getattr(pm.hook, name).has_spec())
+        names = [name for name in pm.hook.__dict__ if not name.startswith("_")]
+        hook = next((name for name in names if not getattr(pm.hook, name).has_spec()), "?")
+        known = sorted(name for name in names if getattr(pm.hook, name).has_spec())
         raise ConfigError(f"plugin {pm.get_name(exc.plugin)}: unknown hook {hook!r}; a @hookimpl must be named "
                           f"like one of: {', '.join(known)}") from None

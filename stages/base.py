@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from pipeline import handoff
+from pipeline.errors import HandoffError
 from pipeline.fsutil import sha256_file
 from pipeline.handoff import HandoffKind
 from pipeline.schema import Field
@@ -128,6 +129,13 @@ class Stage:
         if isinstance(value, list):
             return [self.expand(v) for v in value]
         return value
+
+    def handoff_value(self) -> Any:
+        """This stage's handoff as last written; None when it is missing or invalid."""
+        try:
+            return handoff.read(self.produces, self.handoff_path)
+        except HandoffError:
+            return None
 
     # ------------------------------------------------------------------ up-to-date checks
 

@@ -150,7 +150,7 @@ class PackerStage(Stage):
         job.runner.run([binary, "build", "-machine-readable", *args, *(opts["extra_args"] or []), template],
                        "packer build", on_line=lambda line: self._progress(line, lines))
         template_id = self._template_id(parse_machine_readable(lines), allocated)
-        job.notes.update(template_id=template_id, allocated=allocated, previous=self._previous())
+        job.notes.update(template_id=template_id, allocated=allocated, previous=self.handoff_value())
         proxmox = self.pipeline.proxmox
         if proxmox is not None:
             problem = proxmox.template_problem(template_id)
@@ -222,7 +222,7 @@ class PackerStage(Stage):
 
         This makes the build idempotent: `doit -a deploy` on unchanged inputs changes nothing.
         """
-        current = self._previous()
+        current = self.handoff_value()
         if current is None:
             return None
         build = next((e for e in self.pipeline.history.builds() if int(e["template_id"]) == current), None)
@@ -231,9 +231,3 @@ class PackerStage(Stage):
             return None
         proxmox = self.pipeline.proxmox
         return current if proxmox is None or proxmox.template_problem(current) is None else None
-
-    def _previous(self) -> int | None:
-        try:
-            return handoff.read(self.produces, self.handoff_path)
-        except HandoffError:
-            return None

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from pipeline import handoff, inventory, schema, tools
 from pipeline.errors import HandoffError, ToolError
-from pipeline.fsutil import atomic_write
+from pipeline.fsutil import atomic_write, display
 from pipeline.schema import Field
 
 from .base import Stage, StageJob, ToolSpec, stable_digest
@@ -87,7 +86,7 @@ class TerraformStage(Stage):
         env = {"TF_DATA_DIR": str(self.data_dir), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"}
         if self.options["cli_config"]:
             if not self.options["cli_config"].is_file():
-                raise ToolError(f"{self.config.where}.cli_config: {os.path.relpath(self.options['cli_config'])} "
+                raise ToolError(f"{self.config.where}.cli_config: {display(self.options['cli_config'])} "
                                 "does not exist; ./doitw writes the lab's (with its provider mirror)")
             env["TF_CLI_CONFIG_FILE"] = str(self.options["cli_config"])
         return env
@@ -119,12 +118,10 @@ class TerraformStage(Stage):
     def missing_vms(self, max_age: float = 0.0) -> list[inventory.Host] | None:
         """Hosts of the inventory handoff whose VM (host variable vm_id) no longer exists; None: cannot tell."""
         proxmox = self.pipeline.proxmox
-        if proxmox is None or not self.handoff_path.exists():
+        value = self.handoff_value() if proxmox is not None else None
+        if value is None:
             return None
-        try:
-            hosts = inventory.parse(handoff.read(self.produces, self.handoff_path))
-        except HandoffError:
-            return None
+        hosts = inventory.parse(value)
         ids = {int(vm["vmid"]) for vm in proxmox.vms(max_age)}
         return sorted((h for h in hosts.values() if h.vm_id and h.vm_id not in ids), key=lambda h: h.name)
 
@@ -242,12 +239,12 @@ class TerraformStage(Stage):
                            capture=True, check=False)
         if result.returncode != 0:
             raise ToolError(f"{self.binary_name} output: there is no output {output!r} in the state of "
-                            f"{os.path.relpath(self.dir)}; add it or set {self.config.where}.output",
+                            f"{display(self.dir)}; add it or set {self.config.where}.output",
                             result.output.splitlines()[-10:], str(job.runner.log_path))
         try:
             return handoff.parse_inventory(result.stdout)
         except ValueError as exc:
-            raise HandoffError(f"output {output!r} of {os.path.relpath(self.dir)} is not a usable inventory: "
+            raise HandoffError(f"output {output!r} of {display(self.dir)} is not a usable inventory: "
                                f"{exc}") from None
 
     # ------------------------------------------------------------------ rollback helpers

@@ -150,7 +150,6 @@ def test_a_corrupted_template_id_handoff(handoffs, content, problem):
     before = _state(root)
     line = one_line_failure(doit(root, "provision"))
     assert problem in line and "run `doit build` first, or pass it with --template-id" in line
-    assert _state(root) == {**before, **{k: v for k, v in _state(root).items() if k not in before}}
     assert {k: _state(root)[k] for k in before} == before
 
 
