@@ -1,3 +1,3 @@
-"""doit entry point: the task graph of pipeline.yaml (see pipeline/dodo.py). Run `doit list`."""
+"""doit entry point: the task graph of pipeline.yaml (see proxpipe/wiring/dodo.py). Run `doit list`."""
 
-from pipeline.dodo import *  # noqa: F401,F403
+from proxpipe.wiring.dodo import *  # noqa: F401,F403

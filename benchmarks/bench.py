@@ -102,8 +102,8 @@ def bench_noop(project: LabProject, reps: int, report: Report) -> None:
 def _tool_envs(project: LabProject) -> tuple[dict, dict, Path, Path]:
     """The exact environment the pipeline gives terraform and ansible-playbook, for the bare tools."""
     os.environ.pop("PROXPIPE_PLUGINS", None)
-    from pipeline.context import Pipeline
-    from pipeline.tools import tool_path_env
+    from proxpipe.domain.tools import tool_path_env
+    from proxpipe.engine.pipeline import Pipeline
 
     pipeline = Pipeline.load(project.root / "pipeline.yaml", "lab")
     provision, configure = pipeline.stage("provision"), pipeline.stage("configure")

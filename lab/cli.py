@@ -16,8 +16,8 @@ import os
 import sys
 import time
 
-from pipeline.errors import PipelineError
-from pipeline.proxmox import Proxmox, config_from_tool_env
+from proxpipe.base.errors import PipelineError
+from proxpipe.domain.proxmox import Proxmox, config_from_tool_env
 
 
 def _client() -> Proxmox:

@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.config import Environment
-from pipeline.errors import PipelineError
-from pipeline.fsutil import atomic_write, pid_alive
+from proxpipe.base.errors import PipelineError
+from proxpipe.base.fsutil import atomic_write, pid_alive
+from proxpipe.domain.config import Environment
 
 START_TIMEOUT = 20.0
 
@@ -60,7 +60,7 @@ def _start(env: Environment) -> None:
         child_env.update(LAB_PVE_TOKEN_ID=proxmox.token_id, LAB_PVE_TOKEN_SECRET=proxmox.token_secret.reveal())
     else:
         child_env.update(LAB_PVE_USER=proxmox.user, LAB_PVE_PASSWORD=proxmox.password.reveal())
-    argv = [sys.executable, "-m", "lab.server", "--state-dir", str(env.state_dir), "--address", lab.address,
+    argv = [sys.executable, "-m", "proxpipe.lab.server", "--state-dir", str(env.state_dir), "--address", lab.address,
             "--port", str(lab.port), "--boot-seconds", str(lab.boot_seconds), "--idle-minutes",
             str(lab.idle_minutes), "--base-vmid", str(lab.base_template_id), "--base-name", lab.base_template_name]
     (folder / "server.pid").unlink(missing_ok=True)

@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from pipeline.fsutil import atomic_write, pid_alive
+from proxpipe.base.fsutil import atomic_write, pid_alive
 
 
 class LabKeys:

@@ -9,7 +9,7 @@
   (flaky_network, fail, revoke_tickets, ...) or edits a VM.
 * It stops by itself after `idle_minutes` without a request, and on SIGTERM, stopping its sshds.
 
-Run by lab.control; `python -m lab.server --help` for the options.
+Run by lab.control; `python -m proxpipe.lab.server --help` for the options.
 """
 
 from __future__ import annotations
@@ -28,9 +28,8 @@ from pathlib import Path
 from aiohttp import web
 from fakepve import FakePve
 
-from pipeline.fsutil import atomic_write
-
-from .hosts import LabHost, LabKeys
+from proxpipe.base.fsutil import atomic_write
+from proxpipe.lab.hosts import LabHost, LabKeys
 
 ADMIN_HEADER = "X-Lab-Admin"
 # fakepve switches a test may pull through /_lab/call.
@@ -277,7 +276,7 @@ async def serve(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lab.server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m proxpipe.lab.server", description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", required=True, help="the lab environment's state directory")
     parser.add_argument("--address", default="127.0.10.1")
     parser.add_argument("--port", type=int, default=8006)

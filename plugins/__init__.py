@@ -1,15 +1,5 @@
-"""Plugins: the hook specifications, the manager, and the built-in plugins.
+"""The built-in plugins: stage kinds, checks, the run log and the webhook notifier (proxpipe.plugins).
 
-Built-in plugins are listed in DEFAULT_PLUGINS (name -> module) and registered exactly like the
-third-party ones found through the ``proxpipe.plugins`` entry point group.
+Each is a module with @hookimpl functions, listed by name in proxpipe.engine.plugins.DEFAULT_PLUGINS and
+registered exactly like third-party plugins found through the ``proxpipe.plugins`` entry point group.
 """
-
-DEFAULT_PLUGINS = {
-    "stages": "plugins.builtin_stages",
-    "proxmox-checks": "plugins.proxmox_checks",
-    "host-checks": "plugins.host_checks",
-    "terraform-checks": "plugins.terraform_checks",
-    "configure-checks": "plugins.configure_checks",
-    "runlog": "plugins.runlog",
-    "webhook": "plugins.webhook",
-}

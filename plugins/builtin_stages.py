@@ -1,11 +1,10 @@
 """Built-in plugin: the packer, terraform, tofu and ansible stage kinds, registered through the same
 hook a third-party stage kind uses."""
 
-from stages.ansible import AnsibleStage
-from stages.packer import PackerStage
-from stages.terraform import TerraformStage, TofuStage
-
-from .hookspecs import hookimpl
+from proxpipe.api.hookspecs import hookimpl
+from proxpipe.stages.ansible import AnsibleStage
+from proxpipe.stages.packer import PackerStage
+from proxpipe.stages.terraform import TerraformStage, TofuStage
 
 
 @hookimpl

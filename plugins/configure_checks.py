@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 
-from pipeline.checks import Check, failed, passed
-from pipeline.fsutil import sha256_file
-
-from .hookspecs import hookimpl
+from proxpipe.api.checks import Check, failed, passed
+from proxpipe.api.hookspecs import hookimpl
+from proxpipe.base.fsutil import sha256_file
 
 
 def configure_current(ctx):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 import tempfile
 
-from pipeline import inventory, sshwait
-from pipeline.checks import Check, Skip, failed, passed
-from pipeline.tools import ToolRunner
-
-from .hookspecs import hookimpl
+from proxpipe.api.checks import Check, Skip, failed, passed
+from proxpipe.api.hookspecs import hookimpl
+from proxpipe.domain import inventory, sshwait
+from proxpipe.domain.tools import ToolRunner
 
 
 def ssh(ctx):

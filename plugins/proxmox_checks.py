@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.checks import Check, failed, passed
-
-from .hookspecs import hookimpl
+from proxpipe.api.checks import Check, failed, passed
+from proxpipe.api.hookspecs import hookimpl
 
 
 def template(ctx):

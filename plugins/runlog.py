@@ -7,9 +7,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
-from pipeline.history import History
-
-from .hookspecs import hookimpl
+from proxpipe.api.hookspecs import hookimpl
+from proxpipe.domain.history import History
 
 FILE = "runs.jsonl"
 
@@ -31,7 +30,7 @@ def recent(state_dir, count: int = 10) -> list[dict]:
 
 def show(state_dir, count: int) -> None:
     """`doit report`: the recent runs and their per-stage timings."""
-    from pipeline.console import console, seconds, table
+    from proxpipe.base.console import console, seconds, table
 
     runs = recent(state_dir, count)
     if not runs:

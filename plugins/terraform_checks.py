@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import threading
 
-from pipeline import handoff
-from pipeline.checks import Check, Skip, failed, passed
-from pipeline.errors import ToolError
-
-from .hookspecs import hookimpl
+from proxpipe.api.checks import Check, Skip, failed, passed
+from proxpipe.api.hookspecs import hookimpl
+from proxpipe.base.errors import ToolError
+from proxpipe.domain import handoff
 
 # lint may run `init`, which rewrites the data directory `show` reads: one at a time per stage.
 _busy: dict[str, threading.Lock] = {}

@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import time
 
-from pipeline import schema
-from pipeline.console import console, seconds
-from pipeline.retry import Backoff
-from pipeline.schema import Field
-
-from .hookspecs import hookimpl
+from proxpipe.api.hookspecs import hookimpl
+from proxpipe.base import schema
+from proxpipe.base.console import console, seconds
+from proxpipe.base.retry import Backoff
+from proxpipe.base.schema import Field
 
 NAME = "webhook"
 OPTIONS = {

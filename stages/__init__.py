@@ -1,1 +1,2 @@
-"""Stage kinds: one module per kind on the small base in stages/base.py."""
+"""The built-in stage kinds (proxpipe.stages): packer, terraform and tofu, ansible, on the stage contract in
+proxpipe.api."""

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import handoff, inventory, schema, sshwait, tools
-from pipeline.errors import ToolError
-from pipeline.fsutil import sha256_file
-from pipeline.schema import Field
-
-from .base import Stage, StageJob, ToolSpec
+from proxpipe.api.stage import Stage, StageJob, ToolSpec
+from proxpipe.base import schema
+from proxpipe.base.errors import ToolError
+from proxpipe.base.fsutil import sha256_file
+from proxpipe.base.schema import Field
+from proxpipe.domain import handoff, inventory, sshwait, tools
 
 _RECAP_LINE = re.compile(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$")
 

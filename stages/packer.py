@@ -13,12 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline import handoff, schema, tools
-from pipeline.console import console
-from pipeline.errors import HandoffError, PipelineError, ToolError
-from pipeline.schema import Field
-
-from .base import Stage, StageJob, ToolSpec
+from proxpipe.api.stage import Stage, StageJob, ToolSpec
+from proxpipe.base import schema
+from proxpipe.base.console import console
+from proxpipe.base.errors import HandoffError, PipelineError, ToolError
+from proxpipe.base.schema import Field
+from proxpipe.domain import handoff, tools
 
 COMMA = "%!(PACKER_COMMA)"
 
@@ -160,7 +160,7 @@ class PackerStage(Stage):
         return template_id
 
     def after_handoff(self, value: int, job: StageJob) -> None:
-        from pipeline import template_lifecycle
+        from proxpipe.domain import template_lifecycle
 
         template_lifecycle.apply_retention(self.pipeline, self, keep=self.options["keep_templates"])
 

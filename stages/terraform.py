@@ -15,12 +15,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pipeline import handoff, inventory, schema, tools
-from pipeline.errors import HandoffError, ToolError
-from pipeline.fsutil import atomic_write, display
-from pipeline.schema import Field
-
-from .base import Stage, StageJob, ToolSpec, stable_digest
+from proxpipe.api.stage import Stage, StageJob, ToolSpec, stable_digest
+from proxpipe.base import schema
+from proxpipe.base.errors import HandoffError, ToolError
+from proxpipe.base.fsutil import atomic_write, display
+from proxpipe.base.schema import Field
+from proxpipe.domain import handoff, inventory, tools
 
 DEFAULT_LINT = [["tflint", "--init"], ["tflint"]]
 

@@ -133,8 +133,8 @@ class LabProject:
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
     def admin(self, path: str, body: dict | None = None):
-        from lab import control
-        from pipeline.config import load
+        from proxpipe.domain.config import load
+        from proxpipe.lab import control
 
         env = load(self.root / "pipeline.yaml", environ={}).environment("lab")
         return control.admin(env, path, body)

@@ -175,7 +175,7 @@ def test_retention_keeps_three_and_never_a_template_it_did_not_build(lab_project
 
 def _seed_foreign_template(project, vmid: int) -> int:
     """Clone the base image into a template by hand, as an admin would in the Proxmox UI."""
-    from pipeline.context import Pipeline
+    from proxpipe.engine.pipeline import Pipeline
 
     pve = Pipeline.load(project.root / "pipeline.yaml", "lab").proxmox
     pve.task("clone", lambda: pve.api.nodes("pve1").qemu(9000).clone.post(newid=vmid, name="made-by-hand"))

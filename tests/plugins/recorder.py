@@ -8,12 +8,13 @@ import os
 import tempfile
 from pathlib import Path
 
-from pipeline import handoff, schema
-from pipeline.checks import Check, Skip, failed, passed
-from pipeline.errors import ToolError
-from pipeline.schema import Field
-from plugins.hookspecs import hookimpl
-from stages.base import Stage
+from proxpipe.api.checks import Check, Skip, failed, passed
+from proxpipe.api.hookspecs import hookimpl
+from proxpipe.api.stage import Stage
+from proxpipe.base import schema
+from proxpipe.base.errors import ToolError
+from proxpipe.base.schema import Field
+from proxpipe.domain import handoff
 
 OPTIONS = {"label": Field(schema.STR, "A label written into every event.", default="rec")}
 

@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import config as cfg
-from pipeline import schema
-from pipeline.config import load
-from pipeline.errors import ConfigError
-from plugins import manager, webhook
-from stages.ansible import AnsibleStage
-from stages.packer import PackerStage
-from stages.terraform import TerraformStage
+from proxpipe.base import schema
+from proxpipe.base.errors import ConfigError
+from proxpipe.domain import config as cfg
+from proxpipe.domain.config import load
+from proxpipe.engine import plugins as manager
+from proxpipe.plugins import webhook
+from proxpipe.stages.ansible import AnsibleStage
+from proxpipe.stages.packer import PackerStage
+from proxpipe.stages.terraform import TerraformStage
 from tests.labproject import REPO, next_block
 
 DOIT = str(Path(sys.executable).parent / "doit")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import load
-from pipeline.errors import ConfigError
-from pipeline.secrets import Secret
+from proxpipe.base.errors import ConfigError
+from proxpipe.base.secrets import Secret
+from proxpipe.domain.config import load
 from tests.labproject import REPO
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import plugins.hookspecs as hookspecs
+import proxpipe.api.hookspecs as hookspecs
 from tests.labproject import REPO
 
 DOIT = str(Path(sys.executable).parent / "doit")
@@ -49,10 +49,11 @@ def test_the_committed_deployment_docs_match_a_fresh_render(tmp_path):
 
 
 def test_the_configuration_reference_matches_the_schema():
-    from pipeline import configref
+    from proxpipe.commands import configref
 
     assert (REPO / "docs" / "configuration.md").read_text() == configref.render(), (
-        "docs/configuration.md is out of date: run `.venv/bin/python -m pipeline.configref > docs/configuration.md`")
+        "docs/configuration.md is out of date: run "
+        "`.venv/bin/python -m proxpipe.commands.configref > docs/configuration.md`")
 
 
 def test_the_production_docs_describe_production(tmp_path):

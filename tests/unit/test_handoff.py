@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from pipeline import handoff
-from pipeline.errors import HandoffError
+from proxpipe.base.errors import HandoffError
+from proxpipe.domain import handoff
 
 INVENTORY = {"all": {"children": {"jump_hosts": {"hosts": {"jump-01": {"ansible_host": "10.0.0.5"}}}}}}
 

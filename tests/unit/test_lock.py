@@ -8,12 +8,12 @@ import textwrap
 
 import pytest
 
-from pipeline import lock
-from pipeline.errors import LockedError
+from proxpipe.base.errors import LockedError
+from proxpipe.domain import lock
 
 HOLD = textwrap.dedent("""
     import sys, time
-    from pipeline import lock
+    from proxpipe.domain import lock
     lock.acquire(sys.argv[1], "lab", "deploy")
     print("held", flush=True)
     time.sleep(60)

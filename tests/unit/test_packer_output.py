@@ -2,7 +2,7 @@
 
 import json
 
-from stages.packer import artifact_id, manifest_template_id, parse_machine_readable
+from proxpipe.stages.packer import artifact_id, manifest_template_id, parse_machine_readable
 
 # What the proxmox-clone builder prints (packer-plugin-proxmox: Artifact.Id() is the template's VMID).
 PROXMOX_LINES = """\

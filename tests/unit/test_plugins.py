@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import load
+from proxpipe.domain.config import load
 from tests.labproject import REPO
 
 DOIT = str(Path(sys.executable).parent / "doit")
@@ -156,7 +156,7 @@ def test_an_event_hook_that_raises_fails_the_run_when_configured(shell):
 
 def test_a_hook_implementation_that_matches_no_hook_is_an_error_at_start_up(tmp_path):
     (tmp_path / "badplugin.py").write_text(
-        "from plugins.hookspecs import hookimpl\n\n@hookimpl\ndef stage_finnished(run):\n    pass\n")
+        "from proxpipe.api import hookimpl\n\n@hookimpl\ndef stage_finnished(run):\n    pass\n")
     project = ShellProject(tmp_path / "p")
     result = project.doit("list", env={"PROXPIPE_PLUGINS": "recorder,badplugin",
                                        "PYTHONPATH": f"{REPO / 'tests' / 'plugins'}:{tmp_path}"})
@@ -177,7 +177,7 @@ def test_unknown_plugin_options_and_names_are_errors(shell):
 
 def test_a_stage_kind_registered_twice_is_an_error(tmp_path):
     (tmp_path / "twice.py").write_text(
-        "from plugins.hookspecs import hookimpl\nfrom stages.packer import PackerStage\n\n"
+        "from proxpipe.api import hookimpl\nfrom proxpipe.stages.packer import PackerStage\n\n"
         "@hookimpl\ndef register_stage_kinds(register):\n    register('packer', PackerStage)\n")
     project = ShellProject(tmp_path / "p")
     result = project.doit("list", env={"PROXPIPE_PLUGINS": "recorder,twice",

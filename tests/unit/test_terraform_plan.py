@@ -1,6 +1,6 @@
 """Which instances a Terraform plan re-creates, and which belong to a host (stages/terraform.py)."""
 
-from stages.terraform import _REMADE, _owned_by
+from proxpipe.stages.terraform import _REMADE, _owned_by
 
 PLAN = """
 Terraform will perform the following actions:

@@ -2,11 +2,11 @@
 
 import pytest
 
-from pipeline import secrets
-from pipeline.config import Retry
-from pipeline.errors import ToolError
-from pipeline.retry import Backoff
-from pipeline.tools import ToolRunner
+from proxpipe.base import secrets
+from proxpipe.base.errors import ToolError
+from proxpipe.base.retry import Backoff
+from proxpipe.domain.config import Retry
+from proxpipe.domain.tools import ToolRunner
 
 
 def flaky_tool(tmp_path, failures: int, message: str):

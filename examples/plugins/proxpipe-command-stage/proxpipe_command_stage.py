@@ -19,11 +19,12 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from pipeline import handoff, schema
-from pipeline.errors import ToolError
-from pipeline.schema import Field
-from plugins.hookspecs import hookimpl
-from stages.base import Stage
+from proxpipe.api.hookspecs import hookimpl
+from proxpipe.api.stage import Stage
+from proxpipe.base import schema
+from proxpipe.base.errors import ToolError
+from proxpipe.base.schema import Field
+from proxpipe.domain import handoff
 
 NAME = "command-stage"
 # Options of the plugin itself, under plugins.command-stage in pipeline.yaml.

@@ -1,0 +1,72 @@
+"""`doit doctor`: the tools the chosen environment needs, whether they are found, their versions against
+the minimum, how to install what is missing, and whether the Proxmox API answers and accepts the token."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING
+
+from proxpipe.base.console import console, table
+from proxpipe.base.errors import PipelineError
+from proxpipe.domain import tools
+
+if TYPE_CHECKING:
+    from proxpipe.api.stage import ToolSpec
+    from proxpipe.engine.pipeline import Pipeline
+
+LAB_TOOLS = [("sshd", "/usr/sbin/sshd", "apt-get install openssh-server"),
+             ("ssh-keygen", "ssh-keygen", "apt-get install openssh-client")]
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
+def _row(pipeline: Pipeline, spec: ToolSpec, used_by: str) -> tuple[list[str], bool]:
+    path = tools.which(spec.program, pipeline.root)
+    if path is None:
+        return [spec.program, used_by, "MISSING", "", spec.minimum or "-", spec.install], False
+    found = tools.version(path, spec.version_args, spec.version_pattern, pipeline.state_dir)
+    too_old = bool(spec.minimum) and found != "unknown" and _version_tuple(found) < _version_tuple(spec.minimum)
+    status = f"{found} (too old)" if too_old else found
+    shown = os.path.relpath(path, pipeline.root) if path.startswith(str(pipeline.root)) else path
+    return [spec.program, used_by, shown, status, spec.minimum or "-", spec.install if too_old else ""], not too_old
+
+
+def check(pipeline: Pipeline) -> None:
+    pipeline.state_dir.mkdir(parents=True, exist_ok=True)
+    rows, problems = [], []
+    for stage in pipeline.stages:
+        for spec in stage.tools():
+            row, ok = _row(pipeline, spec, f"{stage.name} ({spec.option or 'tool'})")
+            rows.append(row)
+            if not ok:
+                problems.append(f"{spec.program} for {stage.name}")
+    if pipeline.env.lab is not None:
+        for name, program, install in LAB_TOOLS:
+            found = tools.which(program, pipeline.root) or (program if os.path.exists(program) else None)
+            rows.append([name, "lab", found or "MISSING", "", "-", "" if found else install])
+            if not found:
+                problems.append(f"{name} for the lab")
+    console.out(f"environment {pipeline.env.name}")
+    console.out(table(rows, ["program", "needed by", "found at", "version", "minimum", "how to install"]))
+    api = _api(pipeline)
+    console.out(f"Proxmox API: {api[1]}")
+    if not api[0]:
+        problems.append("the Proxmox API")
+    if problems:
+        raise PipelineError(f"doctor: missing or not working: {', '.join(problems)}")
+    console.out("everything this environment needs is here")
+
+
+def _api(pipeline: Pipeline) -> tuple[bool, str]:
+    cfg = pipeline.env.proxmox
+    if cfg is None:
+        return True, "not configured for this environment"
+    how = f"token {cfg.token_id}" if cfg.token_id else f"user {cfg.user}"
+    try:
+        version = pipeline.proxmox.version()
+    except PipelineError as exc:
+        return False, f"{cfg.url} ({how}): {exc}"
+    return True, f"{cfg.url} answers (PVE {version}); {how} accepted (secret not shown)"

@@ -1,0 +1,382 @@
+"""pipeline.yaml: loaded once, checked completely, turned into typed, read-only objects.
+
+Any problem ends in one ConfigError line naming the file, the key path and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from proxpipe.base import schema
+from proxpipe.base.errors import ConfigError
+from proxpipe.base.schema import Field
+from proxpipe.base.secrets import Secret
+
+DEFAULT_FILE = "pipeline.yaml"
+# Task names of the pipeline's own commands and of doit's; a stage may not take one.
+RESERVED_NAMES = {"deploy", "status", "validate", "rollback", "destroy", "docs", "doctor", "history",
+                  "report", "lab-stop", "run", "list", "info", "clean", "forget", "ignore", "help",
+                  "auto", "dumpdb", "strace", "reset-dep", "tabcompletion"}
+_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def _regex(value: str) -> str | None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"not a valid regular expression: {exc}"
+    return None
+
+
+def _url(value: str) -> str | None:
+    return None if re.match(r"^https?://[^/\s]+", value) else f"{value!r} is not an http(s) URL"
+
+
+def _loopback(value: str) -> str | None:
+    import ipaddress
+
+    try:
+        ok = ipaddress.ip_address(value).is_loopback
+    except ValueError:
+        ok = False
+    return None if ok else f"{value!r} is not a loopback address; the lab only listens on 127.0.0.0/8"
+
+
+RETRY_FIELDS = {
+    "attempts": Field(schema.INT, "Tries in all, the first included.", default=3, minimum=1, maximum=20),
+    "max_seconds": Field(schema.NUMBER, "Give up retrying after this many seconds in all.", default=300,
+                         minimum=0),
+    "patterns": Field(schema.LIST, "Regular expressions; a failed step whose output matches one is retried. "
+                                   "Default: the stage kind's.", items=Field(schema.STR, check=_regex)),
+}
+
+STAGE_FIELDS = {
+    "kind": Field(schema.STR, "The stage kind: packer, terraform, tofu, ansible, or a plugin's.", required=True),
+    "dir": Field(schema.DIR, "The tool's project directory, relative to pipeline.yaml.", required=True),
+    "description": Field(schema.STR, "One line for status and the docs."),
+    "handoff": Field(schema.STR, "File name of the handoff in the state directory. Default: the kind's.",
+                     check=lambda v: None if "/" not in v else "a file name, not a path"),
+    "env": Field(schema.MAP, "Extra environment variables for the tool; ${VAR} references are resolved. "
+                             "Values of variables named like *TOKEN*, *SECRET*, *PASSWORD* or *KEY* are masked.",
+                 values=Field(schema.STR)),
+    "timeout": Field(schema.NUMBER, "Seconds one tool step may run before it is stopped.", default=3600,
+                     minimum=1),
+    "retry": Field(schema.MAP, "Retries of tool steps that fail with a retryable error.", fields=RETRY_FIELDS,
+                   default={}),
+    "exclude": Field(schema.LIST, "Globs (relative to dir) that are not inputs, besides the kind's caches.",
+                     items=Field(schema.STR)),
+}
+
+PROXMOX_FIELDS = {
+    "url": Field(schema.STR, "The API address, e.g. https://pve.example.com:8006.", required=True, check=_url),
+    "node": Field(schema.STR, "The node templates are built on and VMs cloned on.", required=True),
+    "token_id": Field(schema.STR, "API token id, user@realm!name."),
+    "token_secret": Field(schema.SECRET, "API token secret, as a ${ENV_VAR} reference."),
+    "user": Field(schema.STR, "User for a password login (user@realm), when no token is given."),
+    "password": Field(schema.SECRET, "Password, as a ${ENV_VAR} reference."),
+    "ca_file": Field(schema.PATH, "CA certificate that signs the API's TLS certificate."),
+    "verify_tls": Field(schema.BOOL, "Check the API's TLS certificate.", default=True),
+    "timeout": Field(schema.NUMBER, "Seconds one API request may take.", default=10, minimum=0.1),
+    "retry": Field(schema.MAP, "Retries of API calls that fail for a passing reason.", default={}, fields={
+        "attempts": Field(schema.INT, "Tries in all.", default=6, minimum=1, maximum=50),
+        "max_seconds": Field(schema.NUMBER, "Give up after this many seconds in all.", default=60, minimum=0),
+    }),
+}
+
+LAB_FIELDS = {
+    "address": Field(schema.STR, "Loopback address of the Proxmox API stand-in.", default="127.0.10.1",
+                     check=_loopback),
+    "port": Field(schema.INT, "Its port.", default=8006, minimum=1, maximum=65535),
+    "base_template": Field(schema.MAP, "The template the lab starts with (what a real cluster already has).",
+                           default={}, fields={
+                               "vmid": Field(schema.INT, "Its VMID.", default=9000, minimum=100),
+                               "name": Field(schema.STR, "Its name.", default="debian-12-base"),
+                           }),
+    "boot_seconds": Field(schema.NUMBER, "Seconds a lab VM takes to mark itself booted after its sshd starts.",
+                          default=0.2, minimum=0),
+    "idle_minutes": Field(schema.NUMBER, "Stop the lab's services after this long without an API request "
+                                         "(0: never).", default=120, minimum=0),
+}
+
+VALIDATE_FIELDS = {
+    "group": Field(schema.STR, "Inventory group for the ansible-ping check.", default="all"),
+    "ssh_timeout": Field(schema.NUMBER, "Seconds per host for the SSH check.", default=5, minimum=0.1),
+    "skip": Field(schema.LIST, "Check ids not to run.", items=Field(schema.STR)),
+}
+
+ENVIRONMENT_FIELDS = {
+    "description": Field(schema.STR, "One line for status and the docs."),
+    "state_dir": Field(schema.PATH, "Where handoffs, history and logs go. Default: .pipeline/<environment>."),
+    "lab": Field(schema.MAP, "Run the embedded local lab (omit for a real cluster).", fields=LAB_FIELDS),
+    "proxmox": Field(schema.MAP, "The Proxmox VE API.", fields=PROXMOX_FIELDS),
+    "stages": Field(schema.MAP, "The stages in order: name -> settings.", required=True,
+                    values=Field(schema.RAW)),
+    "validate": Field(schema.MAP, "Settings of doit validate.", fields=VALIDATE_FIELDS, default={}),
+}
+
+TOP_FIELDS = {
+    "default_environment": Field(schema.STR, "The environment used when none is chosen."),
+    "plugins": Field(schema.RAW, "Plugins: name -> {enabled, on_error, and the plugin's own options}."),
+    "environments": Field(schema.MAP, "name -> environment.", required=True, values=Field(schema.RAW)),
+}
+
+
+class Retry(NamedTuple):
+    attempts: int
+    max_seconds: float
+    patterns: tuple[str, ...] = ()
+
+
+class ProxmoxConfig(NamedTuple):
+    url: str
+    node: str
+    token_id: str | None
+    token_secret: Secret | None
+    user: str | None
+    password: Secret | None
+    ca_file: Path | None
+    verify_tls: bool
+    timeout: float
+    retry: Retry
+
+
+class LabConfig(NamedTuple):
+    address: str
+    port: int
+    base_template_id: int
+    base_template_name: str
+    boot_seconds: float
+    idle_minutes: float
+
+
+class ValidateConfig(NamedTuple):
+    group: str = "all"
+    ssh_timeout: float = 5.0
+    skip: tuple[str, ...] = ()
+
+
+class StageConfig(NamedTuple):
+    name: str
+    kind: str
+    dir: Path
+    handoff: str
+    description: str
+    env: dict[str, str]
+    timeout: float
+    retry: Retry
+    exclude: tuple[str, ...]
+    options: dict[str, Any]  # the kind's own options, validated by its OPTIONS
+    where: str  # key path in pipeline.yaml, for messages
+
+
+class Environment(NamedTuple):
+    name: str
+    root: Path
+    file: str
+    state_dir: Path
+    description: str
+    proxmox: ProxmoxConfig | None
+    lab: LabConfig | None
+    stages: tuple[StageConfig, ...]
+    validate: ValidateConfig
+    raw: Any = None  # the environment as written, ${VAR} references unresolved (for the docs)
+
+    def stage(self, name: str) -> StageConfig:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise ConfigError(f"{self.file}: environments.{self.name}.stages: no stage named {name!r} "
+                          f"(stages: {', '.join(s.name for s in self.stages)})")
+
+
+class PipelineConfig(NamedTuple):
+    path: Path
+    root: Path
+    default_environment: str | None
+    environments: dict[str, Environment]
+    plugins: Any  # proxpipe.engine.plugins.Plugins
+    raw_plugins: Any = None  # the plugins section as written
+
+    def environment(self, name: str | None = None) -> Environment:
+        """The environment by name, else PIPELINE_ENV, else default_environment, else the only one."""
+        name = name or os.environ.get("PIPELINE_ENV") or self.default_environment
+        if not name and len(self.environments) == 1:
+            name = next(iter(self.environments))
+        if name not in self.environments:
+            known = ", ".join(self.environments)
+            raise ConfigError(f"{self.path.name}: environments: no environment {name!r} (known: {known}); "
+                              "choose one with env=NAME or PIPELINE_ENV")
+        return self.environments[name]
+
+
+def load(path: Path | str = DEFAULT_FILE, environ: dict[str, str] | None = None) -> PipelineConfig:
+    """Read and check pipeline.yaml with every environment in it."""
+    from proxpipe.engine.plugins import Plugins
+
+    path = Path(path).absolute()
+    ctx = schema.Context(path.name, path.parent, environ if environ is not None else dict(os.environ))
+    raw = _read_yaml(path)
+    top = schema.validate_map(raw, TOP_FIELDS, "", ctx)
+    plugins = Plugins.load(top["plugins"], ctx)
+    kinds = plugins.stage_kinds()
+    if not top["environments"]:
+        raise ctx.error("environments", "no environment defined")
+    envs = {str(name): _environment(str(name), data, ctx, kinds)
+            for name, data in top["environments"].items()}
+    default = top["default_environment"]
+    if default is not None and default not in envs:
+        raise ctx.error("default_environment", f"{default!r} is not an environment (known: {', '.join(envs)})")
+    return PipelineConfig(path, path.parent, default, envs, plugins, top["plugins"])
+
+
+def _read_yaml(path: Path) -> Any:
+    """The parsed file. A JSON copy next to the state (.pipeline/) spares the YAML parser, a tenth of a no-op
+    run's start-up, as long as the file's bytes are the same."""
+    import hashlib
+    import json
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path.name}: not found in {path.parent}; run from the project directory "
+                          "or create it (see README)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path.name}: cannot read: {exc.strerror}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    cache = path.parent / ".pipeline" / f".{path.name}.json"
+    try:
+        cached = json.loads(cache.read_text())
+        if cached["sha256"] == digest:
+            return cached["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    data = _parse_yaml(path, raw.decode(errors="replace"))
+    try:
+        from proxpipe.base.fsutil import atomic_write
+
+        atomic_write(cache, json.dumps({"sha256": digest, "data": data}), durable=False)
+    except (OSError, TypeError, ValueError):
+        pass  # a read-only checkout, or YAML that JSON cannot hold (dates): just no cache
+    return data
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "syntax"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path.name}: {where}: invalid YAML: {problem}") from None
+
+
+def _environment(name: str, data: Any, ctx: schema.Context, kinds: dict[str, type]) -> Environment:
+    where = f"environments.{name}"
+    if not _NAME.match(name):
+        raise ctx.error(where, "environment names use lower-case letters, digits, - and _")
+    env = schema.validate_map(data, ENVIRONMENT_FIELDS, where, ctx)
+    state_dir = env["state_dir"] or ctx.base / ".pipeline" / name
+    stages = _stages(env["stages"], f"{where}.stages", ctx, kinds)
+    _check_chain(stages, kinds, f"{where}.stages", ctx)
+    proxmox = _proxmox(env["proxmox"], f"{where}.proxmox", ctx) if env["proxmox"] else None
+    if env["lab"] and proxmox is None:
+        raise ctx.error(f"{where}.proxmox", "missing; the lab needs the address of its Proxmox API stand-in")
+    lab = _lab(env["lab"]) if env["lab"] else None
+    validate = env["validate"]
+    return Environment(name, ctx.base, ctx.file, Path(state_dir), env["description"] or "", proxmox, lab,
+                       stages, ValidateConfig(validate["group"], validate["ssh_timeout"],
+                                              tuple(validate["skip"] or ())), data)
+
+
+def _stages(data: dict, where: str, ctx: schema.Context, kinds: dict[str, type]) -> tuple[StageConfig, ...]:
+    if not data:
+        raise ctx.error(where, "no stage defined")
+    stages = []
+    for name, raw in data.items():
+        name = str(name)
+        here = f"{where}.{name}"
+        if not _NAME.match(name) or name in RESERVED_NAMES:
+            raise ctx.error(here, f"{name!r} cannot be a stage name (lower-case letters, digits, - and _; "
+                                  f"not one of the commands {', '.join(sorted(RESERVED_NAMES))})")
+        if not isinstance(raw, dict):
+            raise ctx.error(here, f"expected a mapping, got {schema.describe(raw)}")
+        common_raw = {k: v for k, v in raw.items() if k in STAGE_FIELDS}
+        common = schema.validate_map(common_raw, STAGE_FIELDS, here, ctx)
+        kind = kinds.get(common["kind"])
+        if kind is None:
+            raise ctx.error(f"{here}.kind", f"unknown stage kind {common['kind']!r} "
+                                            f"(known: {', '.join(sorted(kinds))})")
+        problem = kind.check_dir(common["dir"])
+        if problem:
+            raise ctx.error(f"{here}.dir", f"{raw['dir']} {problem}")
+        own_raw = {k: v for k, v in raw.items() if k not in STAGE_FIELDS}
+        stage_ctx = schema.Context(ctx.file, common["dir"], ctx.environ, project=ctx.base)
+        options = schema.validate_map(own_raw, kind.OPTIONS, here, stage_ctx)
+        retry = common["retry"]
+        stages.append(StageConfig(
+            name=name, kind=common["kind"], dir=common["dir"],
+            handoff=common["handoff"] or kind.produces.filename,
+            description=common["description"] or kind.description,
+            env=_stage_env(common["env"] or {}), timeout=common["timeout"],
+            retry=Retry(retry["attempts"], retry["max_seconds"],
+                        tuple(retry["patterns"] if retry["patterns"] is not None else kind.RETRY_PATTERNS)),
+            exclude=tuple(common["exclude"] or ()), options=options, where=f"{ctx.file}: {here}"))
+    return tuple(stages)
+
+
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASS|KEY", re.I)
+
+
+def _stage_env(env: dict[str, str]) -> dict[str, str]:
+    from proxpipe.base.secrets import register
+
+    for name, value in env.items():
+        if _SECRET_NAME.search(name):
+            register(value)
+    return env
+
+
+def _check_chain(stages: tuple[StageConfig, ...], kinds: dict[str, type], where: str,
+                 ctx: schema.Context) -> None:
+    previous = None
+    handoffs: dict[str, str] = {}
+    for stage in stages:
+        cls = kinds[stage.kind]
+        wants = cls.consumes
+        if wants is not None and previous is not None and previous[1] is not wants:
+            raise ctx.error(f"{where}.{stage.name}",
+                            f"kind {stage.kind} takes {wants.title}, but the stage before it "
+                            f"({previous[0]}) hands off {previous[1].title}; reorder the stages")
+        if stage.handoff in handoffs:
+            raise ctx.error(f"{where}.{stage.name}.handoff",
+                            f"{stage.handoff} is already the handoff of stage {handoffs[stage.handoff]}; "
+                            "give this stage its own handoff file name")
+        handoffs[stage.handoff] = stage.name
+        previous = (stage.name, cls.produces)
+
+
+def _proxmox(data: dict, where: str, ctx: schema.Context) -> ProxmoxConfig:
+    has_token = data["token_id"] is not None or data["token_secret"] is not None
+    has_password = data["user"] is not None or data["password"] is not None
+    if has_token == has_password:
+        raise ctx.error(where, "give either token_id and token_secret, or user and password")
+    if has_token and (data["token_id"] is None or data["token_secret"] is None):
+        raise ctx.error(where, "token_id and token_secret go together")
+    if has_password and (data["user"] is None or data["password"] is None):
+        raise ctx.error(where, "user and password go together")
+    retry = data["retry"]
+    return ProxmoxConfig(data["url"].rstrip("/"), data["node"], data["token_id"], data["token_secret"],
+                         data["user"], data["password"], data["ca_file"], data["verify_tls"], data["timeout"],
+                         Retry(retry["attempts"], retry["max_seconds"]))
+
+
+def _lab(data: dict) -> LabConfig:
+    base = data["base_template"]
+    return LabConfig(data["address"], data["port"], base["vmid"], base["name"], data["boot_seconds"],
+                     data["idle_minutes"])

@@ -1,0 +1,267 @@
+"""The Proxmox VE API through proxmoxer: every call retried with backoff when the cause is passing.
+
+Retried: connection errors and timeouts, 5xx answers (except the ones PVE uses for permanent
+problems), a VM locked by another task, and tasks that end in a lock timeout. A 401 on a
+password login gets one fresh ticket. Everything else fails at once with the call and the cause.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from proxpipe.base.console import console
+from proxpipe.base.errors import PipelineError, ProxmoxError
+from proxpipe.base.retry import Backoff
+from proxpipe.domain.config import ProxmoxConfig
+
+# 5xx messages that will not change by retrying.
+_PERMANENT = re.compile(r"does not exist|already exists|already running|not running|no such|"
+                        r"permission|not allowed|invalid|can't convert|you can't|protection", re.I)
+# Task errors that are worth another try: another task held the VM's lock.
+_RETRY_TASK = re.compile(r"got timeout|is locked|lock.*timeout|temporarily", re.I)
+
+
+class Proxmox:
+    """One API connection (made on first use) with retried calls."""
+
+    def __init__(self, cfg: ProxmoxConfig, notify: Callable[[str], None] | None = None, prefer_light: bool = False):
+        self.cfg = cfg
+        self.node = cfg.node
+        self.prefer_light = prefer_light
+        self._api = None
+        self._light = None
+        self._vms: tuple[float, list[dict]] | None = None
+        self._notify = notify or console.step
+
+    # ------------------------------------------------------------------ connection
+
+    def _connect(self):
+        from proxmoxer import ProxmoxAPI
+
+        parts = urlsplit(self.cfg.url)
+        verify: Any = str(self.cfg.ca_file) if (self.cfg.verify_tls and self.cfg.ca_file) else self.cfg.verify_tls
+        common = {"host": parts.hostname, "port": parts.port or 8006, "verify_ssl": verify,
+                  "timeout": self.cfg.timeout, "service": "PVE"}
+        if self.cfg.token_id:
+            user, _, name = self.cfg.token_id.partition("!")
+            return ProxmoxAPI(user=user, token_name=name, token_value=self.cfg.token_secret.reveal(), **common)
+        return ProxmoxAPI(user=self.cfg.user, password=self.cfg.password.reveal(), **common)
+
+    @property
+    def light(self):
+        """The standard-library client (API tokens only); see pipeline.pveapi for why."""
+        if self._light is None:
+            from proxpipe.domain.pveapi import Client
+
+            self._light = Client(self.cfg.url, f"{self.cfg.token_id}={self.cfg.token_secret.reveal()}",
+                                 str(self.cfg.ca_file) if self.cfg.ca_file else None, self.cfg.verify_tls,
+                                 self.cfg.timeout)
+        return self._light
+
+    @property
+    def api(self):
+        """The client for calls: proxmoxer, or the light one when asked for (and a token is used)."""
+        if self.prefer_light and self.cfg.token_id:
+            return self.light
+        if self._api is None:
+            self._api = self.call("login", lambda: None, connect=True)
+        return self._api
+
+    # ------------------------------------------------------------------ calls with retries
+
+    def call(self, what: str, fn: Callable[[], Any], connect: bool = False) -> Any:
+        """fn() with retries; `what` names the call in messages, e.g. 'GET /cluster/resources'."""
+        backoff = Backoff(self.cfg.retry.attempts, self.cfg.retry.max_seconds)
+        relogged = False
+        while True:
+            try:
+                return self._connect() if connect else fn()
+            except PipelineError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - classified below; unknown ones fail at once
+                cause, retry, unauthorized = _classify(exc)
+                if unauthorized and self.cfg.user and not relogged and not connect:
+                    relogged = True
+                    self._notify(f"{what}: ticket rejected; logging in again")
+                    self._api = self.call("login", lambda: None, connect=True)
+                    continue
+                delay = backoff.next_delay() if retry else None
+                if delay is None:
+                    tries = f" after {backoff.attempt} attempts" if backoff.attempt > 1 else ""
+                    raise ProxmoxError(f"Proxmox API {what} failed{tries}: {cause}") from None
+                self._notify(f"Proxmox API {what}: {cause}; retrying in {delay:.1f}s "
+                             f"(attempt {backoff.attempt} of {self.cfg.retry.attempts})")
+                time.sleep(delay)
+
+    def task(self, what: str, start: Callable[[], str], timeout: float = 600) -> None:
+        """Start a task (start() returns its UPID) and wait for it; retried as a whole on lock timeouts."""
+        backoff = Backoff(self.cfg.retry.attempts, self.cfg.retry.max_seconds)
+        while True:
+            upid = self.call(what, start)
+            status = self._wait(what, upid, timeout)
+            if status == "OK":
+                return
+            delay = backoff.next_delay() if _RETRY_TASK.search(status) else None
+            if delay is None:
+                raise ProxmoxError(f"Proxmox task {what} ended in TASK ERROR: {status}")
+            self._notify(f"Proxmox task {what}: {status}; retrying in {delay:.1f}s")
+            time.sleep(delay)
+
+    def _wait(self, what: str, upid: str, timeout: float) -> str:
+        node = upid.split(":")[1] if upid.startswith("UPID:") else self.node
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            info = self.call(f"{what} (task status)", lambda: self.api.nodes(node).tasks(upid).status.get())
+            if info.get("status") == "stopped":
+                return str(info.get("exitstatus", "unknown"))
+            if time.monotonic() > deadline:
+                raise ProxmoxError(f"Proxmox task {what} still running after {timeout:.0f}s ({upid})")
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    # ------------------------------------------------------------------ what the pipeline asks
+
+    def vms(self, max_age: float = 0.0) -> list[dict]:
+        """Every VM of the cluster (templates included), from /cluster/resources; max_age > 0 accepts an
+        answer that old (the up-to-date checks of several stages ask one after the other)."""
+        if max_age and self._vms and time.monotonic() - self._vms[0] <= max_age:
+            return self._vms[1]
+        # Looked up on each try: a retry after a refused ticket must use the new login.
+        client = (lambda: self.light) if self.cfg.token_id and self._api is None else (lambda: self.api)
+        answer = self.call("GET /cluster/resources", lambda: client().cluster.resources.get(type="vm"))
+        self._vms = (time.monotonic(), answer)
+        return answer
+
+    def vm(self, vmid: int, max_age: float = 0.0) -> dict | None:
+        """vmid's entry in /cluster/resources, or None."""
+        return next((entry for entry in self.vms(max_age) if int(entry.get("vmid", -1)) == int(vmid)), None)
+
+    def used_ids(self) -> set[int]:
+        return {int(entry["vmid"]) for entry in self.vms()}
+
+    def template_problem(self, vmid: int, max_age: float = 0.0) -> str | None:
+        """None when vmid exists on the node and is a template; otherwise what is wrong."""
+        entry = self.vm(vmid, max_age)
+        if entry is None:
+            return f"template {vmid} does not exist on the cluster"
+        if entry.get("node") != self.node:
+            return f"VM {vmid} is on node {entry.get('node')}, not {self.node}"
+        if not int(entry.get("template", 0)):
+            return f"VM {vmid} exists but is not a template"
+        return None
+
+    def delete_vm(self, vmid: int, node: str | None = None) -> None:
+        node = node or self.node
+        self.task(f"DELETE /nodes/{node}/qemu/{vmid}", lambda: self.api.nodes(node).qemu(vmid).delete())
+
+    def agent_addresses(self, vmid: int, node: str | None = None) -> list[str] | None:
+        """IP addresses the guest agent reports, or None when the agent does not answer."""
+        node = node or self.node
+        try:
+            data = self.api.nodes(node).qemu(vmid).agent("network-get-interfaces").get()
+        except Exception:  # noqa: BLE001 - no agent, agent off, VM stopped: all mean "unknown"
+            return None
+        result = data.get("result", data) if isinstance(data, dict) else data
+        return [addr["ip-address"] for iface in result or [] for addr in iface.get("ip-addresses", [])
+                if iface.get("name") != "lo"]
+
+    def version(self) -> str:
+        data = self.call("GET /version", lambda: self.api.version.get())
+        return str(data.get("version", "unknown"))
+
+
+def _http(status: int, message: str) -> tuple[str, bool, bool]:
+    cause = f"HTTP {status}: {message}"
+    if status == 401:
+        return cause + " (check the token or password)", False, True
+    if status >= 500 and not _PERMANENT.search(message):
+        return cause, True, False
+    return cause, False, False
+
+
+def _classify(exc: Exception) -> tuple[str, bool, bool]:
+    """(cause, retryable, unauthorized) of an exception raised by proxmoxer, requests or http.client."""
+    import http.client
+    import ssl
+
+    from proxpipe.domain.pveapi import HTTPStatus
+
+    if isinstance(exc, HTTPStatus):
+        return _http(exc.code, str(exc.reason).strip())
+    if isinstance(exc, http.client.HTTPException):
+        return f"connection failed: {type(exc).__name__}: {exc}", True, False
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc} (check proxmox.ca_file or verify_tls)", False, False
+    if isinstance(exc, TimeoutError):
+        return "timed out", True, False
+    # requests' exceptions are OSErrors too; they are told apart below.
+    if isinstance(exc, OSError) and not type(exc).__module__.startswith(("requests", "urllib3")):
+        return f"connection failed: {exc}", True, False
+    from proxmoxer.core import AuthenticationError, ResourceException
+    from requests import exceptions as rex
+
+    if isinstance(exc, ResourceException):
+        message = str(exc.content or exc.status_message).strip()
+        return _http(int(exc.status_code), message + (f" ({exc.errors})" if exc.errors else ""))
+    if isinstance(exc, AuthenticationError):
+        return f"login refused: {exc} (check the user and password)", False, False
+    if isinstance(exc, rex.SSLError):
+        return f"TLS error: {_short(exc)} (check proxmox.ca_file or verify_tls)", False, False
+    if isinstance(exc, rex.Timeout):
+        return "timed out", True, False
+    if isinstance(exc, rex.ConnectionError | rex.ChunkedEncodingError):
+        return f"connection failed: {_short(exc)}", True, False
+    return f"{type(exc).__name__}: {exc}", False, False
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    found = re.search(r"\(Caused by \w+\('?(.*?)'?\)\)?$", text) or re.search(r"(\[Errno [^\]]+\][^'\"]*)", text)
+    text = found.group(1) if found else text
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def tool_env(cfg: ProxmoxConfig) -> dict[str, str]:
+    """Environment variables for tools: those of the bpg/proxmox Terraform provider (PROXMOX_VE_*), of
+    Packer's proxmox plugin (PROXMOX_URL, PROXMOX_USERNAME, PROXMOX_TOKEN/PASSWORD), and the CA file and
+    node (PIPELINE_PROXMOX_*). Passed in the environment, never on a command line; masked in logs."""
+    env = {"PROXMOX_VE_ENDPOINT": cfg.url, "PROXMOX_URL": f"{cfg.url}/api2/json",
+           "PROXMOX_VE_INSECURE": "false" if cfg.verify_tls else "true",
+           "PROXMOX_INSECURE_SKIP_TLS_VERIFY": "false" if cfg.verify_tls else "true",
+           "PIPELINE_PROXMOX_NODE": cfg.node, "PIPELINE_PROXMOX_VERIFY_TLS": "1" if cfg.verify_tls else "0"}
+    if cfg.ca_file:
+        env["PIPELINE_PROXMOX_CA_FILE"] = str(cfg.ca_file)
+    if cfg.token_id:
+        secret = cfg.token_secret.reveal()
+        env.update(PROXMOX_VE_API_TOKEN=f"{cfg.token_id}={secret}", PROXMOX_USERNAME=cfg.token_id,
+                   PROXMOX_TOKEN=secret)
+    else:
+        password = cfg.password.reveal()
+        env.update(PROXMOX_VE_USERNAME=cfg.user, PROXMOX_VE_PASSWORD=password, PROXMOX_USERNAME=cfg.user,
+                   PROXMOX_PASSWORD=password)
+    return env
+
+
+def config_from_tool_env(environ: dict[str, str]) -> ProxmoxConfig:
+    """The inverse of tool_env(), for programs the tools run (the lab's pipeline-lab)."""
+    from proxpipe.base.secrets import Secret
+    from proxpipe.domain.config import Retry
+
+    url = environ.get("PROXMOX_VE_ENDPOINT")
+    if not url:
+        raise PipelineError("PROXMOX_VE_ENDPOINT is not set: run this through the pipeline (doit), which sets it")
+    token = environ.get("PROXMOX_VE_API_TOKEN")
+    token_id, _, secret = token.partition("=") if token else (None, "", None)
+    return ProxmoxConfig(
+        url=url.rstrip("/"), node=environ.get("PIPELINE_PROXMOX_NODE", "pve1"), token_id=token_id,
+        token_secret=Secret(secret, "PROXMOX_VE_API_TOKEN", "environment") if token else None,
+        user=None if token else environ.get("PROXMOX_VE_USERNAME"),
+        password=None if token else Secret(environ.get("PROXMOX_VE_PASSWORD"), "PROXMOX_VE_PASSWORD", "environment"),
+        ca_file=Path(environ["PIPELINE_PROXMOX_CA_FILE"]) if environ.get("PIPELINE_PROXMOX_CA_FILE") else None,
+        verify_tls=environ.get("PIPELINE_PROXMOX_VERIFY_TLS", "1") == "1", timeout=10.0, retry=Retry(6, 60))

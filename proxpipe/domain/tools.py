@@ -1,0 +1,271 @@
+"""Running the tools: one log per stage, secrets masked, output tail on failure, timeouts,
+and retries of steps whose output matches a retryable pattern (like Terragrunt's retryable errors)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from proxpipe.base import secrets
+from proxpipe.base.console import console
+from proxpipe.base.errors import ToolError
+from proxpipe.base.fsutil import atomic_write
+from proxpipe.base.retry import Backoff
+from proxpipe.domain.config import Retry
+
+TAIL_LINES = 25
+
+
+@dataclass
+class StepResult:
+    argv: list[str]
+    returncode: int
+    output: str  # stdout and stderr as they came, masked
+    duration: float
+    stdout: str = ""  # with capture=True: stdout alone, unmasked, for parsing
+    attempts: int = 1
+
+
+def tool_path_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for tools: this Python's bin directory is on PATH (ansible-playbook, pipeline-lab),
+    and HashiCorp tools do not phone home."""
+    env = dict(os.environ if base is None else base)
+    bindir = str(Path(sys.executable).parent)
+    parts = env.get("PATH", "").split(os.pathsep)
+    if bindir not in parts:
+        env["PATH"] = os.pathsep.join([bindir] + [p for p in parts if p])
+    env.setdefault("CHECKPOINT_DISABLE", "1")
+    return env
+
+
+def which(program: str, root: Path) -> str | None:
+    """The path of program: relative to the project when it contains a slash, else looked up on PATH."""
+    if "/" in program:
+        path = Path(program) if os.path.isabs(program) else root / program
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+    return shutil.which(program, path=tool_path_env().get("PATH"))
+
+
+def require(program: str, root: Path, hint: str) -> str:
+    """which(), or a ToolError that names the program and says how to fix it."""
+    found = which(program, root)
+    if not found:
+        raise ToolError(f"{program} not found: {hint}")
+    return found
+
+
+_libc = None
+
+
+def _die_with_parent() -> None:
+    # In the child, before exec: the tool gets SIGTERM when the pipeline dies, even by SIGKILL. (A new
+    # session lets us stop its whole process group on a timeout.)
+    if _libc:
+        _libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _load_libc() -> None:
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        try:
+            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        except OSError:
+            _libc = False
+
+
+class ToolRunner:
+    """Runs one stage's tool steps, all logged to one file."""
+
+    def __init__(self, log_path: Path, cwd: Path, env: dict[str, str], timeout: float, retry: Retry,
+                 label: str):
+        self.log_path = Path(log_path)
+        self.cwd = Path(cwd)
+        self.env = tool_path_env({**os.environ, **env})
+        self.timeout = timeout
+        self.retry = retry
+        self.label = label
+        self._patterns = [re.compile(p) for p in retry.patterns]
+        _load_libc()
+
+    def log(self, text: str) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a") as out:
+            out.write(secrets.mask(text).rstrip("\n") + "\n")
+
+    def run(self, argv: Sequence[str], step: str, *, retryable: bool = True, check: bool = True,
+            env: dict[str, str] | None = None, cwd: Path | None = None,
+            on_line: Callable[[str], None] | None = None, capture: bool = False) -> StepResult:
+        """Run argv; retry while its output matches a retryable pattern; ToolError when it fails.
+
+        capture=True keeps stdout apart from stderr (for JSON output); both are logged.
+        """
+        backoff = Backoff(self.retry.attempts, self.retry.max_seconds)
+        while True:
+            result = self._once(list(argv), step, env, cwd, on_line, capture)
+            result.attempts = backoff.attempt
+            if result.returncode == 0 or not check:
+                return result
+            matched = self._retryable(result.output) if retryable else None
+            delay = backoff.next_delay() if matched else None
+            if delay is None:
+                raise self._failure(step, result)
+            message = (f"{step} failed (exit {result.returncode}); retrying in {delay:.1f}s "
+                       f"(attempt {backoff.attempt} of {self.retry.attempts}): output matched {matched!r}")
+            self.log(f"# {message}")
+            console.step(message)
+            time.sleep(delay)
+
+    def _retryable(self, output: str) -> str | None:
+        for pattern in self._patterns:
+            if pattern.search(output):
+                return pattern.pattern
+        return None
+
+    def _once(self, argv, step, env, cwd, on_line, capture) -> StepResult:
+        started = time.monotonic()
+        self.log(f"\n$ {shlex.join(argv)}    # {step}, in {cwd or self.cwd}, at {_now()}")
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd or self.cwd, env={**self.env, **(env or {})},
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE if capture else subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
+                                    start_new_session=True, preexec_fn=_die_with_parent)
+        except OSError as exc:
+            raise ToolError(f"{step}: cannot start {argv[0]}: {exc.strerror}") from None
+        lines: list[str] = []
+        stdout: list[str] = []
+        readers = [threading.Thread(target=self._read, args=(proc.stdout, lines, on_line, stdout if capture else None),
+                                    daemon=True)]
+        if capture:
+            readers.append(threading.Thread(target=self._read, args=(proc.stderr, lines, on_line, None), daemon=True))
+        for reader in readers:
+            reader.start()
+        try:
+            expired = self._wait(proc)
+        except KeyboardInterrupt:
+            self._stop(proc)
+            raise
+        if expired:
+            for reader in readers:
+                reader.join(5)
+            self.log(f"# stopped after {self.timeout:.0f}s")
+            raise ToolError(f"{step} timed out after {self.timeout:.0f}s and was stopped "
+                            f"(raise {self.label}.timeout in pipeline.yaml if it needs longer)",
+                            lines[-TAIL_LINES:], str(self.log_path))
+        for reader in readers:
+            reader.join()
+        duration = time.monotonic() - started
+        self.log(f"# exit {proc.returncode} after {duration:.1f}s, at {_now()}")
+        return StepResult(argv, proc.returncode, "\n".join(lines), duration, stdout="\n".join(stdout))
+
+    def _wait(self, proc) -> bool:
+        """Wait for proc to exit; True if it ran past the timeout and was stopped. A blocking wait, with a timer
+        for the timeout: Popen.wait(timeout) polls, which added up to 50 ms to every step."""
+        expired = threading.Event()
+
+        def expire():
+            expired.set()
+            self._stop(proc)
+
+        timer = threading.Timer(self.timeout, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            proc.wait()
+        finally:
+            timer.cancel()
+        return expired.is_set()
+
+    def _read(self, stream, lines: list[str], on_line, keep: list[str] | None) -> None:
+        with open(self.log_path, "a") as log:
+            for raw in stream:
+                line = secrets.mask(raw.rstrip("\n"))
+                lines.append(line)
+                if keep is not None:
+                    keep.append(raw.rstrip("\n"))
+                log.write(line + "\n")
+                log.flush()
+                if on_line:
+                    on_line(line)
+
+    @staticmethod
+    def _stop(proc) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(timeout=10)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def _failure(self, step: str, result: StepResult) -> ToolError:
+        tail = [line for line in result.output.splitlines() if line.strip()][-TAIL_LINES:]
+        reason = _reason(tail)
+        tries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
+        return ToolError(f"{step} failed (exit {result.returncode}){tries}" + (f": {reason}" if reason else ""),
+                         tail, str(self.log_path))
+
+
+def _now() -> str:
+    return time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
+
+
+_ERROR_LINE = re.compile(r"(error|fatal|failed|unreachable)", re.I)
+
+
+def _reason(tail: list[str]) -> str:
+    """The most telling line of a failed tool's output: its first error line near the end."""
+    for line in tail:
+        text = line.strip().lstrip("│╷╵ ").strip()
+        if _ERROR_LINE.search(text) and len(text) > 6:
+            return text[:300]
+    return tail[-1].strip()[:300] if tail else ""
+
+
+# ----------------------------------------------------------------------------- versions
+
+
+def version(path: str, args: Sequence[str], pattern: str, state_dir: Path) -> str:
+    """The tool's version, cached in the state directory by binary path, size and mtime, so that it costs a
+    process only once."""
+    cache_file = state_dir / "tool-versions.json"
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "unknown"
+    key = f"{path}:{stat.st_size}:{int(stat.st_mtime)}"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key in cache:
+        return cache[key]
+    try:
+        # A scratch HOME: `ansible-playbook --version` alone would create ~/.ansible.
+        home = cache_file.parent / "tool-home"
+        home.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([path, *args], capture_output=True, text=True, timeout=30,
+                              env=tool_path_env({**os.environ, "HOME": str(home)}))
+        out = done.stdout + done.stderr  # ssh -V answers on stderr
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    match = re.search(pattern, out)
+    found = match.group(1) if match else "unknown"
+    cache[key] = found
+    atomic_write(cache_file, json.dumps(cache, indent=1, sort_keys=True))
+    return found

@@ -1,0 +1,143 @@
+"""Running one stage as a doit action: upstream handoff in, tool run, handoff out, history, events."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from doit.exceptions import TaskFailed
+
+from proxpipe.api.stage import StageJob
+from proxpipe.base.console import console, seconds
+from proxpipe.base.errors import HandoffError, PipelineError, ToolError
+from proxpipe.base.events import StageOutcome
+from proxpipe.base.fsutil import display
+from proxpipe.domain import handoff
+from proxpipe.domain.tools import ToolRunner
+from proxpipe.engine.doitstate import forget
+from proxpipe.engine.uptodate import upstream_override
+
+if TYPE_CHECKING:
+    from proxpipe.api.stage import Stage
+    from proxpipe.engine.pipeline import Pipeline
+
+
+def read_upstream(pipeline: Pipeline, stage: Stage, override: str | None) -> tuple[Any, Path | None]:
+    """(value, file) this stage starts from: given by hand, or the previous stage's handoff."""
+    kind = stage.consumes
+    if kind is None:
+        return None, None
+    param = stage.UPSTREAM_PARAM or {}
+    if override is not None:
+        if param.get("is_path"):
+            path = Path(override).absolute()
+            return handoff.read(kind, path), path
+        try:
+            return kind.parse(override), None
+        except ValueError as exc:
+            raise HandoffError(f"--{param['long']} {override!r}: {exc}") from None
+    upstream = pipeline.upstream(stage)
+    path = upstream.handoff_path if upstream else pipeline.state_dir / kind.filename
+    try:
+        return handoff.read(kind, path), path
+    except HandoffError as exc:
+        hint = f"run `doit {upstream.name}` first" if upstream else "create it"
+        how = f", or pass it with --{param['long']}" if param else ""
+        raise HandoffError(f"{exc}; {hint}{how}") from None
+
+
+def stage_job(pipeline: Pipeline, stage: Stage, log_name: str, upstream_path: Path | None = None,
+              options: dict | None = None, log_dir: Path | None = None) -> StageJob:
+    """What a stage's tool steps run with: the stage's environment (and the Proxmox credentials when it wants
+    them), one log file in log_dir (default: the run's), the stage's timeout and retries."""
+    env = {**(pipeline.proxmox_tool_env() if stage.WANTS_PROXMOX else {}), **stage.config.env}
+    runner = ToolRunner((log_dir or pipeline.run.log_dir) / f"{log_name}.log", stage.dir, env, stage.config.timeout,
+                        stage.config.retry, stage.config.where)
+    return StageJob(runner, pipeline.run, pipeline, upstream_path, options=dict(options or {}))
+
+
+def run_stage(pipeline: Pipeline, stage_name: str, task) -> dict | TaskFailed:
+    """The doit action of a stage task."""
+    return execute(pipeline, pipeline.stage(stage_name), task.options or {})
+
+
+def execute(pipeline: Pipeline, stage: Stage, options: dict) -> dict | TaskFailed:
+    """Run one stage: its upstream handoff in, its tool, its handoff out, the history and the hooks."""
+    try:
+        run = pipeline.start_run(pipeline.command)
+    except PipelineError as exc:  # a plugin whose on_error is fail, at run_started
+        console.error(str(exc))
+        return TaskFailed(str(exc))
+    info = pipeline.info(stage)
+    started = time.monotonic()
+    console.info(console.paint(f"▶ {stage.name}", "bold") + console.paint(
+        f"  {stage.kind} · {pipeline.relative(stage.dir)}", "dim"))
+    job = None
+    entry: dict = {}
+    try:
+        upstream, upstream_path = read_upstream(pipeline, stage, upstream_override(pipeline, stage, options))
+        job = stage_job(pipeline, stage, stage.name, upstream_path, options)
+        pipeline.plugins.stage_started(run, info)
+        # Until it succeeds, the stage counts as not run: if this process is killed half-way, the next
+        # deploy runs it again rather than trusting what the tool may have half changed.
+        forget([stage])
+        entry.update(inputs=stage.inputs_digest(), config=stage.config_digest())
+        value = stage.run(upstream, job)
+        changed = handoff.write(stage.produces, stage.handoff_path, value)
+        summary = stage.produces.summary(value)
+        if changed:
+            pipeline.plugins.handoff_written(run, info, stage.handoff_path, summary)
+    except PipelineError as exc:
+        return _failed(pipeline, stage, info, entry, started, exc, job.tool_versions if job else {})
+    return _succeeded(pipeline, stage, info, entry, started, job, value, summary, changed)
+
+
+def _succeeded(pipeline, stage, info, entry, started, job, value, summary: str, changed: bool) -> dict | TaskFailed:
+    duration = time.monotonic() - started
+    pipeline.record(stage, stage.ACTION, **{**entry, **job.notes, "outcome": "ok", "handoff": summary,
+                                            "duration": round(duration, 2)})
+    _after_handoff(stage, value, job)  # after the history: retention counts this build
+    pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "ran", duration, summary,
+                                          tool_versions=dict(job.tool_versions)))
+    if job.notes.get("changed_resources"):
+        # New or replaced machines need configuring even when their inventory entry reads the same.
+        forget(pipeline.downstream(stage))
+    unchanged = "" if changed else " (unchanged)"
+    console.info(console.paint(f"  ✓ {stage.name}", "green") + f" {seconds(duration)}  {summary}{unchanged}")
+    try:
+        pipeline.plugins.stage_finished(job.run, info, duration, summary, dict(job.tool_versions))
+    except PipelineError as exc:  # a plugin whose on_error is fail
+        console.error(str(exc))
+        return TaskFailed(str(exc))
+    return {"handoff": summary, "duration": round(duration, 3)}
+
+
+def _after_handoff(stage: Stage, value: Any, job) -> None:
+    # The handoff is written and valid: a problem here (say, deleting an old template) only warns.
+    try:
+        stage.after_handoff(value, job)
+    except PipelineError as exc:
+        console.warn(f"{stage.name}: {exc}")
+
+
+def _failed(pipeline, stage, info, entry, started, exc: PipelineError, tool_versions) -> TaskFailed:
+    duration = time.monotonic() - started
+    message = str(exc)
+    pipeline.record(stage, stage.ACTION, **entry, outcome="failed", message=message, duration=round(duration, 2))
+    pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "failed", duration, None, message,
+                                          dict(tool_versions)))
+    try:
+        pipeline.plugins.stage_failed(pipeline.run, info, duration, message)
+    except PipelineError as hook:  # a plugin whose on_error is fail: the stage failed anyway
+        console.error(str(hook))
+    console.out(console.paint(f"  ✗ {stage.name} failed after {seconds(duration)}: ", "red") + message)
+    if isinstance(exc, ToolError):
+        for line in exc.tail[-12:]:
+            console.out(console.paint(f"    │ {line}", "dim"))
+        if exc.log:
+            console.out(f"    full log: {display(Path(exc.log))}")
+    kept = "kept" if stage.handoff_path.exists() else "not written"
+    console.out(f"    {pipeline.relative(stage.handoff_path)} {kept}; fix the cause and run "
+                f"`doit deploy` again to resume at {stage.name}")
+    return TaskFailed(message)

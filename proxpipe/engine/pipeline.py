@@ -1,0 +1,193 @@
+"""The Pipeline: what one process knows about the chosen environment, built once and shared."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets as _random
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from proxpipe.base.errors import ConfigError, PipelineError
+from proxpipe.base.events import RunInfo, StageInfo, StageOutcome
+from proxpipe.base.fsutil import remove_stale_temps
+from proxpipe.domain import config as config_mod
+from proxpipe.domain.history import History
+
+if TYPE_CHECKING:
+    from proxpipe.api.stage import Stage
+    from proxpipe.domain.proxmox import Proxmox
+
+
+class Pipeline:
+    def __init__(self, config: config_mod.PipelineConfig, env: config_mod.Environment):
+        self.config = config
+        self.env = env
+        self.plugins = config.plugins
+        self.root = env.root
+        self.state_dir = env.state_dir
+        self.history = History(self.state_dir / "history.jsonl")
+        self._stages: list[Stage] | None = None
+        self._proxmox: Proxmox | None = None
+        self.run: RunInfo | None = None
+        self.command = "doit"  # what the user asked for, e.g. "deploy"; set by the reporter
+        self.outcomes: list[StageOutcome] = []
+
+    @classmethod
+    def load(cls, path: str | Path = config_mod.DEFAULT_FILE, env_name: str | None = None) -> Pipeline:
+        cfg = config_mod.load(path)
+        return cls(cfg, cfg.environment(env_name))
+
+    # ------------------------------------------------------------------ stages
+
+    @property
+    def stages(self) -> list[Stage]:
+        if self._stages is None:
+            kinds = self.plugins.stage_kinds()
+            self._stages = [kinds[sc.kind](sc, self) for sc in self.env.stages]
+        return self._stages
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        self.env.stage(name)  # raises the ConfigError that lists the stages
+        raise AssertionError(name)
+
+    def _index(self, stage: Stage) -> int:
+        # By name: rollback runs a stand-in for a stage (its playbook as of a git ref) in the stage's place.
+        return [s.name for s in self.stages].index(stage.name)
+
+    def upstream(self, stage: Stage) -> Stage | None:
+        index = self._index(stage)
+        return self.stages[index - 1] if index and stage.consumes is not None else None
+
+    def downstream(self, stage: Stage, inclusive: bool = False) -> list[Stage]:
+        """The stages after `stage` in order (with `stage` itself first when inclusive)."""
+        return self.stages[self._index(stage) + (0 if inclusive else 1):]
+
+    def producer(self, kind_name: str) -> Stage | None:
+        """The first stage that hands off this kind (template_id, inventory, configure)."""
+        return next((s for s in self.stages if s.produces.name == kind_name), None)
+
+    def last_producer(self, kind_name: str) -> Stage | None:
+        """The last stage that hands off this kind: the one whose handoff the next kind reads."""
+        return next((s for s in reversed(self.stages) if s.produces.name == kind_name), None)
+
+    def relative(self, path: Path | str) -> str:
+        """path as messages and docs show it: relative to the project."""
+        try:
+            return os.path.relpath(path, self.root)
+        except ValueError:
+            return str(path)
+
+    def info(self, stage: Stage) -> StageInfo:
+        return StageInfo(stage.name, stage.kind, stage.dir, stage.handoff_path)
+
+    # ------------------------------------------------------------------ Proxmox
+
+    @property
+    def proxmox(self) -> Proxmox | None:
+        """The API client, or None when the environment has no Proxmox configured. Starts the lab if needed."""
+        if self.env.proxmox is None:
+            return None
+        if self._proxmox is None:
+            if self.env.lab is not None:
+                from proxpipe.lab import control
+
+                control.ensure(self.env)
+            from proxpipe.domain.proxmox import Proxmox
+
+            self._proxmox = Proxmox(self.proxmox_config())
+        return self._proxmox
+
+    def proxmox_config(self) -> config_mod.ProxmoxConfig | None:
+        """The API settings; the lab's own CA certificate unless ca_file is set."""
+        cfg = self.env.proxmox
+        if cfg is not None and self.env.lab is not None and cfg.ca_file is None:
+            from proxpipe.lab import control
+
+            cfg = cfg._replace(ca_file=control.ca_file(self.env))
+        return cfg
+
+    def proxmox_tool_env(self) -> dict[str, str]:
+        """The API's address and credentials for tools, in the variables their Proxmox plugins read."""
+        client = self.proxmox
+        if client is None:
+            return {}
+        from proxpipe.domain.proxmox import tool_env
+
+        return tool_env(client.cfg)
+
+    def require_proxmox(self, why: str) -> Proxmox:
+        client = self.proxmox
+        if client is None:
+            raise ConfigError(f"{self.env.file}: environments.{self.env.name}.proxmox: missing; needed to {why}")
+        return client
+
+    # ------------------------------------------------------------------ runs
+
+    def prepare_state_dir(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.state_dir)
+
+    def start_run(self, command: str) -> RunInfo:
+        """The current run, created (and announced to plugins) on first use."""
+        if self.run is None:
+            self.prepare_state_dir()
+            run_id = time.strftime("%Y%m%d-%H%M%S-") + _random.token_hex(2)
+            self.run = RunInfo(run_id, self.env.name, command, time.time(), self.state_dir,
+                               self.state_dir / "logs" / run_id, _options=self.plugins.options)
+            self.plugins.run_started(self.run)
+            atexit.register(self.finish_run)  # when doit runs with another reporter than ours
+        return self.run
+
+    def finish_run(self) -> None:
+        if self.run is None or self.run.finished is not None:
+            return
+        self.run.finished = time.time()
+        ok = not any(o.status == "failed" for o in self.outcomes)
+        try:
+            self.plugins.run_finished(self.run, ok, list(self.outcomes))
+        except PipelineError as exc:  # a plugin whose on_error is fail
+            from proxpipe.base.console import console
+
+            console.error(str(exc))
+            raise SystemExit(1) from None
+
+    def record(self, stage: Stage, action: str, **fields) -> dict:
+        """Append one history line about `stage` in the current run (fields may override any key)."""
+        return self.history.append({"run": self.run.id if self.run else None, "stage": stage.name,
+                                    "kind": stage.kind, "action": action, "git": self.git_commit(), **fields})
+
+    def git_commit(self) -> str | None:
+        """The checked-out commit, read from .git without starting a process."""
+        git = _find_git_dir(self.root)
+        if git is None:
+            return None
+        try:
+            head = (git / "HEAD").read_text().strip()
+            if not head.startswith("ref: "):
+                return head[:12]
+            ref = head[5:]
+            if (git / ref).is_file():
+                return (git / ref).read_text().strip()[:12]
+            for line in (git / "packed-refs").read_text().splitlines():
+                if line.endswith(" " + ref):
+                    return line.split()[0][:12]
+        except OSError:
+            return None
+        return None
+
+
+def _find_git_dir(start: Path) -> Path | None:
+    for folder in [start, *start.parents]:
+        candidate = folder / ".git"
+        if candidate.is_dir():
+            return candidate
+        if candidate.is_file():  # a worktree: "gitdir: <path>"
+            text = candidate.read_text().strip()
+            if text.startswith("gitdir: "):
+                return Path(os.path.join(folder, text[8:]))
+    return None
