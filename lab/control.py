@@ -20,6 +20,8 @@ from proxpipe.base.errors import PipelineError
 from proxpipe.base.fsutil import atomic_write, pid_alive
 from proxpipe.domain.config import Environment
 
+from .plugin import lab_config
+
 START_TIMEOUT = 20.0
 
 
@@ -53,7 +55,7 @@ def ensure(env: Environment) -> None:
 
 
 def _start(env: Environment) -> None:
-    lab, proxmox = env.lab, env.proxmox
+    lab, proxmox = lab_config(env), env.proxmox
     folder = runtime_dir(env)
     child_env = dict(os.environ)
     if proxmox.token_id:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
-from proxpipe.api.hookspecs import hookimpl
+from proxpipe.api import Command, Param, hookimpl
 from proxpipe.domain.history import History
 
 FILE = "runs.jsonl"
@@ -26,6 +26,13 @@ def run_finished(run, ok, outcomes):
 def recent(state_dir, count: int = 10) -> list[dict]:
     """The last `count` runs, newest first."""
     return list(reversed(History(state_dir / FILE).entries()))[:count]
+
+
+@hookimpl
+def register_commands(register):
+    register(Command("report", "the recent runs with per-stage timings (from runs.jsonl)",
+                     lambda pipeline, limit: show(pipeline.state_dir, limit),
+                     (Param("limit", "limit", int, 10, "how many runs"),)))
 
 
 def show(state_dir, count: int) -> None:

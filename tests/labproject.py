@@ -133,7 +133,7 @@ class LabProject:
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
     def admin(self, path: str, body: dict | None = None):
-        from proxpipe.domain.config import load
+        from proxpipe.engine.pipeline import load_config as load
         from proxpipe.lab import control
 
         env = load(self.root / "pipeline.yaml", environ={}).environment("lab")

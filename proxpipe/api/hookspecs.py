@@ -1,14 +1,18 @@
 """The hooks a plugin can implement.
 
-A plugin is a module or object with functions marked ``@hookimpl`` and named like the hooks
-below. Built-in plugins (``plugins.DEFAULT_PLUGINS``) and third-party ones (entry point group
-``proxpipe.plugins``) are registered the same way. Every hook is called with keyword
-arguments; an implementation may accept any subset of them.
+A plugin is a module or object with functions marked ``@hookimpl`` (from ``proxpipe.api``) and
+named like the hooks below. Built-in plugins (``proxpipe.engine.plugins.DEFAULT_PLUGINS``) and
+third-party ones (entry point group ``proxpipe.plugins``) are registered the same way, and every
+hook is called through pluggy, so ``tryfirst``, ``trylast`` and hook wrappers work. Every hook is
+called with keyword arguments; an implementation may accept any subset of them.
 
 Hooks are grouped by phase:
 
 * registration, once per process while the pipeline is loaded:
-  :func:`register_stage_kinds`, :func:`register_checks`;
+  :func:`register_stage_kinds`, :func:`register_checks`, :func:`register_commands`,
+  :func:`environment_fields`;
+* the environment: :func:`proxmox_endpoint` when the Proxmox API is first needed,
+  :func:`doctor_tools` for ``doit doctor``;
 * lifecycle events of a run (``deploy``, one stage, ``rollback`` or ``destroy``), in this order:
   :func:`run_started`, then per stage :func:`stage_started` / :func:`stage_skipped`,
   :func:`handoff_written`, :func:`stage_finished` / :func:`stage_failed`, and last
@@ -30,8 +34,11 @@ import pluggy
 
 if TYPE_CHECKING:
     from proxpipe.api.checks import Check
-    from proxpipe.api.stage import Stage
+    from proxpipe.api.command import Command
+    from proxpipe.api.stage import Stage, ToolSpec
     from proxpipe.base.events import RunInfo, StageInfo, StageOutcome
+    from proxpipe.base.schema import Field
+    from proxpipe.domain.config import Environment, ProxmoxConfig
 
 PROJECT = "proxpipe"
 ENTRY_POINT_GROUP = "proxpipe.plugins"
@@ -66,6 +73,56 @@ def register_checks(register: Callable[[Check], None]) -> None:
     that raises is reported as failed with the plugin's name and the exception's message.
 
     :param register: callback taking one Check.
+    """
+
+
+@hookspec
+def register_commands(register: Callable[[Command], None]) -> None:
+    """Contribute commands (doit tasks such as ``doit lab-stop`` or ``doit report``): call
+    ``register(command)`` once per command.
+
+    Called once while the task graph is built. ``command`` is a ``proxpipe.api.Command``: its name
+    (unique among the commands, stages and doit's own), a one-line doc, the function run with the
+    pipeline and the command's parameters, and whether it takes the environment's lock.
+
+    :param register: callback taking one Command.
+    """
+
+
+@hookspec
+def environment_fields() -> dict[str, Field] | None:
+    """Extra keys an environment in ``pipeline.yaml`` may have, as ``{key: Field}``.
+
+    Called once while ``pipeline.yaml`` is loaded. The values are checked like the built-in keys
+    and reach the plugin as ``environment.extras[key]`` (``None`` when the key is absent).
+
+    :return: the keys and their schema, or None.
+    """
+
+
+# ----------------------------------------------------------------------------- the environment
+
+
+@hookspec(firstresult=True)
+def proxmox_endpoint(environment: Environment, proxmox: ProxmoxConfig) -> ProxmoxConfig | None:
+    """The Proxmox API is needed for the first time in this process.
+
+    A plugin that provides the API (the local lab starts its stand-in here) may return the
+    settings to use instead of ``proxmox``, e.g. with its own CA file. The first non-None
+    result wins.
+
+    :param environment: the chosen ``proxpipe.domain.config.Environment``.
+    :param proxmox: its ``proxmox`` settings from ``pipeline.yaml``.
+    :return: the settings to use, or None to leave them as they are.
+    """
+
+
+@hookspec
+def doctor_tools(environment: Environment) -> list[ToolSpec] | None:
+    """Programs the environment needs besides its stages' tools, for ``doit doctor``.
+
+    :param environment: the chosen environment.
+    :return: ``proxpipe.api.ToolSpec`` entries (an empty ``version_args`` checks presence only).
     """
 
 
@@ -160,6 +217,6 @@ def docs_context(environment: Any) -> dict | None:
     Called once per ``doit docs``; the dicts returned are merged (later plugins win) under the
     template variable ``plugins``.
 
-    :param environment: the chosen ``pipeline.config.Environment``.
+    :param environment: the chosen ``proxpipe.domain.config.Environment``.
     :return: a dict of template variables, or None.
     """

@@ -69,14 +69,14 @@ def render() -> str:
              _table("Top level", "", config.TOP_FIELDS),
              _table("An environment", "Under `environments.<name>`. The Proxmox API takes `token_id` and "
                     "`token_secret`, or `user` and `password`; leave `lab` out for a real cluster.",
-                    config.ENVIRONMENT_FIELDS),
+                    {**config.ENVIRONMENT_FIELDS, **plugins.environment_fields()}),
              _table("Every stage", "Under `environments.<name>.stages.<stage>`, in run order.", config.STAGE_FIELDS)]
     for kind, cls in sorted(plugins.stage_kinds().items()):
         parts.append(_table(f"Stage kind `{kind}`", f"{cls.description.capitalize()}. Its own keys, besides those "
                             "of every stage.", cls.OPTIONS))
     parts.append(_table("Every plugin", "Under `plugins.<name>`.", COMMON_OPTIONS))
     for name in plugins.names:
-        options = getattr(plugins.pm.get_plugin(name), "OPTIONS", None)
+        options = getattr(plugins.module(name), "OPTIONS", None)
         if options:
             parts.append(_table(f"Plugin `{name}`", f"Under `plugins.{name}`.", options))
     return "\n".join(parts).rstrip() + "\n"

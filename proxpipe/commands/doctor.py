@@ -15,10 +15,6 @@ if TYPE_CHECKING:
     from proxpipe.api.stage import ToolSpec
     from proxpipe.engine.pipeline import Pipeline
 
-LAB_TOOLS = [("sshd", "/usr/sbin/sshd", "apt-get install openssh-server"),
-             ("ssh-keygen", "ssh-keygen", "apt-get install openssh-client")]
-
-
 def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
 
@@ -27,6 +23,8 @@ def _row(pipeline: Pipeline, spec: ToolSpec, used_by: str) -> tuple[list[str], b
     path = tools.which(spec.program, pipeline.root)
     if path is None:
         return [spec.program, used_by, "MISSING", "", spec.minimum or "-", spec.install], False
+    if not spec.version_args:  # presence is all that is checked
+        return [spec.program, used_by, path, "", "-", ""], True
     found = tools.version(path, spec.version_args, spec.version_pattern, pipeline.state_dir)
     too_old = bool(spec.minimum) and found != "unknown" and _version_tuple(found) < _version_tuple(spec.minimum)
     status = f"{found} (too old)" if too_old else found
@@ -43,12 +41,11 @@ def check(pipeline: Pipeline) -> None:
             rows.append(row)
             if not ok:
                 problems.append(f"{spec.program} for {stage.name}")
-    if pipeline.env.lab is not None:
-        for name, program, install in LAB_TOOLS:
-            found = tools.which(program, pipeline.root) or (program if os.path.exists(program) else None)
-            rows.append([name, "lab", found or "MISSING", "", "-", "" if found else install])
-            if not found:
-                problems.append(f"{name} for the lab")
+    for spec in pipeline.plugins.doctor_tools(pipeline.env):  # what plugins need, e.g. the lab's sshd
+        row, ok = _row(pipeline, spec, spec.option or "environment")
+        rows.append(row)
+        if not ok:
+            problems.append(f"{spec.program} for {spec.option or 'the environment'}")
     console.out(f"environment {pipeline.env.name}")
     console.out(table(rows, ["program", "needed by", "found at", "version", "minimum", "how to install"]))
     api = _api(pipeline)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,16 +34,6 @@ def _regex(value: str) -> str | None:
 
 def _url(value: str) -> str | None:
     return None if re.match(r"^https?://[^/\s]+", value) else f"{value!r} is not an http(s) URL"
-
-
-def _loopback(value: str) -> str | None:
-    import ipaddress
-
-    try:
-        ok = ipaddress.ip_address(value).is_loopback
-    except ValueError:
-        ok = False
-    return None if ok else f"{value!r} is not a loopback address; the lab only listens on 127.0.0.0/8"
 
 
 RETRY_FIELDS = {
@@ -86,21 +77,6 @@ PROXMOX_FIELDS = {
     }),
 }
 
-LAB_FIELDS = {
-    "address": Field(schema.STR, "Loopback address of the Proxmox API stand-in.", default="127.0.10.1",
-                     check=_loopback),
-    "port": Field(schema.INT, "Its port.", default=8006, minimum=1, maximum=65535),
-    "base_template": Field(schema.MAP, "The template the lab starts with (what a real cluster already has).",
-                           default={}, fields={
-                               "vmid": Field(schema.INT, "Its VMID.", default=9000, minimum=100),
-                               "name": Field(schema.STR, "Its name.", default="debian-12-base"),
-                           }),
-    "boot_seconds": Field(schema.NUMBER, "Seconds a lab VM takes to mark itself booted after its sshd starts.",
-                          default=0.2, minimum=0),
-    "idle_minutes": Field(schema.NUMBER, "Stop the lab's services after this long without an API request "
-                                         "(0: never).", default=120, minimum=0),
-}
-
 VALIDATE_FIELDS = {
     "group": Field(schema.STR, "Inventory group for the ansible-ping check.", default="all"),
     "ssh_timeout": Field(schema.NUMBER, "Seconds per host for the SSH check.", default=5, minimum=0.1),
@@ -110,7 +86,6 @@ VALIDATE_FIELDS = {
 ENVIRONMENT_FIELDS = {
     "description": Field(schema.STR, "One line for status and the docs."),
     "state_dir": Field(schema.PATH, "Where handoffs, history and logs go. Default: .pipeline/<environment>."),
-    "lab": Field(schema.MAP, "Run the embedded local lab (omit for a real cluster).", fields=LAB_FIELDS),
     "proxmox": Field(schema.MAP, "The Proxmox VE API.", fields=PROXMOX_FIELDS),
     "stages": Field(schema.MAP, "The stages in order: name -> settings.", required=True,
                     values=Field(schema.RAW)),
@@ -143,15 +118,6 @@ class ProxmoxConfig(NamedTuple):
     retry: Retry
 
 
-class LabConfig(NamedTuple):
-    address: str
-    port: int
-    base_template_id: int
-    base_template_name: str
-    boot_seconds: float
-    idle_minutes: float
-
-
 class ValidateConfig(NamedTuple):
     group: str = "all"
     ssh_timeout: float = 5.0
@@ -179,10 +145,10 @@ class Environment(NamedTuple):
     state_dir: Path
     description: str
     proxmox: ProxmoxConfig | None
-    lab: LabConfig | None
     stages: tuple[StageConfig, ...]
     validate: ValidateConfig
     raw: Any = None  # the environment as written, ${VAR} references unresolved (for the docs)
+    extras: dict[str, Any] = {}  # keys that plugins add (the environment_fields hook), validated; e.g. lab
 
     def stage(self, name: str) -> StageConfig:
         for stage in self.stages:
@@ -212,24 +178,26 @@ class PipelineConfig(NamedTuple):
         return self.environments[name]
 
 
-def load(path: Path | str = DEFAULT_FILE, environ: dict[str, str] | None = None) -> PipelineConfig:
-    """Read and check pipeline.yaml with every environment in it."""
-    from proxpipe.engine.plugins import Plugins
-
+def load(path: Path | str, environ: dict[str, str] | None, plugins: Callable[[Any, schema.Context], Any]
+         ) -> PipelineConfig:
+    """Read and check pipeline.yaml with every environment in it. plugins(section, ctx) loads the plugins of the
+    `plugins:` section (proxpipe.engine.plugins.Plugins.load): their stage kinds and environment keys are part of
+    what is checked."""
     path = Path(path).absolute()
     ctx = schema.Context(path.name, path.parent, environ if environ is not None else dict(os.environ))
     raw = _read_yaml(path)
     top = schema.validate_map(raw, TOP_FIELDS, "", ctx)
-    plugins = Plugins.load(top["plugins"], ctx)
-    kinds = plugins.stage_kinds()
+    loaded = plugins(top["plugins"], ctx)
+    kinds = loaded.stage_kinds()
+    fields = {**loaded.environment_fields(), **ENVIRONMENT_FIELDS}
     if not top["environments"]:
         raise ctx.error("environments", "no environment defined")
-    envs = {str(name): _environment(str(name), data, ctx, kinds)
+    envs = {str(name): _environment(str(name), data, ctx, kinds, fields)
             for name, data in top["environments"].items()}
     default = top["default_environment"]
     if default is not None and default not in envs:
         raise ctx.error("default_environment", f"{default!r} is not an environment (known: {', '.join(envs)})")
-    return PipelineConfig(path, path.parent, default, envs, plugins, top["plugins"])
+    return PipelineConfig(path, path.parent, default, envs, loaded, top["plugins"])
 
 
 def _read_yaml(path: Path) -> Any:
@@ -276,22 +244,21 @@ def _parse_yaml(path: Path, text: str) -> Any:
         raise ConfigError(f"{path.name}: {where}: invalid YAML: {problem}") from None
 
 
-def _environment(name: str, data: Any, ctx: schema.Context, kinds: dict[str, type]) -> Environment:
+def _environment(name: str, data: Any, ctx: schema.Context, kinds: dict[str, type],
+                 fields: dict[str, Field]) -> Environment:
     where = f"environments.{name}"
     if not _NAME.match(name):
         raise ctx.error(where, "environment names use lower-case letters, digits, - and _")
-    env = schema.validate_map(data, ENVIRONMENT_FIELDS, where, ctx)
+    env = schema.validate_map(data, fields, where, ctx)
     state_dir = env["state_dir"] or ctx.base / ".pipeline" / name
     stages = _stages(env["stages"], f"{where}.stages", ctx, kinds)
     _check_chain(stages, kinds, f"{where}.stages", ctx)
     proxmox = _proxmox(env["proxmox"], f"{where}.proxmox", ctx) if env["proxmox"] else None
-    if env["lab"] and proxmox is None:
-        raise ctx.error(f"{where}.proxmox", "missing; the lab needs the address of its Proxmox API stand-in")
-    lab = _lab(env["lab"]) if env["lab"] else None
     validate = env["validate"]
-    return Environment(name, ctx.base, ctx.file, Path(state_dir), env["description"] or "", proxmox, lab,
-                       stages, ValidateConfig(validate["group"], validate["ssh_timeout"],
-                                              tuple(validate["skip"] or ())), data)
+    extras = {key: env[key] for key in fields if key not in ENVIRONMENT_FIELDS}
+    return Environment(name, ctx.base, ctx.file, Path(state_dir), env["description"] or "", proxmox, stages,
+                       ValidateConfig(validate["group"], validate["ssh_timeout"], tuple(validate["skip"] or ())),
+                       data, extras)
 
 
 def _stages(data: dict, where: str, ctx: schema.Context, kinds: dict[str, type]) -> tuple[StageConfig, ...]:
@@ -374,9 +341,3 @@ def _proxmox(data: dict, where: str, ctx: schema.Context) -> ProxmoxConfig:
     return ProxmoxConfig(data["url"].rstrip("/"), data["node"], data["token_id"], data["token_secret"],
                          data["user"], data["password"], data["ca_file"], data["verify_tls"], data["timeout"],
                          Retry(retry["attempts"], retry["max_seconds"]))
-
-
-def _lab(data: dict) -> LabConfig:
-    base = data["base_template"]
-    return LabConfig(data["address"], data["port"], base["vmid"], base["name"], data["boot_seconds"],
-                     data["idle_minutes"])

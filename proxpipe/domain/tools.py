@@ -54,7 +54,8 @@ def which(program: str, root: Path) -> str | None:
     if "/" in program:
         path = Path(program) if os.path.isabs(program) else root / program
         return str(path) if path.is_file() and os.access(path, os.X_OK) else None
-    return shutil.which(program, path=tool_path_env().get("PATH"))
+    # sbin directories are often not on a user's PATH, but daemons such as sshd live there.
+    return shutil.which(program, path=os.pathsep.join([tool_path_env().get("PATH", ""), "/usr/sbin", "/sbin"]))
 
 
 def require(program: str, root: Path, hint: str) -> str:

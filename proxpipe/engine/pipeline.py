@@ -35,8 +35,9 @@ class Pipeline:
         self.outcomes: list[StageOutcome] = []
 
     @classmethod
-    def load(cls, path: str | Path = config_mod.DEFAULT_FILE, env_name: str | None = None) -> Pipeline:
-        cfg = config_mod.load(path)
+    def load(cls, path: str | Path = config_mod.DEFAULT_FILE, env_name: str | None = None,
+             environ: dict[str, str] | None = None) -> Pipeline:
+        cfg = load_config(path, environ)
         return cls(cfg, cfg.environment(env_name))
 
     # ------------------------------------------------------------------ stages
@@ -89,27 +90,15 @@ class Pipeline:
 
     @property
     def proxmox(self) -> Proxmox | None:
-        """The API client, or None when the environment has no Proxmox configured. Starts the lab if needed."""
+        """The API client, or None when the environment has no Proxmox configured. A plugin that provides the API
+        (the local lab) is asked first, through the proxmox_endpoint hook."""
         if self.env.proxmox is None:
             return None
         if self._proxmox is None:
-            if self.env.lab is not None:
-                from proxpipe.lab import control
-
-                control.ensure(self.env)
             from proxpipe.domain.proxmox import Proxmox
 
-            self._proxmox = Proxmox(self.proxmox_config())
+            self._proxmox = Proxmox(self.plugins.proxmox_endpoint(self.env, self.env.proxmox))
         return self._proxmox
-
-    def proxmox_config(self) -> config_mod.ProxmoxConfig | None:
-        """The API settings; the lab's own CA certificate unless ca_file is set."""
-        cfg = self.env.proxmox
-        if cfg is not None and self.env.lab is not None and cfg.ca_file is None:
-            from proxpipe.lab import control
-
-            cfg = cfg._replace(ca_file=control.ca_file(self.env))
-        return cfg
 
     def proxmox_tool_env(self) -> dict[str, str]:
         """The API's address and credentials for tools, in the variables their Proxmox plugins read."""
@@ -179,6 +168,14 @@ class Pipeline:
         except OSError:
             return None
         return None
+
+
+def load_config(path: str | Path = config_mod.DEFAULT_FILE, environ: dict[str, str] | None = None
+                ) -> config_mod.PipelineConfig:
+    """pipeline.yaml with its plugins loaded: their stage kinds and environment keys are checked with it."""
+    from .plugins import Plugins
+
+    return config_mod.load(path, environ, plugins=Plugins.load)
 
 
 def _find_git_dir(start: Path) -> Path | None:

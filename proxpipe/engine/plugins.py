@@ -1,11 +1,18 @@
-"""The plugin manager and the one typed facade through which the core calls hooks."""
+"""The plugin manager, and the one typed facade through which the core calls hooks.
+
+Every hook is called through pluggy (so tryfirst, trylast, hook wrappers and pluggy's tracing all
+work). Each plugin is registered through a guard: an exception in one of its event hooks is
+reported with the plugin's name and only warns, unless its on_error is fail; the other plugins'
+implementations still run.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import importlib
 import os
 from collections.abc import Callable, Mapping
-from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
@@ -15,8 +22,8 @@ from proxpipe.base import schema
 from proxpipe.base.console import console
 from proxpipe.base.errors import ConfigError, PipelineError
 
-# The built-in plugins, registered exactly like third-party ones (entry point group proxpipe.plugins); by module name,
-# so the core never imports a plugin itself.
+# The built-in plugins, registered exactly like third-party ones (entry point group proxpipe.plugins); by module
+# name, so the core never imports a plugin itself.
 DEFAULT_PLUGINS = {
     "stages": "proxpipe.plugins.builtin_stages",
     "proxmox-checks": "proxpipe.plugins.proxmox_checks",
@@ -25,6 +32,7 @@ DEFAULT_PLUGINS = {
     "configure-checks": "proxpipe.plugins.configure_checks",
     "runlog": "proxpipe.plugins.runlog",
     "webhook": "proxpipe.plugins.webhook",
+    "lab": "proxpipe.lab.plugin",
 }
 
 # Options every plugin has in pipeline.yaml's `plugins:` section.
@@ -34,17 +42,25 @@ COMMON_OPTIONS = {
                                          "the run.", default="warn", choices=("warn", "fail")),
 }
 
+# Hooks whose exceptions are the plugin's own bug: reported, and fatal only with on_error: fail. An exception in a
+# registration hook (a kind registered twice, say) is a configuration error and always ends the load.
+_EVENT_HOOKS = {"run_started", "stage_started", "stage_skipped", "handoff_written", "stage_finished",
+                "stage_failed", "run_finished", "docs_context"}
+
+# The plugin whose hook implementation runs right now, for messages such as "registered twice by A and B".
+_calling: contextvars.ContextVar[str] = contextvars.ContextVar("calling", default="?")
+
 
 class Plugins:
     """Loaded plugins, their validated options, and typed calls of every hook."""
 
     def __init__(self, pm: pluggy.PluginManager, options: Mapping[str, dict], sources: Mapping[str, str]):
         self.pm = pm
+        self.hook = pm.hook
         self._options = dict(options)
         self.sources = dict(sources)  # plugin name -> module or entry point, for docs and errors
         self.providers: dict[tuple[str, str], str] = {}  # (what, name) -> plugin that registered it
-        self._kinds: dict[str, type] | None = None
-        self._checks: list | None = None
+        self._registered: dict[str, dict] = {}
 
     # ------------------------------------------------------------------ loading
 
@@ -73,13 +89,18 @@ class Plugins:
             fields = {**COMMON_OPTIONS, **getattr(plugin, "OPTIONS", {})}
             options[name] = schema.validate_map(raw, fields, f"{where}.{name}", ctx)
             sources[name] = source
-            pm.register(plugin, name=name)
+            pm.register(_Guarded(plugin, name, options[name]["on_error"]), name=name)
         _check_pending(pm)
         return cls(pm, options, sources)
 
     def options(self, name: str) -> dict:
         """The validated options of one plugin (empty if it is not loaded)."""
         return self._options.get(name, {})
+
+    def module(self, name: str) -> Any:
+        """The plugin object itself (the module of a built-in plugin), or None."""
+        guarded = self.pm.get_plugin(name)
+        return guarded.plugin if guarded is not None else None
 
     @property
     def names(self) -> list[str]:
@@ -89,81 +110,119 @@ class Plugins:
 
     def stage_kinds(self) -> dict[str, type]:
         """kind name -> Stage class, from every plugin's register_stage_kinds."""
-        if self._kinds is None:
-            self._kinds = self._collect("register_stage_kinds", "stage kind")
-        return self._kinds
+        return self._collect("register_stage_kinds", "stage kind", lambda name, cls: (name, cls))
 
     def checks(self) -> list:
         """Every Check contributed through register_checks, in registration order."""
-        if self._checks is None:
-            self._checks = list(self._collect("register_checks", "check", key=lambda c: c.id).values())
-        return self._checks
+        return list(self._collect("register_checks", "check", lambda check: (check.id, check)).values())
 
-    def _collect(self, hook: str, what: str, key: Callable | None = None) -> dict:
-        found: dict[str, Any] = {}
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
-            def register(*args, _plugin=impl.plugin_name):
-                name, value = (key(args[0]), args[0]) if key else args
+    def commands(self) -> dict[str, Any]:
+        """command name -> Command, from every plugin's register_commands."""
+        return self._collect("register_commands", "command", lambda command: (command.name, command))
+
+    def environment_fields(self) -> dict[str, schema.Field]:
+        """The keys plugins add to an environment in pipeline.yaml."""
+        fields: dict[str, schema.Field] = {}
+        for contributed in self.hook.environment_fields():
+            fields.update(contributed or {})
+        return fields
+
+    def _collect(self, hook: str, what: str, entry: Callable[..., tuple[str, Any]]) -> dict:
+        if hook not in self._registered:
+            contributed: list[tuple[str, str, Any]] = []
+            getattr(self.hook, hook)(register=lambda *args: contributed.append((_calling.get(), *entry(*args))))
+            # pluggy calls the last registered plugin first; registration order reads better in lists and docs.
+            order = {name: index for index, name in enumerate(self.names)}
+            found: dict[str, Any] = {}
+            for plugin, name, value in sorted(contributed, key=lambda item: order.get(item[0], len(order))):
                 if name in found:
                     raise ConfigError(f"{what} {name!r} is registered twice: by plugin "
-                                      f"{self.providers[(what, name)]} and by plugin {_plugin}; "
+                                      f"{self.providers[(what, name)]} and by plugin {plugin}; "
                                       "disable one in pipeline.yaml")
                 found[name] = value
-                self.providers[(what, name)] = _plugin
-            impl.function(register=register)
-        return found
+                self.providers[(what, name)] = plugin
+            self._registered[hook] = found
+        return self._registered[hook]
+
+    # ------------------------------------------------------------------ the environment
+
+    def proxmox_endpoint(self, environment, proxmox):
+        return self.hook.proxmox_endpoint(environment=environment, proxmox=proxmox) or proxmox
+
+    def doctor_tools(self, environment) -> list:
+        return [spec for specs in self.hook.doctor_tools(environment=environment) for spec in specs or []]
 
     # ------------------------------------------------------------------ lifecycle events
 
     def run_started(self, run) -> None:
-        self._emit("run_started", run=run)
+        self.hook.run_started(run=run)
 
     def stage_started(self, run, stage) -> None:
-        self._emit("stage_started", run=run, stage=stage)
+        self.hook.stage_started(run=run, stage=stage)
 
     def stage_skipped(self, run, stage, reason: str) -> None:
-        self._emit("stage_skipped", run=run, stage=stage, reason=reason)
+        self.hook.stage_skipped(run=run, stage=stage, reason=reason)
 
     def handoff_written(self, run, stage, path, value: str) -> None:
-        self._emit("handoff_written", run=run, stage=stage, path=path, value=value)
+        self.hook.handoff_written(run=run, stage=stage, path=path, value=value)
 
     def stage_finished(self, run, stage, duration: float, handoff: str | None, tool_versions: dict) -> None:
-        self._emit("stage_finished", run=run, stage=stage, duration=duration, handoff=handoff,
-                   tool_versions=tool_versions)
+        self.hook.stage_finished(run=run, stage=stage, duration=duration, handoff=handoff,
+                                 tool_versions=tool_versions)
 
     def stage_failed(self, run, stage, duration: float, message: str) -> None:
-        self._emit("stage_failed", run=run, stage=stage, duration=duration, message=message)
+        self.hook.stage_failed(run=run, stage=stage, duration=duration, message=message)
 
     def run_finished(self, run, ok: bool, outcomes: list) -> None:
-        self._emit("run_finished", run=run, ok=ok, outcomes=outcomes)
+        self.hook.run_finished(run=run, ok=ok, outcomes=outcomes)
 
     def docs_context(self, environment) -> dict:
+        """The plugins' template variables, merged; later plugins win."""
         merged: dict = {}
-        for impl in self.pm.hook.docs_context.get_hookimpls():
-            extra = self._call(impl, "docs_context", {"environment": environment})
-            if extra:
-                merged.update(extra)
+        for extra in reversed(self.hook.docs_context(environment=environment)):
+            merged.update(extra)
         return merged
 
-    def _emit(self, hook: str, **kwargs) -> None:
-        # Each implementation is called on its own, so one failing plugin cannot silence the others.
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
-            self._call(impl, hook, kwargs)
 
-    def _call(self, impl, hook: str, kwargs: dict):
+class _Guarded:
+    """A plugin as pluggy sees it: the same hook implementations (markers, argument names, tryfirst/trylast and
+    wrappers kept), each run with the plugin's name known and, for event hooks, its exceptions guarded."""
+
+    def __init__(self, plugin: Any, name: str, on_error: str):
+        self.plugin = plugin
+        for attr in dir(plugin):
+            function = getattr(plugin, attr, None)
+            options = getattr(function, f"{hookspecs.PROJECT}_impl", None)
+            if callable(function) and options is not None:
+                wrapper = options.get("wrapper") or options.get("hookwrapper")
+                setattr(self, attr, function if wrapper else _guard(function, name, attr, on_error))
+
+
+def _guard(function: Callable, plugin: str, hook: str, on_error: str) -> Callable:
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        token = _calling.set(plugin)
         try:
-            return impl.function(**{name: kwargs[name] for name in impl.argnames})
-        except Exception as exc:  # noqa: BLE001 - a plugin's bug must not end the pipeline by default
-            message = f"plugin {impl.plugin_name} failed in {hook}: {type(exc).__name__}: {exc}"
-            if self.options(impl.plugin_name).get("on_error") == "fail":
+            return function(*args, **kwargs)
+        except Exception as exc:
+            if hook not in _EVENT_HOOKS:
+                raise
+            message = f"plugin {plugin} failed in {hook}: {type(exc).__name__}: {exc}"
+            if on_error == "fail":
                 raise PipelineError(message) from exc
             console.warn(message)
             return None
+        finally:
+            _calling.reset(token)
+
+    return call
 
 
 def _available() -> dict[str, tuple[str, Callable[[], Any]]]:
     """name -> (source, loader) of every built-in and installed plugin, and of the modules named in
     PROXPIPE_PLUGINS (comma-separated; for trying a plugin out without installing it)."""
+    from importlib.metadata import entry_points
+
     found = {name: (module, lambda module=module: importlib.import_module(module))
              for name, module in DEFAULT_PLUGINS.items()}
     for module in filter(None, (m.strip() for m in os.environ.get("PROXPIPE_PLUGINS", "").split(","))):

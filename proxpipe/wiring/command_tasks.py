@@ -64,9 +64,6 @@ def command_tasks(pipeline: Pipeline) -> Iterator[dict]:
     yield {"basename": "history", "doc": "builds, deploys and rollbacks, newest first",
            "actions": [(guarded(_history), [pipeline])],
            "params": [_param("limit", "limit", int, 20, "how many entries")], **always}
-    yield {"basename": "report", "doc": "the recent runs with per-stage timings (from runs.jsonl)",
-           "actions": [(guarded(_report), [pipeline])],
-           "params": [_param("limit", "limit", int, 10, "how many runs")], **always}
     yield {"basename": "docs", "doc": "render templates/ into docs/deployment/ (handoffs, operation, rollback)",
            "actions": [(guarded(docs.render), [pipeline])],
            "file_dep": [str(p) for p in docs.inputs(pipeline)],
@@ -77,14 +74,15 @@ def command_tasks(pipeline: Pipeline) -> Iterator[dict]:
            "verbosity": 2}
     yield {"basename": "doctor", "doc": "the tools this environment needs: found, version, how to install",
            "actions": [(guarded(doctor.check), [pipeline])], **always}
-    yield {"basename": "lab-stop", "doc": "stop the local lab's services (the Proxmox stand-in and the VMs' sshd)",
-           "actions": [(guarded(_lab_stop), [pipeline])], **always}
+    for command in pipeline.plugins.commands().values():
+        yield {"basename": command.name, "doc": command.doc, "actions": [(guarded(_run_command), [pipeline, command])],
+               "params": [param._asdict() for param in command.params], **always,
+               **({"task_dep": ["_lock"]} if command.lock else {})}
 
 
-def _lab_stop(pipeline: Pipeline) -> None:
-    from proxpipe.lab import control
-
-    control.stop(pipeline.env, verbose=True)
+def _run_command(pipeline: Pipeline, command, task) -> None:
+    """A command a plugin contributed (register_commands), with its command-line options."""
+    command.run(pipeline, **(task.options or {}))
 
 
 def _destroy(pipeline: Pipeline):
@@ -101,14 +99,6 @@ def _history(pipeline: Pipeline, limit: int) -> None:
     from proxpipe.domain.history import show
 
     show(pipeline.history, limit)
-
-
-def _report(pipeline: Pipeline, limit: int) -> None:
-    if "runlog" not in pipeline.plugins.names:
-        raise PipelineError("the runlog plugin is disabled in pipeline.yaml; enable it to record runs")
-    from proxpipe.plugins import runlog
-
-    runlog.show(pipeline.state_dir, limit)
 
 
 class DocsState:

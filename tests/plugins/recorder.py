@@ -8,13 +8,21 @@ import os
 import tempfile
 from pathlib import Path
 
-from proxpipe.api.checks import Check, Skip, failed, passed
-from proxpipe.api.hookspecs import hookimpl
-from proxpipe.api.stage import Stage
-from proxpipe.base import schema
-from proxpipe.base.errors import ToolError
-from proxpipe.base.schema import Field
-from proxpipe.domain import handoff
+from proxpipe.api import (
+    FILE,
+    Check,
+    Command,
+    Field,
+    Param,
+    Skip,
+    Stage,
+    ToolError,
+    ToolSpec,
+    failed,
+    hookimpl,
+    passed,
+    schema,
+)
 
 OPTIONS = {"label": Field(schema.STR, "A label written into every event.", default="rec")}
 
@@ -30,7 +38,7 @@ def record(hook, **data):
 
 class ShellSource(Stage):
     kind = "shell-source"
-    produces = handoff.FILE
+    produces = FILE
     OPTIONS = {"command": Field(schema.STR, "sh -c command writing $PIPELINE_OUTPUT", required=True)}
 
     def run(self, upstream, job):
@@ -45,7 +53,7 @@ class ShellSource(Stage):
 
 class Shell(ShellSource):
     kind = "shell"
-    consumes = handoff.FILE
+    consumes = FILE
     UPSTREAM_PARAM = {"name": "input", "long": "input", "is_path": True, "help": "the input file"}
 
 
@@ -113,6 +121,29 @@ def stage_failed(run, stage, duration, message):
 @hookimpl
 def run_finished(run, ok, outcomes):
     record("run_finished", ok=ok, outcomes=[(o.name, o.status) for o in outcomes])
+
+
+@hookimpl
+def register_commands(register):
+    register(Command("rec-hello", "say hello", lambda pipeline, name: record("rec-hello", name=name,
+                                                                              environment=pipeline.env.name),
+                     (Param("name", "name", str, "world", "whom to greet"),)))
+
+
+@hookimpl
+def environment_fields():
+    return {"recorded": Field(schema.STR, "A value the recorder reports at start-up.")}
+
+
+@hookimpl
+def proxmox_endpoint(environment, proxmox):
+    record("proxmox_endpoint", environment=environment.name, recorded=environment.extras.get("recorded"))
+    return None
+
+
+@hookimpl
+def doctor_tools(environment):
+    return [ToolSpec("sh", (), "", "", "apt-get install dash", "the recorder")]
 
 
 @hookimpl

@@ -16,8 +16,9 @@ import yaml
 from proxpipe.base import schema
 from proxpipe.base.errors import ConfigError
 from proxpipe.domain import config as cfg
-from proxpipe.domain.config import load
 from proxpipe.engine import plugins as manager
+from proxpipe.engine.pipeline import load_config as load
+from proxpipe.lab.plugin import LAB_FIELDS
 from proxpipe.plugins import webhook
 from proxpipe.stages.ansible import AnsibleStage
 from proxpipe.stages.packer import PackerStage
@@ -34,8 +35,8 @@ def _keys():
     """(key path as a list, field) of every key pipeline.yaml can have."""
     env, stages = ["environments", "lab"], ["environments", "lab", "stages"]
     groups = [([], cfg.TOP_FIELDS), (env, cfg.ENVIRONMENT_FIELDS), (env + ["proxmox"], cfg.PROXMOX_FIELDS),
-              (env + ["proxmox", "retry"], cfg.PROXMOX_FIELDS["retry"].fields), (env + ["lab"], cfg.LAB_FIELDS),
-              (env + ["lab", "base_template"], cfg.LAB_FIELDS["base_template"].fields),
+              (env + ["proxmox", "retry"], cfg.PROXMOX_FIELDS["retry"].fields), (env + ["lab"], LAB_FIELDS),
+              (env + ["lab", "base_template"], LAB_FIELDS["base_template"].fields),
               (env + ["validate"], cfg.VALIDATE_FIELDS), (stages + ["build"], cfg.STAGE_FIELDS),
               (stages + ["build", "retry"], cfg.RETRY_FIELDS), (stages + ["build"], PackerStage.OPTIONS),
               (stages + ["provision"], TerraformStage.OPTIONS), (stages + ["configure"], AnsibleStage.OPTIONS),

@@ -10,7 +10,7 @@ import yaml
 
 from proxpipe.base.errors import ConfigError
 from proxpipe.base.secrets import Secret
-from proxpipe.domain.config import load
+from proxpipe.engine.pipeline import load_config as load
 from tests.labproject import REPO
 
 

@@ -3,6 +3,7 @@
 tests/unit/test_docs.py checks that each hook has a test here named test_hook_<hook>.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from proxpipe.domain.config import load
+from proxpipe.engine.pipeline import load_config as load
 from tests.labproject import REPO
 
 DOIT = str(Path(sys.executable).parent / "doit")
@@ -128,14 +129,79 @@ def test_hook_register_checks(shell):
     assert shell.doit("validate", "--check", "rec-ok").returncode == 0
 
 
-def test_hook_docs_context(shell):
+@contextlib.contextmanager
+def recorder_loaded():
     os.environ["PROXPIPE_PLUGINS"] = "recorder"
     sys.path.insert(0, str(REPO / "tests" / "plugins"))
     try:
-        cfg = load(shell.root / "pipeline.yaml", environ={})
-        assert cfg.plugins.docs_context(cfg.environment("local")) == {"recorder": "docs for local"}
+        yield
     finally:
         del os.environ["PROXPIPE_PLUGINS"]
+        sys.path.remove(str(REPO / "tests" / "plugins"))
+
+
+def test_hook_docs_context(shell):
+    with recorder_loaded():
+        cfg = load(shell.root / "pipeline.yaml", environ={})
+        assert cfg.plugins.docs_context(cfg.environment("local")) == {"recorder": "docs for local"}
+
+
+def test_hook_register_commands(shell):
+    assert "rec-hello" in shell.doit("list").stdout
+    result = shell.doit("rec-hello", "--name", "you")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert shell.events("rec-hello") == [{"hook": "rec-hello", "name": "you", "environment": "local"}]
+
+
+def test_hook_environment_fields(shell):
+    shell.config["environments"]["local"]["recorded"] = "hello"
+    shell.write()
+    with recorder_loaded():
+        assert load(shell.root / "pipeline.yaml", environ={}).environment("local").extras["recorded"] == "hello"
+    shell.config["environments"]["local"]["recorded"] = ["not", "a", "string"]
+    shell.write()
+    result = shell.doit("list")
+    assert result.returncode == 3 and "environments.local.recorded: expected a string" in result.stderr
+
+
+def test_hook_proxmox_endpoint(shell):
+    shell.config["environments"]["local"].update(recorded="r", proxmox={
+        "url": "https://127.0.0.1:1", "node": "pve", "token_id": "a@pam!b", "token_secret": "${NO_SUCH_VAR:-x}",
+        "retry": {"attempts": 1}})
+    shell.write()
+    result = shell.doit("doctor")
+    assert result.returncode == 1 and "Proxmox API: https://127.0.0.1:1" in result.stdout
+    assert shell.events("proxmox_endpoint") == [{"hook": "proxmox_endpoint", "environment": "local",
+                                                 "recorded": "r"}]
+
+
+def test_hook_doctor_tools(shell):
+    result = shell.doit("doctor")
+    row = next(line for line in result.stdout.splitlines() if line.startswith("sh "))
+    assert "the recorder" in row and "/sh" in row
+
+
+def test_hooks_are_called_through_pluggy_with_its_ordering_and_wrappers(tmp_path):
+    (tmp_path / "ordered.py").write_text(
+        "from proxpipe.api import hookimpl\nCALLS = []\n\n"
+        "@hookimpl(tryfirst=True)\ndef run_started(run):\n    CALLS.append('first')\n\n"
+        "@hookimpl(wrapper=True)\ndef run_finished(run, ok, outcomes):\n    CALLS.append('before')\n"
+        "    yield\n    CALLS.append('after')\n")
+    sys.path.insert(0, str(tmp_path))
+    os.environ["PROXPIPE_PLUGINS"] = "recorder,ordered"
+    sys.path.insert(0, str(REPO / "tests" / "plugins"))
+    try:
+        import ordered
+
+        plugins = load(ShellProject(tmp_path / "p").root / "pipeline.yaml", environ={}).plugins
+        traced = []
+        plugins.pm.add_hookcall_monitoring(lambda name, impls, kwargs: traced.append(name), lambda *args: None)
+        plugins.run_started(run=None)
+        plugins.run_finished(run=None, ok=True, outcomes=[])
+        assert ordered.CALLS == ["first", "before", "after"] and traced == ["run_started", "run_finished"]
+    finally:
+        del os.environ["PROXPIPE_PLUGINS"]
+        sys.path.remove(str(tmp_path))
         sys.path.remove(str(REPO / "tests" / "plugins"))
 
 
@@ -191,8 +257,8 @@ def test_built_in_plugins_can_be_disabled(shell):
     shell.write()
     shell.doit("deploy")
     assert not (shell.root / ".pipeline" / "local" / "runs.jsonl").exists()
-    result = shell.doit("report")
-    assert result.returncode == 1 and "the runlog plugin is disabled" in result.stderr
+    result = shell.doit("report")  # the command comes from the runlog plugin
+    assert result.returncode == 3 and '"report"' in result.stderr
 
 
 def test_the_built_in_stage_kinds_come_through_the_hook():

@@ -19,12 +19,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from proxpipe.api.hookspecs import hookimpl
-from proxpipe.api.stage import Stage
-from proxpipe.base import schema
-from proxpipe.base.errors import ToolError
-from proxpipe.base.schema import Field
-from proxpipe.domain import handoff
+from proxpipe.api import INVENTORY, Field, Stage, ToolError, hookimpl, schema
 
 NAME = "command-stage"
 # Options of the plugin itself, under plugins.command-stage in pipeline.yaml.
@@ -37,8 +32,8 @@ class CommandStage(Stage):
     kind = "command"
     ACTION = "transform"
     description = "transform the inventory with a command"
-    consumes = handoff.INVENTORY
-    produces = handoff.INVENTORY
+    consumes = INVENTORY
+    produces = INVENTORY
     UPSTREAM_PARAM = {"name": "inventory", "long": "inventory", "is_path": True,
                       "help": "transform this inventory file instead of the previous stage's handoff"}
     OPTIONS = {
@@ -53,7 +48,7 @@ class CommandStage(Stage):
             if not output.is_file():
                 raise ToolError(f"{self.name}: the command wrote nothing to $PIPELINE_OUTPUT")
             try:
-                return handoff.parse_inventory(output.read_text())
+                return INVENTORY.parse(output.read_text())
             except ValueError as exc:
                 raise ToolError(f"{self.name}: the command wrote an invalid inventory: {exc}") from None
 
