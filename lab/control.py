@@ -20,7 +20,7 @@ from proxpipe.base.errors import PipelineError
 from proxpipe.base.fsutil import atomic_write, pid_alive
 from proxpipe.domain.config import Environment
 
-from .plugin import lab_config
+from .settings import lab_config
 
 START_TIMEOUT = 20.0
 

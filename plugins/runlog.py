@@ -1,6 +1,6 @@
-"""Built-in plugin: the run log. Every run appends one JSON line to <state>/runs.jsonl: run id, command,
-start, end, and per stage whether it ran or was skipped, its duration, handoff, outcome and tool
-versions. `doit report` prints the recent runs from it."""
+"""Built-in plugin: the run log. Every run appends one entry to the environment's run log (runs.jsonl in the
+local state): run id, command, start, end, and per stage whether it ran or was skipped, its duration, handoff,
+outcome and tool versions. `doit report` prints the recent runs from it."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import time
 from dataclasses import asdict
 
 from proxpipe.api import Command, Param, hookimpl
-from proxpipe.domain.history import History
+from proxpipe.domain.history import Journal
 
-FILE = "runs.jsonl"
+LOG = "runs"
 
 
 @hookimpl
 def run_finished(run, ok, outcomes):
-    History(run.state_dir / FILE, durable=False).append({
+    Journal(run.store, LOG).append({
         "run": run.id, "environment": run.environment, "command": run.command,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(run.started)),
         "duration": round((run.finished or time.time()) - run.started, 2), "ok": ok,
@@ -23,25 +23,25 @@ def run_finished(run, ok, outcomes):
     })
 
 
-def recent(state_dir, count: int = 10) -> list[dict]:
+def recent(store, count: int = 10) -> list[dict]:
     """The last `count` runs, newest first."""
-    return list(reversed(History(state_dir / FILE).entries()))[:count]
+    return list(reversed(Journal(store, LOG).entries()))[:count]
 
 
 @hookimpl
 def register_commands(register):
-    register(Command("report", "the recent runs with per-stage timings (from runs.jsonl)",
-                     lambda pipeline, limit: show(pipeline.state_dir, limit),
+    register(Command("report", "the recent runs with per-stage timings (from the run log)",
+                     lambda pipeline, limit: show(pipeline.store, limit),
                      (Param("limit", "limit", int, 10, "how many runs"),)))
 
 
-def show(state_dir, count: int) -> None:
+def show(store, count: int) -> None:
     """`doit report`: the recent runs and their per-stage timings."""
     from proxpipe.base.console import console, seconds, table
 
-    runs = recent(state_dir, count)
+    runs = recent(store, count)
     if not runs:
-        console.out(f"no runs recorded yet in {state_dir / FILE}")
+        console.out(f"no runs recorded yet in {store.where}")
         return
     rows = []
     for run in runs:

@@ -18,7 +18,7 @@ from proxpipe.base import schema
 from proxpipe.base.console import console
 from proxpipe.base.errors import HandoffError, PipelineError, ToolError
 from proxpipe.base.schema import Field
-from proxpipe.domain import handoff, tools
+from proxpipe.domain import handoff, template_lifecycle, tools
 
 COMMA = "%!(PACKER_COMMA)"
 
@@ -118,10 +118,10 @@ class PackerStage(Stage):
 
     def remote_check(self) -> tuple[bool | None, str]:
         proxmox = self.pipeline.proxmox
-        if proxmox is None or not self.handoff_path.exists():
+        if proxmox is None or self.handoff_text() is None:
             return None, ""
         try:
-            template_id = handoff.read(self.produces, self.handoff_path)
+            template_id = self.read_handoff()
         except HandoffError as exc:
             return False, str(exc)
         problem = proxmox.template_problem(template_id, max_age=5)
@@ -160,9 +160,14 @@ class PackerStage(Stage):
         return template_id
 
     def after_handoff(self, value: int, job: StageJob) -> None:
-        from proxpipe.domain import template_lifecycle
-
-        template_lifecycle.apply_retention(self.pipeline, self, keep=self.options["keep_templates"])
+        proxmox = self.pipeline.proxmox
+        if proxmox is None:
+            return
+        inventory_stage = self.pipeline.last_producer("inventory")
+        in_use = template_lifecycle.templates_in_use(inventory_stage.handoff_value() if inventory_stage else None)
+        template_lifecycle.apply_retention(
+            self.pipeline.history, proxmox, self.options["keep_templates"], in_use | {value},
+            lambda **fields: self.pipeline.record(self, "retention", outcome="ok", **fields))
 
     def _progress(self, line: str, lines: list[str]) -> None:
         lines.append(line)

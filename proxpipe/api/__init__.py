@@ -6,7 +6,7 @@ Everything named in ``__all__`` is stable across minor releases; anything else i
 """
 
 from proxpipe.api.checks import Check, CheckContext, Result, Skip, failed, passed
-from proxpipe.api.command import Command, Param
+from proxpipe.api.command import Command, Example, Param
 from proxpipe.api.hookspecs import hookimpl
 from proxpipe.api.stage import Stage, StageJob, ToolSpec
 from proxpipe.base import schema
@@ -21,7 +21,7 @@ __all__ = [
     # options in pipeline.yaml
     "Field", "schema",
     # checks and commands
-    "Check", "CheckContext", "Result", "Skip", "passed", "failed", "Command", "Param",
+    "Check", "CheckContext", "Result", "Skip", "passed", "failed", "Command", "Param", "Example",
     # hooks and what they receive
     "hookimpl", "RunInfo", "StageInfo", "StageOutcome",
     # expected failures: one line, never a traceback

@@ -1,29 +1,21 @@
-"""`doit validate`: every check contributed through the register_checks hook, run in parallel threads.
+"""The check API: what a validation check is, what it yields, and what it can read.
 
-A check yields results per target (a template id, a host, a file). A check that cannot apply (no
-Proxmox configured, no inventory yet) raises Skip and is reported as skipped with the reason, never
-as passed. Reports: a table on the console, <state>/validate.json and JUnit XML in <state>/validate.xml.
-Validation changes nothing and takes no lock, so it may run while a deploy holds the environment.
+A check (contributed through the register_checks hook) yields results per target (a template id, a host, a
+file). A check that cannot apply (no Proxmox configured, no inventory yet) raises Skip and is reported as
+skipped with the reason, never as passed. `doit validate` (proxpipe.commands.validate) runs them.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from proxpipe.base import secrets
-from proxpipe.base.console import console, table
-from proxpipe.base.errors import CheckFailed, PipelineError
-from proxpipe.base.fsutil import atomic_write, display
 from proxpipe.domain import handoff, inventory
 
 if TYPE_CHECKING:
-    from proxpipe.api.stage import Stage
-    from proxpipe.engine.pipeline import Pipeline
+    from proxpipe.api.stage import PipelineView, Stage, StageJob
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 ROLES = {"build": "template_id", "provision": "inventory", "configure": "configure"}
@@ -61,8 +53,9 @@ def failed(target: str, message: str) -> Result:
 class CheckContext:
     """What checks read: the pipeline, its stages by role, the inventory, a place for tool logs."""
 
-    def __init__(self, pipeline: Pipeline, log_dir: Path):
+    def __init__(self, pipeline: PipelineView, log_dir: Path, make_job: Callable[[str, Stage], StageJob]):
         self.pipeline = pipeline
+        self._make_job = make_job
         self.env = pipeline.env
         self.settings = pipeline.env.validate
         self.log_dir = log_dir
@@ -82,9 +75,9 @@ class CheckContext:
 
     def handoff(self, role: str) -> Any:
         stage = self.stage(role)
-        if not stage.handoff_path.exists():
+        if stage.handoff_text() is None:
             raise Skip(f"no {stage.handoff_path.name} yet (run `doit {stage.name}`)")
-        return handoff.read(stage.produces, stage.handoff_path)
+        return stage.read_handoff()
 
     def hosts(self) -> dict[str, inventory.Host]:
         if self._inventory is None:
@@ -96,21 +89,9 @@ class CheckContext:
             raise Skip(f"no Proxmox API configured for environment {self.env.name}")
         return self.proxmox
 
-    def job(self, check_id: str, stage: Stage):
+    def job(self, check_id: str, stage: Stage) -> StageJob:
         """A StageJob for running the stage's tool steps from a check, logged to <check id>.log."""
-        from proxpipe.engine.execute import stage_job
-
-        return stage_job(self.pipeline, stage, check_id, log_dir=self.log_dir)
-
-
-def select(pipeline: Pipeline, wanted: list[str]) -> list[Check]:
-    checks = pipeline.plugins.checks()
-    known = {c.id for c in checks}
-    unknown = [w for w in wanted if w not in known]
-    if unknown:
-        raise PipelineError(f"--check {unknown[0]}: no such check (checks: {', '.join(sorted(known))})")
-    skipped = set(pipeline.env.validate.skip) - set(wanted)
-    return in_stage_order([c for c in checks if (not wanted or c.id in wanted) and c.id not in skipped])
+        return self._make_job(check_id, stage)
 
 
 def in_stage_order(checks: list[Check]) -> list[Check]:
@@ -119,96 +100,3 @@ def in_stage_order(checks: list[Check]) -> list[Check]:
     return sorted(checks, key=lambda c: order.index(c.stage) if c.stage in order else len(order))
 
 
-def run_checks(pipeline: Pipeline, checks: list[Check], log_dir: Path) -> list[Result]:
-    ctx = CheckContext(pipeline, log_dir)
-    try:
-        _ = ctx.proxmox  # connect (and start the lab) once, before the threads
-    except PipelineError as exc:
-        console.warn(f"Proxmox API: {exc}")
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(checks)))) as pool:
-        batches = list(pool.map(lambda check: _run_one(ctx, check), checks))
-    return [result for batch in batches for result in batch]
-
-
-def _run_one(ctx: CheckContext, check: Check) -> list[Result]:
-    started = time.monotonic()
-    try:
-        results = list(check.run(ctx))
-        if not results:
-            raise Skip("nothing to check")
-    except Skip as exc:
-        results = [Result(check.id, "-", SKIPPED, str(exc))]
-    except (PipelineError, CheckFailed) as exc:
-        results = [Result(check.id, "-", FAILED, str(exc))]
-    except Exception as exc:  # noqa: BLE001 - a check's own bug is that check's failure, reported by name
-        results = [Result(check.id, "-", FAILED, f"the check raised {type(exc).__name__}: {exc}")]
-    duration = time.monotonic() - started
-    for result in results:
-        result.check, result.stage = check.id, check.stage
-        result.duration = result.duration or duration / len(results)
-        result.message = secrets.mask(result.message)
-    return results
-
-
-# ----------------------------------------------------------------------------- reports
-
-
-def report(pipeline: Pipeline, results: list[Result], started: float) -> dict:
-    counts = {status: sum(r.status == status for r in results) for status in (PASSED, FAILED, SKIPPED)}
-    data = {"environment": pipeline.env.name, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z",
-                                                                       time.localtime(started)),
-            "duration": round(time.time() - started, 2), "ok": counts[FAILED] == 0, "counts": counts,
-            "results": [asdict(r) | {"duration": round(r.duration, 3)} for r in results]}
-    atomic_write(pipeline.state_dir / "validate.json", json.dumps(data, indent=2) + "\n")
-    atomic_write(pipeline.state_dir / "validate.xml", junit(pipeline.env.name, results, data["duration"]))
-    return data
-
-
-def junit(environment: str, results: list[Result], duration: float) -> str:
-    from xml.etree import ElementTree
-
-    suite = ElementTree.Element("testsuite", name=f"proxpipe validate {environment}", tests=str(len(results)),
-                                failures=str(sum(r.status == FAILED for r in results)), errors="0",
-                                skipped=str(sum(r.status == SKIPPED for r in results)), time=f"{duration:.3f}")
-    for result in results:
-        case = ElementTree.SubElement(suite, "testcase", classname=f"{result.stage}.{result.check}",
-                                      name=result.target, time=f"{result.duration:.3f}")
-        if result.status == FAILED:
-            ElementTree.SubElement(case, "failure", message=result.message).text = result.message
-        elif result.status == SKIPPED:
-            ElementTree.SubElement(case, "skipped", message=result.message)
-    suites = ElementTree.Element("testsuites")
-    suites.append(suite)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(suites, encoding="unicode") + "\n"
-
-
-def show(results: list[Result]) -> None:
-    marks = {PASSED: "ok", FAILED: "FAIL", SKIPPED: "skip"}
-    rows = [[r.check, r.target, marks[r.status], f"{r.duration:.2f}s", r.message] for r in results]
-    console.out(table(rows, ["check", "target", "result", "time", "message"]))
-
-
-# ----------------------------------------------------------------------------- the doit action
-
-
-def validate(pipeline: Pipeline, check: list[str], list_checks: bool) -> None:
-    """Run the checks (or list them); CheckFailed when any failed, so doit exits non-zero."""
-    checks = select(pipeline, list(check or []))
-    if list_checks:
-        console.out(table([[c.id, c.stage, c.description] for c in checks], ["check", "stage", "what it checks"]))
-        return
-    started = time.time()
-    pipeline.state_dir.mkdir(parents=True, exist_ok=True)
-    log_dir = pipeline.state_dir / "logs" / time.strftime("validate-%Y%m%d-%H%M%S")
-    results = run_checks(pipeline, checks, log_dir)
-    show(results)
-    data = report(pipeline, results, started)
-    counts = data["counts"]
-    summary = (f"{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[SKIPPED]} skipped in "
-               f"{data['duration']:.1f}s; reports: {display(pipeline.state_dir / 'validate.json')}, "
-               f"{display(pipeline.state_dir / 'validate.xml')}")
-    if counts[FAILED]:
-        raise CheckFailed(f"validation failed: {summary}")
-    console.out(f"validation passed: {summary}")

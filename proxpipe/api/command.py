@@ -1,8 +1,10 @@
-"""Commands that plugins contribute through the ``register_commands`` hook (``doit lab-stop``, ``doit report``)."""
+"""What plugins contribute besides stage kinds and checks: commands (the ``register_commands`` hook: ``doit
+lab-stop``, ``doit report``) and demo projects (the ``register_examples`` hook: ``proxpipe init --example lab``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 
@@ -25,3 +27,14 @@ class Command(NamedTuple):
     run: Callable[..., None]
     params: tuple[Param, ...] = ()
     lock: bool = False  # takes the environment's lock, like a stage
+
+
+class Example(NamedTuple):
+    """A demo project for `proxpipe init --example NAME`. files() gives {path relative to the new project: text, or
+    a file to copy}; prepare(root), if any, runs once they are written (e.g. installs tools) and returns what it
+    did, one line each."""
+
+    name: str
+    doc: str
+    files: Callable[[], dict[str, str | Path]]
+    prepare: Callable[[Path], list[str]] | None = None

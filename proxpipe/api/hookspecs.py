@@ -10,7 +10,7 @@ Hooks are grouped by phase:
 
 * registration, once per process while the pipeline is loaded:
   :func:`register_stage_kinds`, :func:`register_checks`, :func:`register_commands`,
-  :func:`environment_fields`;
+  :func:`register_examples`, :func:`environment_fields`;
 * the environment: :func:`proxmox_endpoint` when the Proxmox API is first needed,
   :func:`doctor_tools` for ``doit doctor``;
 * lifecycle events of a run (``deploy``, one stage, ``rollback`` or ``destroy``), in this order:
@@ -34,7 +34,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from proxpipe.api.checks import Check
-    from proxpipe.api.command import Command
+    from proxpipe.api.command import Command, Example
     from proxpipe.api.stage import Stage, ToolSpec
     from proxpipe.base.events import RunInfo, StageInfo, StageOutcome
     from proxpipe.base.schema import Field
@@ -86,6 +86,19 @@ def register_commands(register: Callable[[Command], None]) -> None:
     pipeline and the command's parameters, and whether it takes the environment's lock.
 
     :param register: callback taking one Command.
+    """
+
+
+@hookspec
+def register_examples(register: Callable[[Example], None]) -> None:
+    """Contribute demo projects for ``proxpipe init --example NAME``: call ``register(example)`` once per
+    project.
+
+    Called by ``proxpipe init --example`` (before any ``pipeline.yaml`` exists, so with every installed
+    plugin enabled). ``example`` is a ``proxpipe.api.Example``: a name, a one-line doc, the files to
+    write, and an optional step to run once they are written.
+
+    :param register: callback taking one Example.
     """
 
 

@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from proxpipe.base.errors import HandoffError
 from proxpipe.base.fsutil import sha256_file
@@ -24,12 +24,44 @@ from proxpipe.domain.handoff import HandoffKind
 
 if TYPE_CHECKING:
     from proxpipe.base.events import RunInfo
-    from proxpipe.domain.config import StageConfig
+    from proxpipe.domain.config import Environment, StageConfig
+    from proxpipe.domain.history import History
+    from proxpipe.domain.proxmox import Proxmox
+    from proxpipe.domain.state import StateStore
     from proxpipe.domain.tools import ToolRunner
-    from proxpipe.engine.pipeline import Pipeline
 
 # Never inputs, whatever the kind.
 COMMON_EXCLUDES = (".git", "__pycache__", "*.pyc", "*.swp", "*~", ".DS_Store", "*.retry", ".*.tmp-*")
+
+
+class PipelineView(Protocol):
+    """What stages, checks and commands see of the running pipeline (the engine's Pipeline provides it)."""
+
+    env: Environment
+    root: Path  # the project: the folder of pipeline.yaml
+    state_dir: Path  # the environment's local state directory (.pipeline/<env>): logs, caches, local state
+    store: StateStore  # where the environment's state lives (handoffs, history, records, lock)
+    history: History
+    run: RunInfo | None
+
+    @property
+    def proxmox(self) -> Proxmox | None:
+        """The Proxmox API client, or None when the environment has none."""
+
+    def require_proxmox(self, why: str) -> Proxmox:
+        """The client, or a ConfigError saying that it is needed to do `why`."""
+
+    def record(self, stage: Stage, action: str, **fields: Any) -> dict:
+        """Append a history entry about stage in the current run."""
+
+    def relative(self, path: Path | str) -> str:
+        """path as messages show it: relative to the project."""
+
+    def upstream(self, stage: Stage) -> Stage | None: ...
+
+    def producer(self, kind_name: str) -> Stage | None: ...
+
+    def last_producer(self, kind_name: str) -> Stage | None: ...
 
 
 class ToolSpec(NamedTuple):
@@ -49,7 +81,7 @@ class StageJob:
 
     runner: ToolRunner
     run: RunInfo
-    pipeline: Pipeline
+    pipeline: PipelineView
     upstream_path: Path | None = None  # the file the upstream value was read from
     options: dict[str, Any] = field(default_factory=dict)  # the task's command-line parameters
     notes: dict[str, Any] = field(default_factory=dict)  # extra fields for the history entry
@@ -77,13 +109,12 @@ class Stage:
         """What is wrong with dir for this kind (e.g. no .tf files), checked when pipeline.yaml is loaded."""
         return None
 
-    def __init__(self, config: StageConfig, pipeline: Pipeline):
+    def __init__(self, config: StageConfig, pipeline: PipelineView):
         self.config = config
         self.pipeline = pipeline
         self.name = config.name
         self.dir = config.dir
         self.options = config.options
-        self.handoff_path = pipeline.state_dir / config.handoff
         # Set by the up-to-date checks (pipeline.uptodate), for the console and `doit status`.
         self.stale_reasons: list[str] = []
         self.remote_ok: bool | None = None
@@ -113,9 +144,9 @@ class Stage:
         """path relative to dir -> sha256 of every input."""
         return {os.path.relpath(path, self.dir): sha256_file(path) for path in self.inputs()}
 
-    def inputs_digest(self) -> str:
+    def inputs_digest(self, digests: dict[str, str] | None = None) -> str:
         """One digest of every input's path and content (for the history and drift checks)."""
-        return stable_digest(self.input_digests())
+        return stable_digest(self.input_digests() if digests is None else digests)
 
     def expand(self, value: Any) -> Any:
         """value with {state_dir}, {project} and {user} in its strings replaced (for tool variables)."""
@@ -130,12 +161,32 @@ class Stage:
             return [self.expand(v) for v in value]
         return value
 
+    # ------------------------------------------------------------------ the stage's own handoff
+
+    @property
+    def handoff_path(self) -> Path:
+        """A local file with the handoff's current text: for tools to read, and to name it in messages."""
+        return self.pipeline.store.handoff_file(self.config.handoff)
+
+    def handoff_text(self) -> str | None:
+        """The handoff as written, unchecked; None when there is none."""
+        return self.pipeline.store.read_handoff(self.config.handoff)
+
+    def read_handoff(self) -> Any:
+        """The handoff's checked value; HandoffError naming the file and the problem when missing or invalid."""
+        return handoff.parse_text(self.produces, self.handoff_text(), self.handoff_path)
+
     def handoff_value(self) -> Any:
-        """This stage's handoff as last written; None when it is missing or invalid."""
+        """The handoff's value; None when it is missing or invalid."""
         try:
-            return handoff.read(self.produces, self.handoff_path)
+            return self.read_handoff()
         except HandoffError:
             return None
+
+    def write_handoff(self, value: Any) -> bool:
+        """Check value and store it as the handoff, atomically; False when it already held exactly this."""
+        return self.pipeline.store.write_handoff(self.config.handoff,
+                                                 handoff.checked_text(self.produces, value, self.handoff_path))
 
     # ------------------------------------------------------------------ up-to-date checks
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 @dataclass
@@ -20,6 +20,7 @@ class RunInfo:
     log_dir: Path
     finished: float | None = None
     _options: Callable[[str], dict] = field(default=lambda name: {}, repr=False)
+    store: Any = field(default=None, repr=False)  # the environment's proxpipe.domain.state.StateStore
 
     def plugin_options(self, name: str) -> dict:
         """The validated options of plugin `name` from pipeline.yaml (secrets as Secret objects)."""

@@ -7,6 +7,7 @@ come from the configuration), so guides committed to a repository do not change 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from proxpipe.api.checks import in_stage_order
 from proxpipe.base.console import console
-from proxpipe.base.fsutil import atomic_write, sha256_file
+from proxpipe.base.fsutil import atomic_write
 from proxpipe.domain import handoff, template_lifecycle
 
 if TYPE_CHECKING:
@@ -49,8 +50,8 @@ def inputs(pipeline: Pipeline) -> list[Path]:
 
 
 def history_digest(pipeline: Pipeline, use_history: bool) -> str:
-    path = pipeline.history.path
-    return sha256_file(path) if use_history and path.exists() else "none"
+    lines = pipeline.store.lines("history") if use_history else []
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest() if lines else "none"
 
 
 def render(pipeline: Pipeline, no_history: bool = False, output: str = "") -> list[Path]:
@@ -85,7 +86,7 @@ def _tidy(text: str) -> str:
 def build_context(pipeline: Pipeline, use_history: bool) -> dict[str, Any]:
     env = pipeline.env
     stages = [_stage_facts(pipeline, stage) for stage in pipeline.stages]
-    builds = template_lifecycle.built_templates(pipeline) if use_history else []
+    builds = template_lifecycle.built_templates(pipeline.history) if use_history else []
     build_stage = pipeline.producer("template_id")
     template_ids = [int(b["template_id"]) for b in builds]
     if not template_ids and build_stage is not None and build_stage.options.get("template_id_range"):

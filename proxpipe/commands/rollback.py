@@ -23,8 +23,8 @@ from proxpipe.base.console import console
 from proxpipe.base.errors import PipelineError
 from proxpipe.base.events import StageOutcome
 from proxpipe.domain import handoff, template_lifecycle
-from proxpipe.engine.doitstate import forget, mark_up_to_date
 from proxpipe.engine.execute import execute, stage_job
+from proxpipe.engine.uptodate import mark_up_to_date
 
 if TYPE_CHECKING:
     from proxpipe.api.stage import Stage
@@ -58,7 +58,7 @@ def rollback(pipeline: Pipeline, stage: str, to: str, mode: str):
 def choose_template(pipeline: Pipeline, stage: Stage, to: str) -> tuple[int, int | None]:
     """(the template to roll back to, the current one); PipelineError when there is none."""
     current = stage.handoff_value()
-    builds = [int(e["template_id"]) for e in template_lifecycle.built_templates(pipeline)]
+    builds = [int(e["template_id"]) for e in template_lifecycle.built_templates(pipeline.history)]
     proxmox = pipeline.require_proxmox("check which templates still exist")
     existing = {int(vm["vmid"]) for vm in proxmox.vms() if int(vm.get("template", 0))}
     if to:
@@ -82,7 +82,7 @@ def choose_template(pipeline: Pipeline, stage: Stage, to: str) -> tuple[int, int
 
 def rollback_build(pipeline: Pipeline, stage: Stage, to: str):
     chosen, current = choose_template(pipeline, stage, to)
-    handoff.write(stage.produces, stage.handoff_path, chosen)
+    stage.write_handoff(chosen)
     pipeline.record(stage, "rollback", outcome="ok", template_id=chosen, handoff=f"template {chosen}",
                     **{"from": current})
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "ran", 0.0, f"template {chosen}",
@@ -105,6 +105,10 @@ def run_downstream(pipeline: Pipeline, stage: Stage):
 # ----------------------------------------------------------------------------- provision
 
 
+def forget(pipeline: Pipeline, stages: list[Stage]) -> None:
+    pipeline.store.forget_stages([stage.name for stage in stages])
+
+
 def _terraform(stage: Stage):
     if not hasattr(stage, "plan"):
         raise PipelineError(f"stage {stage.name} ({stage.kind}) is not a terraform or tofu stage")
@@ -118,7 +122,7 @@ def destroy(pipeline: Pipeline, stage: Stage):
     job = stage_job(pipeline, stage, f"{stage.name}-destroy")
     console.info(f"↻ {stage.name}: destroying what it made ({stage.kind} · {pipeline.relative(stage.dir)})")
     binary = stage.binary()
-    forget(pipeline.downstream(stage, inclusive=True))  # it and every stage after it are stale now
+    forget(pipeline, pipeline.downstream(stage, inclusive=True))  # it and every stage after it are stale now
     stage.init(job, binary)
     template_id = _template_for(pipeline, stage)
     if template_id is None:
@@ -130,7 +134,7 @@ def destroy(pipeline: Pipeline, stage: Stage):
     stage.write_vars(template_id)
     stage.step(job, [binary, "destroy", "-input=false", "-no-color", "-auto-approve", *stage.var_args()],
                f"{stage.binary_name} destroy")
-    stage.handoff_path.unlink(missing_ok=True)
+    pipeline.store.delete_handoff(stage.config.handoff)
     duration = time.monotonic() - started
     pipeline.record(stage, "destroy", outcome="ok", duration=round(duration, 2))
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "ran", duration, None, "destroyed"))
@@ -141,8 +145,8 @@ def destroy(pipeline: Pipeline, stage: Stage):
 
 def _template_for(pipeline: Pipeline, stage: Stage) -> int | None:
     upstream = pipeline.upstream(stage)
-    if upstream is not None and upstream.handoff_path.exists():
-        return handoff.read(upstream.produces, upstream.handoff_path)
+    if upstream is not None and upstream.handoff_text() is not None:
+        return upstream.read_handoff()
     try:
         import json
 
@@ -166,11 +170,11 @@ def replace(pipeline: Pipeline, stage: Stage):
                             "(run `doit deploy` first)")
     console.info(f"↻ {stage.name}: replacing {', '.join(instances)}")
     stage.write_vars(_template_for(pipeline, stage))
-    forget(pipeline.downstream(stage, inclusive=True))  # if this fails half-way, deploy repairs it
+    forget(pipeline, pipeline.downstream(stage, inclusive=True))  # if this fails half-way, deploy repairs it
     stage.plan(job, binary, [f"-replace={a}" for a in instances])
     stage.apply(job, binary)
     value = stage.inventory(job, binary)
-    handoff.write(stage.produces, stage.handoff_path, value)
+    stage.write_handoff(value)
     pipeline.record(stage, "replace", outcome="ok", replaced=instances, handoff=stage.produces.summary(value))
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "ran", 0.0, stage.produces.summary(value),
                                           f"replaced {', '.join(instances)}"))
@@ -224,5 +228,5 @@ def _run_old_playbook(pipeline: Pipeline, stage: Stage, old_dir: Path, ref: str,
         return result
     pipeline.record(stage, "rollback", outcome="ok", git_ref=ref, git=sha[:12],
                     message=f"ran the playbook as of {ref}")
-    forget([stage])
+    forget(pipeline, [stage])
     return None

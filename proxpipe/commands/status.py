@@ -1,15 +1,12 @@
-"""`doit status`: per stage, up to date or stale and why, from doit's own up-to-date logic. Runs no tool."""
+"""`doit status`: per stage, up to date or stale and why, from the records in the state store. Runs no tool."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from doit.dependency import Dependency
-
 from proxpipe.base.console import console, table
 from proxpipe.base.errors import HandoffError
-from proxpipe.domain import handoff
-from proxpipe.engine.doitdb import AtomicJsonDB
+from proxpipe.engine.uptodate import RemoteState, stale_reasons
 
 if TYPE_CHECKING:
     from proxpipe.engine.pipeline import Pipeline
@@ -17,64 +14,37 @@ if TYPE_CHECKING:
 
 def stage_states(pipeline: Pipeline) -> list[dict]:
     """[{stage, kind, state, why, handoff}] in stage order."""
-    from proxpipe.wiring.tasks import doit_config, doit_task
-
-    deps = Dependency(AtomicJsonDB, doit_config(pipeline)["dep_file"])
-    tasks = {stage.name: doit_task(pipeline, stage) for stage in pipeline.stages}
     rows, upstream_stale = [], None
     for stage in pipeline.stages:
-        result = deps.get_status(tasks[stage.name], tasks, get_log=True)
-        why = _reasons(result, stage, pipeline)
-        if result.status == "up-to-date" and upstream_stale:
-            state, why = "up to date", [f"reruns if {upstream_stale} changes its handoff"]
-        elif result.status == "up-to-date":
-            state, why = "up to date", [stage.remote_reason or "nothing it depends on changed"]
-        else:
+        why = stale_reasons(pipeline, stage, {})
+        if not why and not RemoteState(pipeline, stage.name)():
+            why = [stage.remote_reason]
+        if why:
             state = "stale"
             upstream_stale = upstream_stale or stage.name
+        elif upstream_stale:
+            state, why = "up to date", [f"reruns if {upstream_stale} changes its handoff"]
+        else:
+            state, why = "up to date", [stage.remote_reason or "nothing it depends on changed"]
         rows.append({"stage": stage.name, "kind": stage.kind, "state": state, "why": "; ".join(why),
                      "handoff": _handoff(stage)})
     return rows
 
 
-def _reasons(result, stage, pipeline) -> list[str]:
-    reasons = result.reasons
-    why: list[str] = []
-    if reasons.get("uptodate_false"):
-        why += list(stage.stale_reasons)
-        if stage.remote_ok is False:
-            why.append(stage.remote_reason)
-    for target in reasons.get("missing_target", []):
-        why.append(f"{pipeline.relative(target)} is missing")
-    changed = reasons.get("changed_file_dep", [])
-    if changed:
-        shown = ", ".join(pipeline.relative(p) for p in changed[:3])
-        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-        why.append(f"{shown}{more} changed")
-    for key, verb in (("added_file_dep", "added"), ("removed_file_dep", "removed"), ("missing_file_dep", "missing")):
-        files = reasons.get(key) or []
-        if files:
-            why.append(f"{len(files)} input file{'s' if len(files) != 1 else ''} {verb}")
-    why = list(dict.fromkeys(why)) or ["it has not run successfully yet"]
-    if "it has not run successfully yet" in why:
-        return ["it has not run successfully yet"]  # every input counts as changed then; say it once
-    return why
-
-
 def _handoff(stage) -> str:
-    path = stage.handoff_path
-    if not path.exists():
-        return f"{path.name}: none"
+    name = stage.handoff_path.name
+    if stage.handoff_text() is None:
+        return f"{name}: none"
     try:
-        return f"{path.name}: {stage.produces.summary(handoff.read(stage.produces, path))}"
+        return f"{name}: {stage.produces.summary(stage.read_handoff())}"
     except HandoffError as exc:
-        return f"{path.name}: INVALID ({str(exc).split(': ', 1)[-1]})"
+        return f"{name}: INVALID ({str(exc).split(': ', 1)[-1]})"
 
 
 def show(pipeline: Pipeline) -> None:
     env = pipeline.env
     console.out(f"environment {env.name}" + (f" ({env.description})" if env.description else "")
-                + f" · state in {pipeline.relative(pipeline.state_dir)}")
+                + f" · state in {pipeline.store.where}")
     rows = stage_states(pipeline)
     console.out(table([[r["stage"], r["kind"], r["state"], r["handoff"], r["why"]] for r in rows],
                       ["stage", "kind", "state", "handoff", "why"]))

@@ -209,8 +209,8 @@ def _read_yaml(path: Path) -> Any:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{path.name}: not found in {path.parent}; run from the project directory "
-                          "or create it (see README)") from None
+        raise ConfigError(f"{path.name}: not found in {path.parent}; run from the project directory, "
+                          "or create one with `proxpipe init`") from None
     except OSError as exc:
         raise ConfigError(f"{path.name}: cannot read: {exc.strerror}") from None
     digest = hashlib.sha256(raw).hexdigest()

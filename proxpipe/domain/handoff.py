@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from proxpipe.base.errors import HandoffError
-from proxpipe.base.fsutil import atomic_write, display
+from proxpipe.base.fsutil import display
 from proxpipe.domain import inventory
 
 VMID_MIN, VMID_MAX = 100, 999_999_999
@@ -141,31 +141,31 @@ KINDS = {kind.name: kind for kind in (TEMPLATE_ID, INVENTORY, CONFIGURE, FILE)}
 
 
 def read(kind: HandoffKind, path: Path) -> Any:
-    """The checked value of a handoff file; HandoffError naming the file and problem otherwise."""
+    """The checked value of a handoff file given by hand; HandoffError naming the file and problem otherwise."""
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
-        raise HandoffError(f"{display(path)}: missing") from None
+        text = None
     except (OSError, UnicodeDecodeError) as exc:
         raise HandoffError(f"{display(path)}: cannot read: {exc}") from None
+    return parse_text(kind, text, path)
+
+
+def parse_text(kind: HandoffKind, text: str | None, path: Path) -> Any:
+    """The checked value of a handoff's text (None: there is none); HandoffError naming path otherwise."""
+    if text is None:
+        raise HandoffError(f"{display(path)}: missing")
     try:
         return kind.parse(text)
     except ValueError as exc:
         raise HandoffError(f"{display(path)}: {exc}") from None
 
 
-def write(kind: HandoffKind, path: Path, value: Any) -> bool:
-    """Check value, then write it atomically. Returns False when the file already held exactly this."""
+def checked_text(kind: HandoffKind, value: Any, path: Path) -> str:
+    """The text of a handoff value, after checking it as a reader will; HandoffError instead of an invalid one."""
     text = kind.dump(value)
     try:
         kind.parse(text)
     except ValueError as exc:
         raise HandoffError(f"{display(path)}: refusing to write an invalid handoff: {exc}") from None
-    path = Path(path)
-    try:
-        if path.read_text() == text:
-            return False
-    except (FileNotFoundError, UnicodeDecodeError):
-        pass
-    atomic_write(path, text)
-    return True
+    return text

@@ -7,20 +7,19 @@ still carry the name they had when they were built.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any
 
 from proxpipe.base.console import console
 from proxpipe.domain import inventory
-
-if TYPE_CHECKING:
-    from proxpipe.api.stage import Stage
-    from proxpipe.engine.pipeline import Pipeline
+from proxpipe.domain.history import History
+from proxpipe.domain.proxmox import Proxmox
 
 
-def built_templates(pipeline: Pipeline) -> list[dict]:
+def built_templates(history: History) -> list[dict]:
     """Successful builds, newest first, one entry per template id."""
     seen, out = set(), []
-    for entry in pipeline.history.builds():
+    for entry in history.builds():
         template_id = int(entry["template_id"])
         if template_id not in seen:
             seen.add(template_id)
@@ -28,25 +27,19 @@ def built_templates(pipeline: Pipeline) -> list[dict]:
     return out
 
 
-def templates_in_use(pipeline: Pipeline) -> set[int]:
-    """Template ids the hosts of the current inventory were cloned from (host variable template_id)."""
-    stage = pipeline.last_producer("inventory")
-    data = stage.handoff_value() if stage is not None else None
-    if data is None:
+def templates_in_use(inventory_value: Any) -> set[int]:
+    """Template ids the hosts of an inventory were cloned from (host variable template_id)."""
+    if inventory_value is None:
         return set()
-    return {host.template_id for host in inventory.parse(data).values() if host.template_id}
+    return {host.template_id for host in inventory.parse(inventory_value).values() if host.template_id}
 
 
-def apply_retention(pipeline: Pipeline, stage: Stage, keep: int) -> list[int]:
-    """Delete the pipeline's templates beyond the newest `keep`; returns the ids deleted."""
-    proxmox = pipeline.proxmox
-    if proxmox is None:
-        return []
-    builds = built_templates(pipeline)
-    protected = {int(e["template_id"]) for e in builds[:keep]} | templates_in_use(pipeline)
-    current = stage.handoff_value()
-    if current is not None:
-        protected.add(current)
+def apply_retention(history: History, proxmox: Proxmox, keep: int, protected: set[int],
+                    record: Callable[..., Any]) -> list[int]:
+    """Delete the pipeline's templates beyond the newest `keep`, except the protected ones (the current one, those
+    the inventory's VMs were cloned from); record(template_id=..., message=...) each deletion. Returns the ids."""
+    builds = built_templates(history)
+    protected = protected | {int(e["template_id"]) for e in builds[:keep]}
     on_cluster = {int(vm["vmid"]): vm for vm in proxmox.vms()}
     deleted = []
     for entry in builds[keep:]:
@@ -57,8 +50,7 @@ def apply_retention(pipeline: Pipeline, stage: Stage, keep: int) -> list[int]:
         if entry.get("template_name") and vm.get("name") != entry["template_name"]:
             continue  # the id was reused by something the pipeline did not build
         proxmox.delete_vm(template_id, vm.get("node"))
-        pipeline.record(stage, "retention", outcome="ok", template_id=template_id,
-                        message=f"deleted template {template_id}: older than the {keep} kept")
+        record(template_id=template_id, message=f"deleted template {template_id}: older than the {keep} kept")
         console.step(f"deleted template {template_id} (older than the {keep} templates kept)")
         deleted.append(template_id)
     return deleted

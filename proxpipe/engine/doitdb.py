@@ -12,16 +12,19 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from pathlib import Path
 
 from doit.dependency import DatabaseException, JsonDB
 
 from proxpipe.base.fsutil import atomic_write
+from proxpipe.engine.uptodate import ALL, forget_locally
 
 
 class AtomicJsonDB(JsonDB):
     desc = "json, written atomically after each task and merged across processes"
 
     def __init__(self, name, codec, *, module_name=None):
+        self._cache_dir = Path(os.path.dirname(os.path.abspath(name)))
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
         super().__init__(name, codec, module_name=module_name)
@@ -42,11 +45,13 @@ class AtomicJsonDB(JsonDB):
         super().remove(task_id)
         self._dirty.discard(task_id)
         self._removed.add(task_id)
+        forget_locally(self._cache_dir, [task_id])  # `doit forget STAGE`: the stage runs again here
 
     def remove_all(self):
         self._removed.update(self._db)
         self._dirty.clear()
         super().remove_all()
+        forget_locally(self._cache_dir, [ALL])
 
     def dump(self):
         if not self._dirty and not self._removed:

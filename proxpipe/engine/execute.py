@@ -15,7 +15,7 @@ from proxpipe.base.events import StageOutcome
 from proxpipe.base.fsutil import display
 from proxpipe.domain import handoff
 from proxpipe.domain.tools import ToolRunner
-from proxpipe.engine.doitstate import forget
+from proxpipe.engine import uptodate
 from proxpipe.engine.uptodate import upstream_override
 
 if TYPE_CHECKING:
@@ -38,9 +38,11 @@ def read_upstream(pipeline: Pipeline, stage: Stage, override: str | None) -> tup
         except ValueError as exc:
             raise HandoffError(f"--{param['long']} {override!r}: {exc}") from None
     upstream = pipeline.upstream(stage)
-    path = upstream.handoff_path if upstream else pipeline.state_dir / kind.filename
     try:
-        return handoff.read(kind, path), path
+        if upstream is None:
+            path = pipeline.state_dir / kind.filename
+            return handoff.read(kind, path), path
+        return upstream.read_handoff(), upstream.handoff_path
     except HandoffError as exc:
         hint = f"run `doit {upstream.name}` first" if upstream else "create it"
         how = f", or pass it with --{param['long']}" if param else ""
@@ -81,15 +83,17 @@ def execute(pipeline: Pipeline, stage: Stage, options: dict) -> dict | TaskFaile
         pipeline.plugins.stage_started(run, info)
         # Until it succeeds, the stage counts as not run: if this process is killed half-way, the next
         # deploy runs it again rather than trusting what the tool may have half changed.
-        forget([stage])
-        entry.update(inputs=stage.inputs_digest(), config=stage.config_digest())
+        pipeline.store.forget_stages([stage.name])
+        record = uptodate.current_record(pipeline, stage, options)
+        entry.update(inputs=stage.inputs_digest(record["inputs"]), config=record["config"])
         value = stage.run(upstream, job)
-        changed = handoff.write(stage.produces, stage.handoff_path, value)
+        changed = stage.write_handoff(value)
         summary = stage.produces.summary(value)
         if changed:
             pipeline.plugins.handoff_written(run, info, stage.handoff_path, summary)
     except PipelineError as exc:
         return _failed(pipeline, stage, info, entry, started, exc, job.tool_versions if job else {})
+    uptodate.save(pipeline, stage, record)
     return _succeeded(pipeline, stage, info, entry, started, job, value, summary, changed)
 
 
@@ -102,7 +106,7 @@ def _succeeded(pipeline, stage, info, entry, started, job, value, summary: str, 
                                           tool_versions=dict(job.tool_versions)))
     if job.notes.get("changed_resources"):
         # New or replaced machines need configuring even when their inventory entry reads the same.
-        forget(pipeline.downstream(stage))
+        pipeline.store.forget_stages([s.name for s in pipeline.downstream(stage)])
     unchanged = "" if changed else " (unchanged)"
     console.info(console.paint(f"  ✓ {stage.name}", "green") + f" {seconds(duration)}  {summary}{unchanged}")
     try:

@@ -14,6 +14,7 @@ from proxpipe.base.events import RunInfo, StageInfo, StageOutcome
 from proxpipe.base.fsutil import remove_stale_temps
 from proxpipe.domain import config as config_mod
 from proxpipe.domain.history import History
+from proxpipe.domain.state import LocalStore, StateStore
 
 if TYPE_CHECKING:
     from proxpipe.api.stage import Stage
@@ -27,11 +28,13 @@ class Pipeline:
         self.plugins = config.plugins
         self.root = env.root
         self.state_dir = env.state_dir
-        self.history = History(self.state_dir / "history.jsonl")
+        self.store: StateStore = LocalStore(self.state_dir, env.name)
+        self.history = History(self.store)
         self._stages: list[Stage] | None = None
         self._proxmox: Proxmox | None = None
         self.run: RunInfo | None = None
         self.command = "doit"  # what the user asked for, e.g. "deploy"; set by the reporter
+        self.wait_lock = _seconds(os.environ.get("PROXPIPE_WAIT_LOCK", ""))  # or --wait-lock, set by the loader
         self.outcomes: list[StageOutcome] = []
 
     @classmethod
@@ -127,7 +130,7 @@ class Pipeline:
             self.prepare_state_dir()
             run_id = time.strftime("%Y%m%d-%H%M%S-") + _random.token_hex(2)
             self.run = RunInfo(run_id, self.env.name, command, time.time(), self.state_dir,
-                               self.state_dir / "logs" / run_id, _options=self.plugins.options)
+                               self.state_dir / "logs" / run_id, _options=self.plugins.options, store=self.store)
             self.plugins.run_started(self.run)
             atexit.register(self.finish_run)  # when doit runs with another reporter than ours
         return self.run
@@ -168,6 +171,13 @@ class Pipeline:
         except OSError:
             return None
         return None
+
+
+def _seconds(text: str) -> float:
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        return 0.0
 
 
 def load_config(path: str | Path = config_mod.DEFAULT_FILE, environ: dict[str, str] | None = None

@@ -120,6 +120,10 @@ class Plugins:
         """command name -> Command, from every plugin's register_commands."""
         return self._collect("register_commands", "command", lambda command: (command.name, command))
 
+    def examples(self) -> dict[str, Any]:
+        """example name -> Example, from every plugin's register_examples."""
+        return self._collect("register_examples", "example", lambda example: (example.name, example))
+
     def environment_fields(self) -> dict[str, schema.Field]:
         """The keys plugins add to an environment in pipeline.yaml."""
         fields: dict[str, schema.Field] = {}
@@ -205,9 +209,11 @@ def _guard(function: Callable, plugin: str, hook: str, on_error: str) -> Callabl
         try:
             return function(*args, **kwargs)
         except Exception as exc:
-            if hook not in _EVENT_HOOKS:
-                raise
             message = f"plugin {plugin} failed in {hook}: {type(exc).__name__}: {exc}"
+            if hook not in _EVENT_HOOKS:  # a registration hook: the pipeline cannot be loaded without it
+                if isinstance(exc, PipelineError):
+                    raise
+                raise ConfigError(message) from exc
             if on_error == "fail":
                 raise PipelineError(message) from exc
             console.warn(message)

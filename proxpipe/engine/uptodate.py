@@ -1,13 +1,17 @@
-"""The doit up-to-date checks of a stage, besides its file_dep and target.
+"""Whether a stage is up to date, decided from the environment's state store, so every checkout that shares the
+store agrees (doit's own database is only a local cache).
 
-StageState: the stage's configuration and the upstream handoff it reads are what they were at its
-last success (digests only are stored, so no secret lands in doit's database).
-RemoteState: the stage's remote product still exists, e.g. the template on the Proxmox node.
-Both keep their reasons on the stage, for the console and `doit status`.
+A stage's record, saved when it succeeds, holds the digests of what it was made from: each input file, its
+settings, the upstream handoff it read, and the handoff it wrote. The stage is up to date while all of them are
+what they are now, it was not forgotten on this machine (`doit forget`), no option forces it, and its remote
+product still exists (RemoteState). Only digests are stored, so no secret lands in a record.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +21,10 @@ from proxpipe.base.fsutil import sha256_file
 if TYPE_CHECKING:
     from proxpipe.api.stage import Stage
     from proxpipe.engine.pipeline import Pipeline
+
+NEVER_RAN = "it has not run successfully yet"
+FORGOTTEN = "forgotten.json"  # in the local cache: stages `doit forget` made stale on this machine
+ALL = "*"  # `doit forget` of every task
 
 
 def upstream_override(pipeline: Pipeline, stage: Stage, options: dict[str, Any] | None) -> str | None:
@@ -39,14 +47,70 @@ def upstream_digest(pipeline: Pipeline, stage: Stage, override: str | None) -> s
             return "given:" + (sha256_file(path) if path.is_file() else f"missing {override}")
         return "given:" + override.strip()
     upstream = pipeline.upstream(stage)
-    if upstream is None:
-        return ""
-    path = upstream.handoff_path
-    return sha256_file(path) if path.is_file() else "missing"
+    return "" if upstream is None else text_digest(upstream.handoff_text())
+
+
+def text_digest(text: str | None) -> str:
+    return "missing" if text is None else hashlib.sha256(text.encode()).hexdigest()
+
+
+def current_record(pipeline: Pipeline, stage: Stage, options: dict[str, Any] | None) -> dict[str, Any]:
+    """What the stage's record would say if it succeeded now (its own handoff as it is on disk)."""
+    return {"inputs": stage.input_digests(), "config": stage.config_digest(),
+            "upstream": upstream_digest(pipeline, stage, upstream_override(pipeline, stage, options)),
+            "handoff": text_digest(stage.handoff_text())}
+
+
+def save(pipeline: Pipeline, stage: Stage, record: dict[str, Any]) -> None:
+    """Record a success: this record, with the handoff as the stage has just written it."""
+    pipeline.store.save_stage_record(stage.name, {**record, "handoff": text_digest(stage.handoff_text()),
+                                                  "time": time.time()})
+    _unforget(pipeline, stage.name)
+
+
+def mark_up_to_date(pipeline: Pipeline, stage: Stage) -> None:
+    """Record that `stage` just succeeded outside its own task (a rollback ran it or wrote its handoff)."""
+    save(pipeline, stage, current_record(pipeline, stage, {}))
+
+
+def stale_reasons(pipeline: Pipeline, stage: Stage, options: dict[str, Any] | None) -> list[str]:
+    """Why the stage must run; empty when its record says it is up to date."""
+    saved = pipeline.store.stage_record(stage.name)
+    if saved is None:
+        return [NEVER_RAN]
+    marks = _read_marks(pipeline.state_dir)
+    if max(marks.get(stage.name, 0), marks.get(ALL, 0)) > saved.get("time", 0):
+        return ["it was forgotten on this machine (doit forget)"]
+    current = current_record(pipeline, stage, options)
+    reasons = _input_reasons(pipeline, stage, saved.get("inputs") or {}, current["inputs"])
+    if saved.get("config") != current["config"]:
+        reasons.append("its configuration in pipeline.yaml changed")
+    if saved.get("upstream") != current["upstream"]:
+        upstream = pipeline.upstream(stage)
+        reasons.append("its upstream handoff was given by hand" if current["upstream"].startswith("given:")
+                       else f"the handoff of {upstream.name if upstream else 'the stage before'} changed")
+    if current["handoff"] == "missing":
+        reasons.append(f"{pipeline.relative(stage.handoff_path)} is missing")
+    elif saved.get("handoff") != current["handoff"]:
+        reasons.append(f"{pipeline.relative(stage.handoff_path)} was changed since the stage wrote it")
+    forced = [f"--{p['long']} was given" for p in stage.PARAMS if p.get("forces") and (options or {}).get(p["name"])]
+    return reasons + forced
+
+
+def _input_reasons(pipeline: Pipeline, stage: Stage, then: dict[str, str], now: dict[str, str]) -> list[str]:
+    changed = sorted(name for name in set(then) & set(now) if then[name] != now[name])
+    reasons = []
+    if changed:
+        shown = ", ".join(pipeline.relative(stage.dir / name) for name in changed[:3])
+        reasons.append(f"{shown}{f' and {len(changed) - 3} more' if len(changed) > 3 else ''} changed")
+    for files, verb in ((set(now) - set(then), "added"), (set(then) - set(now), "removed")):
+        if files:
+            reasons.append(f"{len(files)} input file{'s' if len(files) != 1 else ''} {verb}")
+    return reasons
 
 
 class StageState:
-    """Up to date when configuration and upstream handoff digests equal those of the last success."""
+    """doit's uptodate callable of a stage task: its record in the state store; reasons kept on the stage."""
 
     def __init__(self, pipeline: Pipeline, stage_name: str):
         self.pipeline = pipeline
@@ -55,37 +119,10 @@ class StageState:
     def __repr__(self) -> str:  # doit info prints it
         return f"StageState({self.stage_name})"
 
-    def current(self, options: dict[str, Any] | None) -> dict[str, str]:
-        stage = self.pipeline.stage(self.stage_name)
-        override = upstream_override(self.pipeline, stage, options)
-        return {"config": stage.config_digest(),
-                "upstream": upstream_digest(self.pipeline, stage, override)}
-
     def __call__(self, task, values):
         stage = self.pipeline.stage(self.stage_name)
-        current = self.current(getattr(task, "options", None))
-        task.value_savers.append(lambda: {"state": current})
-        saved = values.get("state") or {}
-        stage.stale_reasons = explain(saved, current, self.pipeline, stage)
-        options = getattr(task, "options", None) or {}
-        stage.stale_reasons += [f"--{p['long']} was given" for p in stage.PARAMS
-                                if p.get("forces") and options.get(p["name"])]
+        stage.stale_reasons = stale_reasons(self.pipeline, stage, getattr(task, "options", None))
         return not stage.stale_reasons
-
-
-def explain(saved: dict, current: dict, pipeline: Pipeline, stage: Stage) -> list[str]:
-    if not saved:
-        return ["it has not run successfully yet"]
-    reasons = []
-    if saved.get("config") != current["config"]:
-        reasons.append("its configuration in pipeline.yaml changed")
-    if saved.get("upstream") != current["upstream"]:
-        if current["upstream"].startswith("given:"):
-            reasons.append("its upstream handoff was given by hand")
-        else:
-            upstream = pipeline.upstream(stage)
-            reasons.append(f"the handoff of {upstream.name if upstream else 'the stage before'} changed")
-    return reasons
 
 
 class RemoteState:
@@ -106,3 +143,31 @@ class RemoteState:
             ok, reason = False, f"cannot check: {exc}"
         stage.remote_ok, stage.remote_reason = ok, reason
         return ok
+
+
+# ----------------------------------------------------------------------------- doit forget, on this machine
+
+
+def forget_locally(cache_dir: Path, tasks: list[str]) -> None:
+    """What `doit forget` means here: these stages run again on this machine, whatever the shared records say."""
+    from proxpipe.base.fsutil import atomic_write
+
+    marks = _read_marks(cache_dir)
+    marks.update({task: time.time() for task in tasks})
+    atomic_write(cache_dir / FORGOTTEN, json.dumps(marks), 0o600, durable=False)
+
+
+def _unforget(pipeline: Pipeline, stage_name: str) -> None:
+    marks = _read_marks(pipeline.state_dir)
+    if marks.pop(stage_name, None) is not None:
+        from proxpipe.base.fsutil import atomic_write
+
+        atomic_write(pipeline.state_dir / FORGOTTEN, json.dumps(marks), 0o600, durable=False)
+
+
+def _read_marks(cache_dir: Path) -> dict[str, float]:
+    try:
+        data = json.loads((Path(cache_dir) / FORGOTTEN).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

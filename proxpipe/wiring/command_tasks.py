@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 from doit.exceptions import TaskFailed
 
 from proxpipe.base.errors import PipelineError
-from proxpipe.domain import lock as lock_mod
 
 if TYPE_CHECKING:
     from proxpipe.engine.pipeline import Pipeline
@@ -33,8 +32,9 @@ def guarded(fn):
 
 @guarded
 def lock(pipeline: Pipeline) -> None:
-    lock_mod.acquire(pipeline.state_dir, pipeline.env.name, pipeline.command)
-    atexit.register(lock_mod.release, pipeline.state_dir)
+    """Take the environment's lock (waiting --wait-lock / PROXPIPE_WAIT_LOCK seconds) until the process ends."""
+    pipeline.store.acquire(pipeline.command, wait=pipeline.wait_lock)
+    atexit.register(pipeline.store.release)
 
 
 def _param(name: str, long: str, kind, default, help_text: str) -> dict:
@@ -42,15 +42,14 @@ def _param(name: str, long: str, kind, default, help_text: str) -> dict:
 
 
 def command_tasks(pipeline: Pipeline) -> Iterator[dict]:
-    from proxpipe.api import checks
-    from proxpipe.commands import docs, doctor, rollback, status
+    from proxpipe.commands import docs, doctor, rollback, status, validate
 
     always = {"uptodate": [False], "verbosity": 2}
     yield {"basename": "status", "doc": "each stage: up to date, or stale and why (runs no tool)",
            "actions": [(guarded(status.show), [pipeline])], **always}
     yield {"basename": "validate", "doc": "run every check (template, lint, state, VMs, SSH, ping, drift); "
                                           "writes validate.json and validate.xml (JUnit)",
-           "actions": [(guarded(checks.validate), [pipeline])],
+           "actions": [(guarded(validate.validate), [pipeline])],
            "params": [_param("check", "check", list, [], "run only this check (repeatable)"),
                       _param("list_checks", "list", bool, False, "list the checks and exit")], **always}
     yield {"basename": "rollback", "doc": "go back one stage: build (--to ID), provision (--mode destroy|replace), "
@@ -96,7 +95,7 @@ def _destroy(pipeline: Pipeline):
 
 
 def _history(pipeline: Pipeline, limit: int) -> None:
-    from proxpipe.domain.history import show
+    from proxpipe.commands.history import show
 
     show(pipeline.history, limit)
 

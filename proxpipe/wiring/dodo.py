@@ -1,30 +1,18 @@
-"""What dodo.py hands to doit: DOIT_CONFIG and one task creator for the whole graph.
+"""What the one-line dodo.py hands to plain `doit`: the same configuration and tasks as the `proxpipe` command.
 
-The environment comes from `doit ... env=NAME`, else PIPELINE_ENV, else pipeline.yaml's default.
-A bad pipeline.yaml ends here with doit's one-line "ERROR: ..." and exit code 3.
+doit imports dodo.py only when it loads its tasks, after it has read `env=NAME` from the command line.
 """
 
 import sys
 
-from doit import get_var
-from doit.exceptions import InvalidDodoFile
-
-from proxpipe.base.errors import PipelineError
-from proxpipe.engine.pipeline import Pipeline
-from proxpipe.wiring.tasks import all_tasks, doit_config
+from proxpipe.wiring.loader import load, task_dicts
+from proxpipe.wiring.tasks import doit_config
 
 __all__ = ["DOIT_CONFIG", "task_pipeline"]
 
-try:
-    PIPELINE = Pipeline.load(env_name=get_var("env"))
-except PipelineError as exc:
-    raise InvalidDodoFile(str(exc)) from None
-
-DOIT_CONFIG = doit_config(PIPELINE)
+_pipeline = load()
+DOIT_CONFIG = doit_config(_pipeline)
 
 
 def task_pipeline():
-    try:
-        yield from all_tasks(PIPELINE, sys.argv[1:])
-    except PipelineError as exc:
-        raise InvalidDodoFile(str(exc)) from None
+    yield from task_dicts(_pipeline, sys.argv[1:])

@@ -18,17 +18,17 @@ from proxpipe.base.events import StageOutcome
 
 class PipelineReporter:
     desc = "stage banners, timings and reasons"
+    pipeline = None  # set by bound_to(): doit makes the reporter itself, from the class in DOIT_CONFIG
 
     def __init__(self, outstream, options):
         self.outstream = outstream
         self.failures: list[tuple[str, str]] = []
         self.started = time.monotonic()
 
-    @property
-    def pipeline(self):
-        from proxpipe.wiring import tasks
-
-        return tasks.CURRENT
+    @classmethod
+    def bound_to(cls, pipeline) -> type[PipelineReporter]:
+        """The reporter class for one pipeline, as doit's `reporter` setting."""
+        return type(cls.__name__, (cls,), {"pipeline": pipeline})
 
     def _stage(self, task):
         pipeline = self.pipeline

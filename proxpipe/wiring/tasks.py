@@ -1,8 +1,9 @@
 """The doit task graph of the chosen environment.
 
-One task per stage, named like the stage. A stage task reads its upstream handoff but does not
-declare it as a file_dep: that keeps `doit provision` a single stage (doit would otherwise run the
-upstream task first). Staleness still flows down, through the upstream digest in StageState.
+One task per stage, named like the stage. Whether it runs is decided by its up-to-date checks alone (its record
+in the state store, shared by every checkout, and its remote product): it declares no file_dep or target, which
+also keeps `doit provision` a single stage (doit would otherwise run the upstream task first). Staleness still
+flows down, through the upstream handoff's digest in the record.
 
 doit does not run a task's task_dep in list order when they share a dependency, so the stages
 asked for together (all of them for `deploy`) are chained: each depends on the one before it.
@@ -19,15 +20,13 @@ from proxpipe.engine.uptodate import RemoteState, StageState
 from proxpipe.wiring import command_tasks as commands
 from proxpipe.wiring.reporter import PipelineReporter
 
-CURRENT: Pipeline | None = None  # the pipeline of this process, for the reporter
-
 
 def doit_config(pipeline: Pipeline) -> dict:
     return {
         "default_tasks": ["deploy"],
         "backend": "pipeline-json",
-        "dep_file": os.path.relpath(pipeline.state_dir / "doit.json"),
-        "reporter": PipelineReporter,
+        "dep_file": os.path.relpath(pipeline.state_dir / "doit.json"),  # a local cache only: see engine.uptodate
+        "reporter": PipelineReporter.bound_to(pipeline),
         "verbosity": 2,
         "minversion": "0.36.0",
     }
@@ -45,8 +44,6 @@ def requested_stages(pipeline: Pipeline, argv: list[str]) -> list[str]:
 
 
 def all_tasks(pipeline: Pipeline, argv: list[str]) -> Iterator[dict]:
-    global CURRENT
-    CURRENT = pipeline
     yield {"basename": "_lock", "doc": "take the environment's lock", "actions": [(commands.lock, [pipeline])],
            "verbosity": 2}
     chain = requested_stages(pipeline, argv)
@@ -61,25 +58,11 @@ def all_tasks(pipeline: Pipeline, argv: list[str]) -> Iterator[dict]:
     yield from commands.command_tasks(pipeline)
 
 
-def doit_task(pipeline: Pipeline, stage):
-    """The stage's task as a doit Task object, for reading or writing its state outside a doit run."""
-    from doit.task import dict_to_task
-
-    spec = stage_task(pipeline, stage)
-    spec["name"] = spec.pop("basename")
-    spec.pop("params", None)
-    task = dict_to_task(spec)
-    task.options = {}
-    return task
-
-
 def stage_task(pipeline: Pipeline, stage) -> dict:
     task = {
         "basename": stage.name,
         "doc": f"{stage.kind}: {stage.config.description or stage.description}".rstrip(": "),
         "actions": [(run_stage, [pipeline, stage.name])],
-        "file_dep": [str(path) for path in stage.inputs()],
-        "targets": [str(stage.handoff_path)],
         "uptodate": [StageState(pipeline, stage.name), RemoteState(pipeline, stage.name)],
         "task_dep": ["_lock"],
         "verbosity": 2,

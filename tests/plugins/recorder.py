@@ -12,6 +12,7 @@ from proxpipe.api import (
     FILE,
     Check,
     Command,
+    Example,
     Field,
     Param,
     Skip,
@@ -128,6 +129,13 @@ def register_commands(register):
     register(Command("rec-hello", "say hello", lambda pipeline, name: record("rec-hello", name=name,
                                                                               environment=pipeline.env.name),
                      (Param("name", "name", str, "world", "whom to greet"),)))
+
+
+@hookimpl
+def register_examples(register):
+    register(Example("rec-demo", "a demo of the recorder", lambda: {"pipeline.yaml": "# recorded\n",
+                                                                   "work/hello.txt": "hello\n"},
+                     lambda root: [f"prepared {root.name}"]))
 
 
 @hookimpl

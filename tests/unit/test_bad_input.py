@@ -18,7 +18,7 @@ from proxpipe.base.errors import ConfigError
 from proxpipe.domain import config as cfg
 from proxpipe.engine import plugins as manager
 from proxpipe.engine.pipeline import load_config as load
-from proxpipe.lab.plugin import LAB_FIELDS
+from proxpipe.lab.settings import LAB_FIELDS
 from proxpipe.plugins import webhook
 from proxpipe.stages.ansible import AnsibleStage
 from proxpipe.stages.packer import PackerStage

@@ -6,6 +6,7 @@ import pytest
 
 from proxpipe.base.errors import HandoffError
 from proxpipe.domain import handoff
+from proxpipe.domain.state import LocalStore
 
 INVENTORY = {"all": {"children": {"jump_hosts": {"hosts": {"jump-01": {"ansible_host": "10.0.0.5"}}}}}}
 
@@ -57,21 +58,27 @@ def test_a_host_named_by_its_address_needs_no_ansible_host():
     assert handoff.parse_inventory('{"all": {"hosts": {"10.1.2.3": null}}}')
 
 
+def write(store, kind, value):
+    path = store.handoff_file(kind.filename)
+    return store.write_handoff(kind.filename, handoff.checked_text(kind, value, path))
+
+
 def test_write_then_read(tmp_path):
-    path = tmp_path / "template_id.txt"
-    assert handoff.write(handoff.TEMPLATE_ID, path, 8025) is True
-    assert path.read_text() == "8025\n"
-    assert handoff.write(handoff.TEMPLATE_ID, path, 8025) is False  # unchanged: not rewritten
-    assert handoff.read(handoff.TEMPLATE_ID, path) == 8025
+    store = LocalStore(tmp_path, "lab")
+    assert write(store, handoff.TEMPLATE_ID, 8025) is True
+    assert (tmp_path / "template_id.txt").read_text() == "8025\n"
+    assert write(store, handoff.TEMPLATE_ID, 8025) is False  # unchanged: not rewritten
+    assert handoff.read(handoff.TEMPLATE_ID, tmp_path / "template_id.txt") == 8025
+    assert (tmp_path / "template_id.txt").stat().st_mode & 0o777 == 0o600
 
 
 def test_an_invalid_value_never_replaces_a_good_handoff(tmp_path):
-    path = tmp_path / "ansible_inventory.json"
-    handoff.write(handoff.INVENTORY, path, INVENTORY)
-    before = path.read_bytes()
+    store = LocalStore(tmp_path, "lab")
+    write(store, handoff.INVENTORY, INVENTORY)
+    before = (tmp_path / "ansible_inventory.json").read_bytes()
     with pytest.raises(HandoffError, match="refusing to write an invalid handoff: the inventory has no hosts"):
-        handoff.write(handoff.INVENTORY, path, {"all": {}})
-    assert path.read_bytes() == before
+        write(store, handoff.INVENTORY, {"all": {}})
+    assert (tmp_path / "ansible_inventory.json").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ansible_inventory.json"]  # no temporary file left
 
 

@@ -1,7 +1,9 @@
 """One run per environment: a second one fails at once and names the holder; a dead holder's lock is taken over."""
 
+import getpass
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -33,8 +35,9 @@ def test_a_second_run_fails_at_once_naming_the_holder(tmp_path, holder):
     with pytest.raises(LockedError) as caught:
         lock.acquire(tmp_path, "lab", "build")
     message = str(caught.value)
-    assert message.startswith(f"environment lab is locked by pid {holder.pid} (deploy, since ")
-    assert "wait for it to finish" in message
+    assert message.startswith(f"environment lab is locked by {getpass.getuser()}@{socket.gethostname()} "
+                              f"pid {holder.pid} (deploy, since ")
+    assert "wait for it to finish, or pass --wait-lock SECONDS" in message
 
 
 def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_warning(tmp_path, holder, capsys):
@@ -42,7 +45,8 @@ def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_warning(tmp_path, ho
     holder.wait()
     lock.acquire(tmp_path, "lab", "deploy")
     try:
-        assert f"taking over the lock of environment lab left by pid {holder.pid} (deploy" in capsys.readouterr().err
+        assert f"taking over the lock of environment lab left by {getpass.getuser()}@{socket.gethostname()} " \
+               f"pid {holder.pid} (deploy" in capsys.readouterr().err
         assert json.loads((tmp_path / "lock.json").read_text())["pid"] == os.getpid()
     finally:
         lock.release(tmp_path)

@@ -18,6 +18,7 @@ from proxpipe.engine.pipeline import load_config as load
 from tests.labproject import REPO
 
 DOIT = str(Path(sys.executable).parent / "doit")
+PROXPIPE = str(Path(sys.executable).parent / "proxpipe")
 
 
 class ShellProject:
@@ -37,11 +38,12 @@ class ShellProject:
     def write(self):
         (self.root / "pipeline.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
 
-    def doit(self, *args, env=None):
+    def doit(self, *args, env=None, proxpipe=False):
         environ = {k: v for k, v in os.environ.items() if not k.startswith("RECORDER_")}
         environ.update({"PROXPIPE_PLUGINS": "recorder", "PYTHONPATH": str(REPO / "tests" / "plugins"),
                         "NO_COLOR": "1", "RECORDER_FILE": str(self.events_file), **(env or {})})
-        return subprocess.run([DOIT, *args], cwd=self.root, env=environ, capture_output=True, text=True, timeout=60)
+        return subprocess.run([PROXPIPE if proxpipe else DOIT, *args], cwd=self.root, env=environ,
+                              capture_output=True, text=True, timeout=60)
 
     def events(self, hook=None):
         if not self.events_file.exists():
@@ -151,6 +153,15 @@ def test_hook_register_commands(shell):
     result = shell.doit("rec-hello", "--name", "you")
     assert result.returncode == 0, result.stdout + result.stderr
     assert shell.events("rec-hello") == [{"hook": "rec-hello", "name": "you", "environment": "local"}]
+
+
+def test_hook_register_examples(shell, tmp_path):
+    target = tmp_path / "demo"
+    target.mkdir()
+    result = shell.doit("init", "--example", "rec-demo", "--dir", str(target), proxpipe=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (target / "work" / "hello.txt").read_text() == "hello\n" and (target / "dodo.py").exists()
+    assert "prepared demo" in result.stdout
 
 
 def test_hook_environment_fields(shell):

@@ -1,0 +1,51 @@
+"""The `lab:` section of an environment in pipeline.yaml, contributed by the lab plugin."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import NamedTuple
+
+from proxpipe.api import Field, schema
+
+
+def _loopback(value: str) -> str | None:
+    try:
+        ok = ipaddress.ip_address(value).is_loopback
+    except ValueError:
+        ok = False
+    return None if ok else f"{value!r} is not a loopback address; the lab only listens on 127.0.0.0/8"
+
+
+LAB_FIELDS = {
+    "address": Field(schema.STR, "Loopback address of the Proxmox API stand-in.", default="127.0.10.1",
+                     check=_loopback),
+    "port": Field(schema.INT, "Its port.", default=8006, minimum=1, maximum=65535),
+    "base_template": Field(schema.MAP, "The template the lab starts with (what a real cluster already has).",
+                           default={}, fields={
+                               "vmid": Field(schema.INT, "Its VMID.", default=9000, minimum=100),
+                               "name": Field(schema.STR, "Its name.", default="debian-12-base"),
+                           }),
+    "boot_seconds": Field(schema.NUMBER, "Seconds a lab VM takes to mark itself booted after its sshd starts.",
+                          default=0.2, minimum=0),
+    "idle_minutes": Field(schema.NUMBER, "Stop the lab's services after this long without an API request "
+                                         "(0: never).", default=120, minimum=0),
+}
+
+
+class LabConfig(NamedTuple):
+    address: str
+    port: int
+    base_template_id: int
+    base_template_name: str
+    boot_seconds: float
+    idle_minutes: float
+
+
+def lab_config(environment) -> LabConfig | None:
+    """The environment's `lab:` settings, or None when it is not a lab environment."""
+    data = environment.extras.get("lab")
+    if data is None:
+        return None
+    base = data["base_template"]
+    return LabConfig(data["address"], data["port"], base["vmid"], base["name"], data["boot_seconds"],
+                     data["idle_minutes"])

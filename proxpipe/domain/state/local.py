@@ -1,0 +1,164 @@
+"""The local state store, the embedded default: plain files under .pipeline/<env>/, readable by the owner only.
+
+    template_id.txt, ansible_inventory.json, configure.json    the handoffs
+    history.jsonl, runs.jsonl                                  the logs (append-only): <log>.jsonl
+    stages.json                                                what each stage's last success was made from
+    template-ids.json                                          template ids reserved by builds in progress
+    lock, lock.json                                            the environment's lock and who holds it
+    plans/, plan-files/, ...                                   documents
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from proxpipe.base.fsutil import atomic_write, pid_alive
+from proxpipe.domain import lock
+from proxpipe.domain.state.store import HISTORY, StateStore
+
+_DURABLE = {HISTORY}  # fsync every line of the history; the run log can do without
+
+
+class LocalStore(StateStore):
+    def __init__(self, state_dir: Path, environment: str):
+        self.cache_dir = Path(state_dir)
+        self.environment = environment
+        self.where = f"the state directory {self.cache_dir}"
+
+    # ------------------------------------------------------------------ handoffs
+
+    def read_handoff(self, name: str) -> str | None:
+        try:
+            return (self.cache_dir / name).read_text()
+        except FileNotFoundError:
+            return None
+        except UnicodeDecodeError:
+            return (self.cache_dir / name).read_bytes().decode(errors="replace")
+
+    def write_handoff(self, name: str, text: str) -> bool:
+        if self.read_handoff(name) == text:
+            return False
+        atomic_write(self.cache_dir / name, text, 0o600)
+        return True
+
+    def delete_handoff(self, name: str) -> None:
+        (self.cache_dir / name).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ logs
+
+    def append(self, log: str, line: str) -> None:
+        path = self.cache_dir / f"{log}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_size and not _ends_with_newline(path):
+                line = "\n" + line  # a crash cut the last line short; keep ours whole
+            os.write(fd, (line + "\n").encode())
+            if log in _DURABLE:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def lines(self, log: str) -> list[str]:
+        try:
+            return (self.cache_dir / f"{log}.jsonl").read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+
+    # ------------------------------------------------------------------ stage records
+
+    def stage_record(self, stage: str) -> dict[str, Any] | None:
+        return _read_json(self.cache_dir / "stages.json").get(stage)
+
+    def save_stage_record(self, stage: str, record: dict[str, Any]) -> None:
+        with self._edit("stages.json") as records:
+            records[stage] = record
+
+    def forget_stages(self, stages: list[str]) -> None:
+        if any(self.stage_record(stage) is not None for stage in stages):
+            with self._edit("stages.json") as records:
+                for stage in stages:
+                    records.pop(stage, None)
+
+    # ------------------------------------------------------------------ template ids
+
+    def allocate_template_id(self, scope: str, low: int, high: int, used: set[int]) -> int | None:
+        with self._edit("template-ids.json") as reserved:
+            mine = reserved.setdefault(scope, {})
+            for vmid, holder in list(mine.items()):
+                if not pid_alive(int(holder.get("pid", 0))):
+                    del mine[vmid]  # its build was killed
+            taken = used | {int(vmid) for vmid in mine}
+            chosen = next((vmid for vmid in range(low, high + 1) if vmid not in taken), None)
+            if chosen is not None:
+                mine[str(chosen)] = lock.holder_info("build")
+            return chosen
+
+    def release_template_id(self, scope: str, vmid: int) -> None:
+        with self._edit("template-ids.json") as reserved:
+            reserved.get(scope, {}).pop(str(vmid), None)
+
+    # ------------------------------------------------------------------ lock
+
+    def acquire(self, command: str, wait: float = 0.0) -> None:
+        lock.acquire(self.cache_dir, self.environment, command, wait)
+
+    def release(self) -> None:
+        lock.release(self.cache_dir)
+
+    # ------------------------------------------------------------------ documents
+
+    def put_document(self, kind: str, name: str, data: bytes) -> None:
+        folder = self.cache_dir / kind
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write(folder / name, data, 0o600)
+
+    def get_document(self, kind: str, name: str) -> bytes | None:
+        try:
+            return (self.cache_dir / kind / name).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def delete_document(self, kind: str, name: str) -> None:
+        (self.cache_dir / kind / name).unlink(missing_ok=True)
+
+    def document_names(self, kind: str) -> list[str]:
+        folder = self.cache_dir / kind
+        if not folder.is_dir():
+            return []
+        found = [p for p in folder.iterdir() if p.is_file() and ".tmp-" not in p.name]
+        return [p.name for p in sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name))]
+
+    # ------------------------------------------------------------------ helpers
+
+    @contextlib.contextmanager
+    def _edit(self, name: str) -> Iterator[dict]:
+        """Read-modify-write of a small JSON file, under a lock so concurrent writers merge."""
+        path = self.cache_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(self.cache_dir / f".{name}.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            data = _read_json(path)
+            yield data
+            atomic_write(path, json.dumps(data, indent=1, sort_keys=True) + "\n", 0o600)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as src:
+        src.seek(-1, os.SEEK_END)
+        return src.read(1) == b"\n"

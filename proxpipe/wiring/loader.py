@@ -1,0 +1,74 @@
+"""doit's task loader for a proxpipe project: the chosen environment of pipeline.yaml as doit tasks.
+
+The `proxpipe` command runs doit with this loader (the way Nikola embeds doit); the one-line dodo.py gives plain
+`doit` the same tasks and configuration through proxpipe.wiring.dodo. Nothing is loaded at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from doit import get_var
+from doit.cmd_base import TaskLoader2
+from doit.exceptions import InvalidDodoFile
+from doit.loader import generate_tasks
+
+from proxpipe.base.errors import PipelineError
+from proxpipe.domain.config import DEFAULT_FILE
+from proxpipe.engine.pipeline import Pipeline
+from proxpipe.wiring.tasks import all_tasks, doit_config
+
+OPTIONS = (
+    {"section": "task loader", "name": "config_file", "short": "f", "long": "file", "type": str,
+     "default": DEFAULT_FILE, "env_var": "PROXPIPE_FILE",
+     "help": "the pipeline definition [default: %(default)s]"},
+    {"section": "task loader", "name": "project_dir", "short": "d", "long": "dir", "type": str, "default": None,
+     "help": "run in this project directory (relative paths in the pipeline definition are relative to it)"},
+    {"section": "task loader", "name": "wait_lock", "long": "wait-lock", "type": float, "default": None,
+     "env_var": "PROXPIPE_WAIT_LOCK", "help": "wait this many seconds for another run's lock on the environment, "
+                                             "instead of failing at once"},
+)
+
+
+def load(path: str | Path = DEFAULT_FILE) -> Pipeline:
+    """The pipeline of the environment named by `env=NAME` on the command line (else PIPELINE_ENV, else the
+    default one); a bad pipeline.yaml becomes doit's one-line "ERROR: ..." with exit code 3."""
+    try:
+        return Pipeline.load(path, env_name=get_var("env"))
+    except PipelineError as exc:
+        raise InvalidDodoFile(str(exc)) from None
+
+
+def task_dicts(pipeline: Pipeline, argv: list[str]) -> Iterator[dict]:
+    try:
+        yield from all_tasks(pipeline, argv)
+    except PipelineError as exc:
+        raise InvalidDodoFile(str(exc)) from None
+
+
+class PipelineLoader(TaskLoader2):
+    cmd_options = OPTIONS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pipeline: Pipeline | None = None
+
+    def setup(self, opt_values: dict) -> None:
+        if opt_values.get("project_dir"):
+            try:
+                os.chdir(opt_values["project_dir"])
+            except OSError as exc:
+                raise InvalidDodoFile(f"--dir {opt_values['project_dir']}: {exc.strerror}") from None
+        path = Path(opt_values.get("config_file") or DEFAULT_FILE)
+        os.chdir(path.absolute().parent)  # like doit with dodo.py: paths in messages are relative to the project
+        self.pipeline = load(path.name)
+        if opt_values.get("wait_lock") is not None:
+            self.pipeline.wait_lock = max(0.0, opt_values["wait_lock"])
+
+    def load_doit_config(self) -> dict:
+        return doit_config(self.pipeline)
+
+    def load_tasks(self, cmd, pos_args: list[str]) -> list:
+        return list(generate_tasks("proxpipe", task_dicts(self.pipeline, [cmd.name, *pos_args]), ""))
