@@ -16,9 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from proxpipe.base.errors import PipelineError
+from proxpipe.base.errors import PipelineError, ProxmoxError
 from proxpipe.base.fsutil import atomic_write, pid_alive
 from proxpipe.domain.config import Environment
+from proxpipe.domain.proxmox import Proxmox
 
 from .settings import lab_config
 
@@ -118,51 +119,37 @@ def _same_credentials(env: Environment) -> bool:
     return recorded == _credentials(env, salt=recorded.split(":")[0])
 
 
-def _context(env: Environment):
-    import ssl
+def _client(env: Environment, attempts: int = 1) -> Proxmox:
+    """The pipeline's own Proxmox client, for the lab's stand-in: its CA, and few attempts (the caller retries)."""
+    from proxpipe.domain.config import Retry
 
-    return ssl.create_default_context(cafile=str(ca_file(env)))
+    cfg = env.proxmox._replace(ca_file=ca_file(env), timeout=3.0, retry=Retry(attempts, 5.0))
+    return Proxmox(cfg, notify=lambda text: None, prefer_light=True)
 
 
 def _accepts(env: Environment, tries: int = 3) -> bool:
     """True when the API answers with the environment's credentials. A refusal is final; no answer is tried
     again a few times (the lab may be injecting faults)."""
-    import ssl
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    proxmox = env.proxmox
-    base = proxmox.url + "/api2/json"
-    if proxmox.token_id:
-        request = urllib.request.Request(base + "/version", headers={
-            "Authorization": f"PVEAPIToken={proxmox.token_id}={proxmox.token_secret.reveal()}"})
-    else:
-        data = urllib.parse.urlencode({"username": proxmox.user, "password": proxmox.password.reveal()})
-        request = urllib.request.Request(base + "/access/ticket", data=data.encode())
     for attempt in range(tries):
         try:
-            with urllib.request.urlopen(request, timeout=3, context=_context(env)) as answer:
-                return answer.status == 200
-        except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):
+            _client(env).version()
+            return True
+        except ProxmoxError as exc:
+            if exc.refused:
                 return False
-        except (OSError, ssl.SSLError):
-            pass
         time.sleep(0.1 * (attempt + 1))
     return False
 
 
 def admin(env: Environment, path: str, body: dict | None = None) -> object:
     """Call the lab's control endpoint (/_lab/...): faults, VM edits, state. Used by tests and `pipeline-lab`."""
-    import urllib.error
-    import urllib.request
+    from proxpipe.domain.pveapi import HTTPStatus
 
     secret = (runtime_dir(env) / "admin.secret").read_text().strip()
-    request = urllib.request.Request(f"{env.proxmox.url}/_lab/{path}", data=json.dumps(body or {}).encode(),
-                                     headers={"X-Lab-Admin": secret, "Content-Type": "application/json"})
+    transport = _client(env).light
+    transport.timeout = 10
     try:
-        with urllib.request.urlopen(request, timeout=10, context=_context(env)) as answer:
-            return json.loads(answer.read())["data"]
-    except urllib.error.HTTPError as exc:
-        raise PipelineError(f"lab control {path}: {exc.read().decode(errors='replace')}") from None
+        return transport.send("POST", f"{transport.prefix}/_lab/{path}", json.dumps(body or {}).encode(),
+                              {"X-Lab-Admin": secret, "Content-Type": "application/json"})
+    except HTTPStatus as exc:
+        raise PipelineError(f"lab control {path}: {exc.body or exc.reason}") from None

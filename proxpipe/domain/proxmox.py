@@ -93,7 +93,7 @@ class Proxmox:
                 delay = backoff.next_delay() if retry else None
                 if delay is None:
                     tries = f" after {backoff.attempt} attempts" if backoff.attempt > 1 else ""
-                    raise ProxmoxError(f"Proxmox API {what} failed{tries}: {cause}") from None
+                    raise ProxmoxError(f"Proxmox API {what} failed{tries}: {cause}", refused=unauthorized) from None
                 self._notify(f"Proxmox API {what}: {cause}; retrying in {delay:.1f}s "
                              f"(attempt {backoff.attempt} of {self.cfg.retry.attempts})")
                 time.sleep(delay)

@@ -19,9 +19,9 @@ from urllib.parse import urlencode, urlsplit
 class HTTPStatus(Exception):
     """An answer other than 2xx; the reason is PVE's message."""
 
-    def __init__(self, code: int, reason: str):
+    def __init__(self, code: int, reason: str, body: str = ""):
         super().__init__(f"{code} {reason}")
-        self.code, self.reason = code, reason
+        self.code, self.reason, self.body = code, reason, body
 
 
 class Client:
@@ -44,6 +44,10 @@ class Client:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         elif query:
             url += f"?{query}"
+        return self.send(method, url, body, headers)
+
+    def send(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> Any:
+        """One HTTPS request to this server; the answer's "data"; HTTPStatus for an answer other than 2xx."""
         conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.context)
         try:
             conn.request(method, url, body=body, headers=headers)
@@ -52,7 +56,7 @@ class Client:
         finally:
             conn.close()
         if not 200 <= answer.status < 300:
-            raise HTTPStatus(answer.status, answer.reason)
+            raise HTTPStatus(answer.status, answer.reason, data.decode(errors="replace").strip())
         return json.loads(data or b"{}").get("data")
 
     def __getattr__(self, name: str) -> Resource:
