@@ -63,7 +63,8 @@ def test_a_second_run_fails_at_once_while_others_still_work(lab_project):
         for command in (["deploy"], ["build"], ["configure"], ["rollback", "--stage", "build"], ["destroy"]):
             result = project.doit(*command)
             assert result.returncode == 1, command
-            assert (f"environment lab is locked by pid {holder['pid']} (deploy, since {holder['since']})"
+            assert (f"environment lab is locked by {holder['user']}@{holder['host']} pid {holder['pid']} "
+                    f"(deploy, since {holder['since']})"
                     in result.stderr), result.stderr
         assert project.doit("status").returncode == 0
         assert "locked" not in project.doit("validate").stderr
@@ -103,7 +104,7 @@ def test_sigkill_in_the_middle_of_a_stage(clean, stage, command, tool):
     for name, text in before.items():
         assert text is None or f"{name}: INVALID" not in status
     result = lab.ok("deploy")
-    assert "taking over the lock of environment lab left by pid" in result.stderr
+    assert "taking over the lock of environment lab left by " in result.stderr and " pid " in result.stderr
     assert not [p for p in lab.state.iterdir() if p.name in leftovers]  # cleaned up
     assert lab.ok("validate").returncode == 0
     assert stage in {"build", "provision", "configure"}
