@@ -9,6 +9,7 @@ import sys
 from doit import get_var
 from doit.exceptions import InvalidDodoFile
 
+from . import interrupts
 from .context import Pipeline
 from .errors import PipelineError
 from .tasks import all_tasks, doit_config
@@ -24,6 +25,7 @@ DOIT_CONFIG = doit_config(PIPELINE)
 
 
 def task_pipeline():
+    interrupts.install()  # Ctrl-C and SIGTERM end a run in one line (pipeline.interrupts)
     try:
         yield from all_tasks(PIPELINE, sys.argv[1:])
     except PipelineError as exc:

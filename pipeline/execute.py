@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from doit.exceptions import TaskFailed
 
 from stages.base import StageJob
 
-from . import handoff
+from . import damage, handoff, interrupts
 from .console import console, seconds
 from .doitstate import forget
-from .errors import HandoffError, PipelineError, ToolError
+from .errors import DamagedHandoff, HandoffError, PipelineError, ToolError
 from .events import StageOutcome
-from .fsutil import display
+from .fsutil import display, sha256_file
 from .tools import ToolRunner
 from .uptodate import upstream_override
 
@@ -41,12 +41,16 @@ def read_upstream(pipeline: Pipeline, stage: Stage, override: str | None) -> tup
             raise HandoffError(f"--{param['long']} {override!r}: {exc}") from None
     upstream = pipeline.upstream(stage)
     path = upstream.handoff_path if upstream else pipeline.state_dir / kind.filename
+    how = f"pass it with --{param['long']}" if param else ""
     try:
         return handoff.read(kind, path), path
+    except DamagedHandoff as exc:
+        if upstream is None:
+            raise
+        raise HandoffError(damage.describe(pipeline, upstream, exc, how)) from None
     except HandoffError as exc:
         hint = f"run `doit {upstream.name}` first" if upstream else "create it"
-        how = f", or pass it with --{param['long']}" if param else ""
-        raise HandoffError(f"{exc}; {hint}{how}") from None
+        raise HandoffError(f"{exc}; {hint}" + (f", or {how}" if how else "")) from None
 
 
 def stage_job(pipeline: Pipeline, stage: Stage, log_name: str, upstream_path: Path | None = None,
@@ -55,7 +59,7 @@ def stage_job(pipeline: Pipeline, stage: Stage, log_name: str, upstream_path: Pa
     them), one log file in log_dir (default: the run's), the stage's timeout and retries."""
     env = {**(pipeline.proxmox_tool_env() if stage.WANTS_PROXMOX else {}), **stage.config.env}
     runner = ToolRunner((log_dir or pipeline.run.log_dir) / f"{log_name}.log", stage.dir, env, stage.config.timeout,
-                        stage.config.retry, stage.config.where)
+                        stage.config.retry, stage.config.where, stage.config.stop_grace)
     return StageJob(runner, pipeline.run, pipeline, upstream_path, options=dict(options or {}))
 
 
@@ -86,28 +90,39 @@ def execute(pipeline: Pipeline, stage: Stage, options: dict) -> dict | TaskFaile
         forget([stage])
         entry.update(inputs=stage.inputs_digest(), config=stage.config_digest())
         value = stage.run(upstream, job)
-        changed = handoff.write(stage.produces, stage.handoff_path, value)
-        summary = stage.produces.summary(value)
-        if changed:
-            pipeline.plugins.handoff_written(run, info, stage.handoff_path, summary)
+    except interrupts.Interrupted as stop:
+        _interrupted(pipeline, stage, info, entry, started, stop)
     except PipelineError as exc:
+        stop = interrupts.received()
+        if stop is not None:  # the tool failed because it was stopped
+            _interrupted(pipeline, stage, info, entry, started, stop)
         return _failed(pipeline, stage, info, entry, started, exc, job.tool_versions if job else {})
-    return _succeeded(pipeline, stage, info, entry, started, job, value, summary, changed)
+    with interrupts.deferred():  # the handoff and its history line go together, whatever signal comes
+        try:
+            changed = handoff.write(stage.produces, stage.handoff_path, value)
+        except PipelineError as exc:
+            return _failed(pipeline, stage, info, entry, started, exc, job.tool_versions)
+        summary = stage.produces.summary(value)
+        duration = time.monotonic() - started
+        pipeline.record(stage, stage.ACTION, **{**entry, **job.notes, "outcome": "ok", "handoff": summary,
+                                                "handoff_sha256": sha256_file(stage.handoff_path),
+                                                "duration": round(duration, 2)})
+        stage.keep_copy()
+        if job.notes.get("changed_resources"):
+            # New or replaced machines need configuring even when their inventory entry reads the same.
+            forget(pipeline.downstream(stage))
+    return _succeeded(pipeline, stage, info, duration, job, value, summary, changed)
 
 
-def _succeeded(pipeline, stage, info, entry, started, job, value, summary: str, changed: bool) -> dict | TaskFailed:
-    duration = time.monotonic() - started
-    pipeline.record(stage, stage.ACTION, **{**entry, **job.notes, "outcome": "ok", "handoff": summary,
-                                            "duration": round(duration, 2)})
+def _succeeded(pipeline, stage, info, duration, job, value, summary: str, changed: bool) -> dict | TaskFailed:
     _after_handoff(stage, value, job)  # after the history: retention counts this build
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "ran", duration, summary,
                                           tool_versions=dict(job.tool_versions)))
-    if job.notes.get("changed_resources"):
-        # New or replaced machines need configuring even when their inventory entry reads the same.
-        forget(pipeline.downstream(stage))
     unchanged = "" if changed else " (unchanged)"
     console.info(console.paint(f"  ✓ {stage.name}", "green") + f" {seconds(duration)}  {summary}{unchanged}")
     try:
+        if changed:
+            pipeline.plugins.handoff_written(job.run, info, stage.handoff_path, summary)
         pipeline.plugins.stage_finished(job.run, info, duration, summary, dict(job.tool_versions))
     except PipelineError as exc:  # a plugin whose on_error is fail
         console.error(str(exc))
@@ -143,3 +158,25 @@ def _failed(pipeline, stage, info, entry, started, exc: PipelineError, tool_vers
     console.out(f"    {pipeline.relative(stage.handoff_path)} {kept}; fix the cause and run "
                 f"`doit deploy` again to resume at {stage.name}")
     return TaskFailed(message)
+
+
+def _interrupted(pipeline, stage, info, entry, started, stop: interrupts.Interrupted) -> NoReturn:
+    """Ctrl-C or SIGTERM while the stage ran: its tools are stopped (see pipeline.tools) and its handoff is the
+    previous one. Recorded, told to the plugins, said in one line; then the process ends with 130 or 143."""
+    with interrupts.deferred():  # a further Ctrl-C must not cut the record short
+        duration = time.monotonic() - started
+        message = f"interrupted by {stop.name}"
+        pipeline.record(stage, stage.ACTION, **entry, outcome="interrupted", signal=stop.name, message=message,
+                        duration=round(duration, 2))
+        pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "interrupted", duration, None, message))
+        pipeline.run.interrupted = stop.name
+        try:
+            pipeline.plugins.stage_failed(pipeline.run, info, duration, message)
+        except PipelineError as hook:  # a plugin whose on_error is fail: the stage ended anyway
+            console.error(str(hook))
+        kept = (f"{pipeline.relative(stage.handoff_path)} is the previous one" if stage.handoff_path.exists()
+                else f"there is no {stage.handoff_path.name} yet")
+        console.out(console.paint(f"  ✗ {stage.name} {message} after {seconds(duration)}: ", "red")
+                    + f"nothing handed off ({kept}); `doit deploy` resumes at {stage.name}")
+        interrupts.mark_reported()
+    raise stop

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import inventory
-from .errors import HandoffError
+from .errors import DamagedHandoff, HandoffError
 from .fsutil import atomic_write, display
 
 VMID_MIN, VMID_MAX = 100, 999_999_999
@@ -141,17 +141,20 @@ KINDS = {kind.name: kind for kind in (TEMPLATE_ID, INVENTORY, CONFIGURE, FILE)}
 
 
 def read(kind: HandoffKind, path: Path) -> Any:
-    """The checked value of a handoff file; HandoffError naming the file and problem otherwise."""
+    """The checked value of a handoff file; HandoffError naming the file and problem otherwise (DamagedHandoff
+    when the file exists)."""
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
         raise HandoffError(f"{display(path)}: missing") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise HandoffError(f"{display(path)}: cannot read: {exc}") from None
-    try:
-        return kind.parse(text)
-    except ValueError as exc:
-        raise HandoffError(f"{display(path)}: {exc}") from None
+        problem = f"cannot read: {exc}"
+    else:
+        try:
+            return kind.parse(text)
+        except ValueError as exc:
+            problem = str(exc)
+    raise DamagedHandoff(f"{display(path)}: {problem}", Path(path), problem)
 
 
 def write(kind: HandoffKind, path: Path, value: Any) -> bool:

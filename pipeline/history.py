@@ -1,7 +1,7 @@
 """history.jsonl: one line per stage run, rollback and destroy; append-only.
 
 Lines are appended under an exclusive lock in one write, so concurrent writers never interleave;
-a line cut short by a crash is skipped when reading.
+a line cut short by a crash is skipped when reading, with a warning (once per process), never fatal.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from . import secrets
+from .console import console
+from .fsutil import display
+
+_warned: set[tuple[str, int]] = set()
 
 
 class History:
@@ -49,19 +53,28 @@ class History:
         except FileNotFoundError:
             return []
         out = []
-        for line in lines:
+        for number, line in enumerate(lines, 1):
             try:
                 item = json.loads(line)
             except ValueError:
-                continue
+                item = None
             if isinstance(item, dict):
                 out.append(item)
+            elif line.strip():
+                self._skipped(number, number == len(lines))
         return out
+
+    def _skipped(self, number: int, last: bool) -> None:
+        if (str(self.path), number) in _warned:
+            return
+        _warned.add((str(self.path), number))
+        why = "cut short, by a crash or a full disk" if last else "not a JSON object"
+        console.warn(f"{display(self.path)}: line {number} is {why}; skipped")
 
     def builds(self) -> list[dict[str, Any]]:
         """Successful template builds, newest first."""
         return [e for e in reversed(self.entries())
-                if e.get("action") == "build" and e.get("outcome") == "ok" and e.get("template_id")]
+                if e.get("action") == "build" and e.get("outcome") == "ok" and isinstance(e.get("template_id"), int)]
 
 
 def show(history: History, limit: int) -> None:

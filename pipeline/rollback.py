@@ -6,6 +6,7 @@
   --mode replace re-creates the configured resources (-replace) and then configures them.
 * configure: --to GIT_REF runs the playbook as it was at that ref (from a temporary git worktree)
   against today's inventory; the next deploy sees configure no longer matches today's playbook.
+* provision and configure: --mode restore writes back a damaged handoff's last valid value (pipeline.damage).
 """
 
 from __future__ import annotations
@@ -19,34 +20,39 @@ from typing import TYPE_CHECKING
 
 from doit.exceptions import TaskFailed
 
-from . import handoff, template_lifecycle
+from . import damage, handoff, interrupts, template_lifecycle
 from .console import console
 from .doitstate import forget, mark_up_to_date
 from .errors import PipelineError
 from .events import StageOutcome
 from .execute import execute, stage_job
+from .fsutil import sha256_file
 
 if TYPE_CHECKING:
     from stages.base import Stage
 
     from .context import Pipeline
 
-MODES = ("destroy", "replace")
+MODES = ("destroy", "replace", "restore")
 
 
 def rollback(pipeline: Pipeline, stage: str, to: str, mode: str):
-    """The doit action of `doit rollback --stage NAME [--to X] [--mode destroy|replace]`."""
+    """The doit action of `doit rollback --stage NAME [--to X] [--mode destroy|replace|restore]`."""
     if not stage:
         names = ", ".join(s.name for s in pipeline.stages)
         raise PipelineError(f"rollback needs --stage (one of {names}); see docs/deployment/pipeline-rollback.md")
     target = pipeline.stage(stage)
     pipeline.start_run(f"rollback --stage {stage}")
     kind = target.produces.name
+    if mode not in MODES:
+        raise PipelineError(f"--mode {mode!r}: use destroy, replace or restore")
     if kind == "template_id":
+        if mode == "restore":
+            raise PipelineError(f"stage {stage} restores a template with --to ID (see `doit history`)")
         return rollback_build(pipeline, target, to)
+    if mode == "restore":
+        return damage.restore(pipeline, target)
     if kind == "inventory":
-        if mode not in MODES:
-            raise PipelineError(f"--mode {mode!r}: use destroy or replace")
         return destroy(pipeline, target) if mode == "destroy" else replace(pipeline, target)
     if kind == "configure":
         return rollback_configure(pipeline, target, to)
@@ -83,12 +89,14 @@ def choose_template(pipeline: Pipeline, stage: Stage, to: str) -> tuple[int, int
 
 def rollback_build(pipeline: Pipeline, stage: Stage, to: str):
     chosen, current = choose_template(pipeline, stage, to)
-    handoff.write(stage.produces, stage.handoff_path, chosen)
-    pipeline.record(stage, "rollback", outcome="ok", template_id=chosen, handoff=f"template {chosen}",
-                    **{"from": current})
+    was = current if current is not None else ("damaged" if stage.handoff_path.exists() else "none")
+    with interrupts.deferred():  # the handoff and its history line go together
+        handoff.write(stage.produces, stage.handoff_path, chosen)
+        pipeline.record(stage, "rollback", outcome="ok", template_id=chosen, handoff=f"template {chosen}",
+                        handoff_sha256=sha256_file(stage.handoff_path), **{"from": current})
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "ran", 0.0, f"template {chosen}",
                                           f"rolled back from {current}"))
-    console.info(f"↶ {stage.name}: template_id.txt now {chosen} (was {current}); re-creating the VMs from it")
+    console.info(f"↶ {stage.name}: {stage.handoff_path.name} now {chosen} (was {was}); re-creating the VMs from it")
     mark_up_to_date(pipeline, stage)
     return run_downstream(pipeline, stage)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from . import commands
+from . import commands, damage
 from .context import Pipeline
 from .execute import run_stage
 from .reporter import PipelineReporter
@@ -50,6 +50,8 @@ def all_tasks(pipeline: Pipeline, argv: list[str]) -> Iterator[dict]:
     yield {"basename": "_lock", "doc": "take the environment's lock", "actions": [(commands.lock, [pipeline])],
            "verbosity": 2}
     chain = requested_stages(pipeline, argv)
+    yield {"basename": "_handoffs", "doc": "refuse to run on a damaged handoff", "task_dep": ["_lock"],
+           "actions": [(commands.guarded(damage.refuse), [pipeline, chain])], "verbosity": 2}
     for stage in pipeline.stages:
         task = stage_task(pipeline, stage)
         if stage.name in chain[1:]:
@@ -81,7 +83,7 @@ def stage_task(pipeline: Pipeline, stage) -> dict:
         "file_dep": [str(path) for path in stage.inputs()],
         "targets": [str(stage.handoff_path)],
         "uptodate": [StageState(pipeline, stage.name), RemoteState(pipeline, stage.name)],
-        "task_dep": ["_lock"],
+        "task_dep": ["_handoffs"],
         "verbosity": 2,
     }
     params = [{k: v for k, v in p.items() if k != "forces"} for p in stage.PARAMS]

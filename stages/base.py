@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
-from pipeline import handoff
+from pipeline import handoff, secrets
+from pipeline.console import console
 from pipeline.errors import HandoffError
-from pipeline.fsutil import sha256_file
+from pipeline.fsutil import atomic_write, display, sha256_file
 from pipeline.handoff import HandoffKind
 from pipeline.schema import Field
 
@@ -69,8 +70,14 @@ class Stage:
     WANTS_PROXMOX: ClassVar[bool] = False
     # The doit parameter that takes the upstream handoff by hand, e.g. --template-id.
     UPSTREAM_PARAM: ClassVar[dict | None] = None
-    # More doit parameters of the stage's task (doit's param dicts); run() finds them in job.options.
-    PARAMS: ClassVar[tuple[dict, ...]] = ()
+    # More doit parameters of the stage's task (doit's param dicts); run() finds them in job.options. One with
+    # "forces": True makes the stage run even when up to date, and replaces a damaged handoff.
+    PARAMS: ClassVar[tuple[dict, ...]] = (
+        {"name": "force", "long": "force", "type": bool, "default": False, "forces": True,
+         "help": "run even if up to date (replaces a damaged handoff)"},)
+    # Keep a copy of the last valid handoff, for `doit rollback --stage NAME --mode restore`. Off for kinds that
+    # restore from elsewhere (the history), and never for an inventory, which may hold passwords or keys.
+    KEEP_COPY: ClassVar[bool] = True
 
     @classmethod
     def check_dir(cls, path: Path) -> str | None:
@@ -137,6 +144,52 @@ class Stage:
         except HandoffError:
             return None
 
+    # ------------------------------------------------------------------ damaged handoffs
+
+    @property
+    def copy_path(self) -> Path:
+        return self.pipeline.state_dir / "last-valid" / self.handoff_path.name
+
+    @property
+    def keeps_copy(self) -> bool:
+        return self.KEEP_COPY and self.produces is not handoff.INVENTORY
+
+    def keep_copy(self) -> None:
+        """Keep the handoff just written as the last valid one: owner-only, and never one that holds a secret."""
+        if not self.keeps_copy:
+            return
+        try:
+            text = self.handoff_path.read_text()
+            if secrets.mask(text) != text:
+                self.copy_path.unlink(missing_ok=True)
+                return
+            self.copy_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            atomic_write(self.copy_path, text, 0o600)
+        except OSError as exc:  # the handoff itself is written: without a copy, only --force replaces a damaged one
+            console.warn(f"{display(self.copy_path)}: cannot keep a copy of {self.handoff_path.name}: {exc}")
+
+    def restore_value(self, job: StageJob) -> Any:
+        """The last valid handoff, for `doit rollback --stage NAME --mode restore`: by default the kept copy."""
+        if not self.keeps_copy:
+            raise HandoffError(f"stage {self.name} ({self.kind}) cannot restore its handoff; "
+                               f"replace it with `{self.force_command()}`")
+        try:
+            return handoff.read(self.produces, self.copy_path)
+        except HandoffError:
+            raise HandoffError(f"no copy of the last valid {self.handoff_path.name} is kept in "
+                               f"{display(self.copy_path.parent)}; replace it with `{self.force_command()}`") from None
+
+    def restore_advice(self, last: dict | None) -> tuple[str, str | None]:
+        """(the last valid handoff as the history tells it, the command that restores it or None)."""
+        shown = f"{last['handoff']} ({history_note(last)})" if last else ""
+        restorable = self.keeps_copy and self.copy_path.is_file()
+        return shown, f"doit rollback --stage {self.name} --mode restore" if restorable else None
+
+    def force_command(self) -> str:
+        """The command that runs this stage whatever its state, replacing its handoff."""
+        flag = next((p["long"] for p in self.PARAMS if p.get("forces")), None)
+        return f"doit {self.name} --{flag}" if flag else f"rm {display(self.handoff_path)} && doit {self.name}"
+
     # ------------------------------------------------------------------ up-to-date checks
 
     def fingerprint(self) -> dict[str, Any]:
@@ -172,6 +225,11 @@ class Stage:
     def tools(self) -> list[ToolSpec]:
         """The programs this stage runs, for doit doctor."""
         return []
+
+
+def history_note(entry: dict) -> str:
+    """What made a history entry, and when: `provision 2026-01-01 12:00`."""
+    return f"{entry.get('action', 'run')} {str(entry.get('time', '?'))[:16].replace('T', ' ')}"
 
 
 def _excluded(name: str, rel: str, patterns: tuple[str, ...]) -> bool:
