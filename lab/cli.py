@@ -43,6 +43,9 @@ def template_create(args) -> None:
 
 def vm_create(args) -> None:
     """Clone a VM from the template, give it its address (as cloud-init would) and start it. Idempotent."""
+    if args.delay > 0:
+        print(f"waiting {args.delay:g}s first (apply_delay)", flush=True)
+        time.sleep(args.delay)
     pve = _client()
     node = pve.node
     existing = pve.vm(args.vmid)
@@ -96,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--name", required=True)
     create.add_argument("--address", required=True, help="its loopback address, 127.x.y.z")
     create.add_argument("--sshd-delay", type=float, default=0, help="seconds until its sshd starts; -1 never")
+    create.add_argument("--delay", type=float, default=0, help="seconds to wait first (a slow apply, for tests)")
     create.set_defaults(func=vm_create)
     destroy = commands.add_parser("vm-destroy", help="stop and delete a lab VM")
     destroy.add_argument("--vmid", type=int, required=True)
@@ -106,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"pipeline-lab {args.command}: {exc}", file=sys.stderr, flush=True)
         return 1
+    except KeyboardInterrupt:  # the tool that ran it was interrupted
+        print(f"pipeline-lab {args.command}: interrupted", file=sys.stderr, flush=True)
+        return 130
     return 0
 
 

@@ -1,6 +1,7 @@
 """Built-in plugin: the run log. Every run appends one entry to the environment's run log (runs.jsonl in the
-local state): run id, command, start, end, and per stage whether it ran or was skipped, its duration, handoff,
-outcome and tool versions. `doit report` prints the recent runs from it."""
+local state): run id, command, start, end, the signal that interrupted it if one did, and per stage whether it
+ran, was skipped, failed or was interrupted, its duration, handoff, outcome and tool versions. `doit report`
+prints the recent runs from it."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def run_finished(run, ok, outcomes):
         "run": run.id, "environment": run.environment, "command": run.command,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(run.started)),
         "duration": round((run.finished or time.time()) - run.started, 2), "ok": ok,
+        **({"interrupted": run.interrupted} if run.interrupted else {}),
         "stages": [{k: v for k, v in asdict(o).items() if v not in (None, "", {})} for o in outcomes],
     })
 
@@ -48,5 +50,11 @@ def show(store, count: int) -> None:
         stages = "  ".join(f"{s['name']} {seconds(s.get('duration', 0))}" if s["status"] == "ran"
                            else f"{s['name']} {s['status']}" for s in run.get("stages", []))
         rows.append([run["run"], run.get("started", "")[:19].replace("T", " "), run.get("command", ""),
-                     "ok" if run.get("ok") else "FAILED", seconds(run.get("duration", 0)), stages])
+                     _result(run), seconds(run.get("duration", 0)), stages])
     console.out(table(rows, ["run", "started", "command", "result", "took", "stages"]))
+
+
+def _result(run: dict) -> str:
+    if run.get("interrupted"):
+        return f"INTERRUPTED ({run['interrupted']})"
+    return "ok" if run.get("ok") else "FAILED"

@@ -26,12 +26,16 @@ OPTIONS = {
 
 
 def payload(run, ok: bool, outcomes) -> dict:
-    failed = next((o for o in outcomes if o.status == "failed"), None)
+    failed = next((o for o in outcomes if o.status in ("failed", "interrupted")), None)
     duration = (run.finished or time.time()) - run.started
     parts = ", ".join(f"{o.name} {seconds(o.duration)}" if o.status == "ran" else f"{o.name} {o.status}"
                       for o in outcomes)
     if ok:
         text = f"✅ {run.command} on {run.environment} succeeded in {seconds(duration)}: {parts}"
+    elif run.interrupted:
+        where = f" at {failed.name}" if failed else ""
+        text = (f"⏹ {run.command} on {run.environment} was interrupted ({run.interrupted}){where} after "
+                f"{seconds(duration)}")
     else:
         text = (f"❌ {run.command} on {run.environment} failed at {failed.name if failed else '?'} after "
                 f"{seconds(duration)}: {failed.message if failed else 'see the log'}")
@@ -40,7 +44,8 @@ def payload(run, ok: bool, outcomes) -> dict:
             "stages_run": [o.name for o in outcomes if o.status == "ran"],
             "stages": [{"name": o.name, "status": o.status, "duration": round(o.duration, 2),
                         "handoff": o.handoff, "message": o.message} for o in outcomes],
-            "failed_stage": failed.name if failed else None, "message": failed.message if failed else None}
+            "failed_stage": failed.name if failed else None, "message": failed.message if failed else None,
+            "interrupted": run.interrupted}
 
 
 def post(url: str, body: dict, timeout: float, retries: int) -> str | None:

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from proxpipe.api.stage import Stage, StageJob, ToolSpec
+from proxpipe.api.stage import Stage, StageJob, ToolSpec, history_note
 from proxpipe.base import schema
 from proxpipe.base.console import console
 from proxpipe.base.errors import HandoffError, PipelineError, ToolError
@@ -81,6 +81,7 @@ class PackerStage(Stage):
                       r"503 Service Unavailable")
     PARAMS = ({"name": "rebuild", "long": "rebuild", "type": bool, "default": False, "forces": True,
                "help": "build a new template even if the current one was built from the same inputs"},)
+    KEEP_COPY = False  # the history has every template id; `doit rollback --stage build --to ID` restores one
     OPTIONS = {
         "template": Field(schema.FILE, "The Packer template (.pkr.hcl), relative to dir.", required=True,
                           check=lambda path: None if path.name.endswith((".pkr.hcl", ".pkr.json", ".json")) else
@@ -126,6 +127,22 @@ class PackerStage(Stage):
             return False, str(exc)
         problem = proxmox.template_problem(template_id, max_age=5)
         return (False, problem) if problem else (True, f"template {template_id} exists on {proxmox.node}")
+
+    def restore_advice(self, last: dict | None) -> tuple[str, str | None]:
+        if not last or not last.get("template_id"):
+            return super().restore_advice(last)
+        template_id, note = int(last["template_id"]), history_note(last)
+        restore = f"doit rollback --stage {self.name} --to {template_id}"
+        proxmox = self.pipeline.proxmox
+        if proxmox is None:
+            return f"template {template_id} ({note})", restore
+        try:
+            problem = proxmox.template_problem(template_id)
+        except PipelineError as exc:
+            return f"template {template_id} ({note}; not checked on the cluster: {exc})", restore
+        if problem:
+            return f"template {template_id} ({note}; {problem})", None
+        return f"template {template_id} ({note}, still on {proxmox.node})", restore
 
     # ------------------------------------------------------------------ run
 

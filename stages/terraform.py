@@ -249,6 +249,16 @@ class TerraformStage(Stage):
 
     # ------------------------------------------------------------------ rollback helpers
 
+    def restore_value(self, job: StageJob) -> Any:
+        """The inventory as the state's output has it: what provision last handed off, unless the state changed."""
+        binary = self.binary()
+        self.init(job, binary)
+        return self.inventory(job, binary)
+
+    def restore_advice(self, last: dict | None) -> tuple[str, str | None]:
+        shown, _ = super().restore_advice(last)
+        return shown, f"doit rollback --stage {self.name} --mode restore"
+
     def replace_instances(self, job: StageJob, binary: str) -> list[str]:
         """The instances in the state of the resources `replace` lists (the resource itself, or resource[key])."""
         return [a for a in self.state_addresses(job, binary) if self._replaceable(a)]

@@ -37,6 +37,12 @@ variable "sshd_delays" {
   description = "name => seconds until that VM's sshd starts (-1: never); for fault tests."
 }
 
+variable "apply_delay" {
+  type        = number
+  default     = 0
+  description = "Seconds each VM's creation waits first; for the tests that interrupt an apply."
+}
+
 variable "lab_dir" {
   type        = string
   description = "The lab environment's state directory (keys, known_hosts, VM folders)."
@@ -58,7 +64,7 @@ resource "null_resource" "vm" {
   }
 
   provisioner "local-exec" {
-    command = "pipeline-lab vm-create --template ${var.template_id} --vmid ${each.value.vm_id} --name ${each.key} --address ${each.value.address} --sshd-delay ${lookup(var.sshd_delays, each.key, 0)}"
+    command = "pipeline-lab vm-create --template ${var.template_id} --vmid ${each.value.vm_id} --name ${each.key} --address ${each.value.address} --sshd-delay ${lookup(var.sshd_delays, each.key, 0)} --delay ${var.apply_delay}"
   }
 
   provisioner "local-exec" {

@@ -199,11 +199,14 @@ def stage_finished(run: RunInfo, stage: StageInfo, duration: float, handoff: str
 
 @hookspec
 def stage_failed(run: RunInfo, stage: StageInfo, duration: float, message: str) -> None:
-    """A stage failed. Its previous handoff is left as it was.
+    """A stage failed, or was interrupted (Ctrl-C, SIGTERM). Its previous handoff is left as it was.
+
+    After an interrupt, ``run.interrupted`` is ``"SIGINT"`` or ``"SIGTERM"`` and ``message`` says
+    ``interrupted by SIGINT``; keep the hook short then, the process is about to exit.
 
     :param run: the current run.
     :param stage: the stage.
-    :param duration: seconds until it failed.
+    :param duration: seconds until it failed or was interrupted.
     :param message: the one-line reason, secrets masked.
     """
 
@@ -212,11 +215,12 @@ def stage_failed(run: RunInfo, stage: StageInfo, duration: float, message: str) 
 def run_finished(run: RunInfo, ok: bool, outcomes: list[StageOutcome]) -> None:
     """The run is over, successful or not. Last hook of a run.
 
-    :param run: the run; ``run.finished`` is set.
-    :param ok: True when no stage failed.
+    :param run: the run; ``run.finished`` is set, and ``run.interrupted`` (``"SIGINT"``,
+        ``"SIGTERM"``) when it was interrupted.
+    :param ok: True when no stage failed and the run was not interrupted.
     :param outcomes: one ``StageOutcome`` per stage that was considered, in order: ``name``,
-        ``status`` (``ran``, ``skipped`` or ``failed``), ``duration``, ``handoff``, ``message``,
-        ``tool_versions``.
+        ``status`` (``ran``, ``skipped``, ``failed`` or ``interrupted``), ``duration``, ``handoff``,
+        ``message``, ``tool_versions``.
     """
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
+from proxpipe.base import secrets
 from proxpipe.base.errors import HandoffError
-from proxpipe.base.fsutil import sha256_file
+from proxpipe.base.fsutil import display, sha256_file
 from proxpipe.base.schema import Field
 from proxpipe.domain import handoff
 from proxpipe.domain.handoff import HandoffKind
@@ -101,8 +102,14 @@ class Stage:
     WANTS_PROXMOX: ClassVar[bool] = False
     # The doit parameter that takes the upstream handoff by hand, e.g. --template-id.
     UPSTREAM_PARAM: ClassVar[dict | None] = None
-    # More doit parameters of the stage's task (doit's param dicts); run() finds them in job.options.
-    PARAMS: ClassVar[tuple[dict, ...]] = ()
+    # More doit parameters of the stage's task (doit's param dicts); run() finds them in job.options. One with
+    # "forces": True makes the stage run even when up to date, and replaces a damaged handoff.
+    PARAMS: ClassVar[tuple[dict, ...]] = (
+        {"name": "force", "long": "force", "type": bool, "default": False, "forces": True,
+         "help": "run even if up to date (replaces a damaged handoff)"},)
+    # Keep a copy of the last valid handoff, for `doit rollback --stage NAME --mode restore`. Off for kinds that
+    # restore from elsewhere (the history), and never for an inventory, which may hold passwords or keys.
+    KEEP_COPY: ClassVar[bool] = True
 
     @classmethod
     def check_dir(cls, path: Path) -> str | None:
@@ -176,6 +183,11 @@ class Stage:
         """The handoff's checked value; HandoffError naming the file and the problem when missing or invalid."""
         return handoff.parse_text(self.produces, self.handoff_text(), self.handoff_path)
 
+    def handoff_digest(self) -> str | None:
+        """sha256 of the handoff's text (what the history records of it); None when there is none."""
+        text = self.handoff_text()
+        return None if text is None else hashlib.sha256(text.encode()).hexdigest()
+
     def handoff_value(self) -> Any:
         """The handoff's value; None when it is missing or invalid."""
         try:
@@ -187,6 +199,48 @@ class Stage:
         """Check value and store it as the handoff, atomically; False when it already held exactly this."""
         return self.pipeline.store.write_handoff(self.config.handoff,
                                                  handoff.checked_text(self.produces, value, self.handoff_path))
+
+    # ------------------------------------------------------------------ damaged handoffs
+
+    LAST_VALID = "last-valid"  # the store's documents: a copy of each stage's last valid handoff
+
+    @property
+    def keeps_copy(self) -> bool:
+        return self.KEEP_COPY and self.produces is not handoff.INVENTORY
+
+    def keep_copy(self) -> None:
+        """Keep the handoff just written as the last valid one; never one that holds a secret."""
+        if not self.keeps_copy:
+            return
+        text = self.handoff_text() or ""
+        if secrets.mask(text) != text:
+            self.pipeline.store.delete_document(self.LAST_VALID, self.config.handoff)
+            return
+        self.pipeline.store.put_document(self.LAST_VALID, self.config.handoff, text.encode())
+
+    def restore_value(self, job: StageJob) -> Any:
+        """The last valid handoff, for `doit rollback --stage NAME --mode restore`: by default the kept copy."""
+        if not self.keeps_copy:
+            raise HandoffError(f"stage {self.name} ({self.kind}) cannot restore its handoff; "
+                               f"replace it with `{self.force_command()}`")
+        kept = self.pipeline.store.get_document(self.LAST_VALID, self.config.handoff)
+        try:
+            return handoff.parse_text(self.produces, kept.decode() if kept is not None else None, self.handoff_path)
+        except HandoffError:
+            raise HandoffError(f"no copy of the last valid {self.handoff_path.name} is kept in "
+                               f"{self.pipeline.store.where}; replace it with `{self.force_command()}`") from None
+
+    def restore_advice(self, last: dict | None) -> tuple[str, str | None]:
+        """(the last valid handoff as the history tells it, the command that restores it or None)."""
+        shown = f"{last['handoff']} ({history_note(last)})" if last else ""
+        restorable = self.keeps_copy and self.pipeline.store.get_document(self.LAST_VALID,
+                                                                          self.config.handoff) is not None
+        return shown, f"doit rollback --stage {self.name} --mode restore" if restorable else None
+
+    def force_command(self) -> str:
+        """The command that runs this stage whatever its state, replacing its handoff."""
+        flag = next((p["long"] for p in self.PARAMS if p.get("forces")), None)
+        return f"doit {self.name} --{flag}" if flag else f"rm {display(self.handoff_path)} && doit {self.name}"
 
     # ------------------------------------------------------------------ up-to-date checks
 
@@ -223,6 +277,11 @@ class Stage:
     def tools(self) -> list[ToolSpec]:
         """The programs this stage runs, for doit doctor."""
         return []
+
+
+def history_note(entry: dict) -> str:
+    """What made a history entry, and when: `provision 2026-01-01 12:00`."""
+    return f"{entry.get('action', 'run')} {str(entry.get('time', '?'))[:16].replace('T', ' ')}"
 
 
 def _excluded(name: str, rel: str, patterns: tuple[str, ...]) -> bool:

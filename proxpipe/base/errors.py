@@ -13,6 +13,15 @@ class HandoffError(PipelineError):
     """A handoff file is missing, malformed or fails its checks."""
 
 
+class DamagedHandoff(HandoffError):
+    """A handoff file exists but cannot be read or fails its checks: damage, not "never made"."""
+
+    def __init__(self, message: str, path, problem: str):
+        super().__init__(message)
+        self.path = path
+        self.problem = problem
+
+
 class ToolError(PipelineError):
     """A tool (packer, terraform, ansible-playbook, ...) failed or is missing.
 

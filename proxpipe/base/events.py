@@ -19,6 +19,7 @@ class RunInfo:
     state_dir: Path
     log_dir: Path
     finished: float | None = None
+    interrupted: str | None = None  # SIGINT or SIGTERM when the run was interrupted
     _options: Callable[[str], dict] = field(default=lambda name: {}, repr=False)
     store: Any = field(default=None, repr=False)  # the environment's proxpipe.domain.state.StateStore
 
@@ -38,7 +39,7 @@ class StageInfo(NamedTuple):
 class StageOutcome:
     name: str
     kind: str
-    status: str  # ran, skipped or failed
+    status: str  # ran, skipped, failed or interrupted
     duration: float = 0.0
     handoff: str | None = None
     message: str = ""

@@ -119,7 +119,7 @@ def _stage_facts(pipeline: Pipeline, stage) -> dict[str, Any]:
         "upstream": upstream.name if upstream else None, "downstream": [s.name for s in downstream],
         "inputs": [os.path.relpath(p, stage.dir) for p in stage.inputs()],
         "excludes_text": ", ".join(f"`{e}`" for e in stage.excludes()), "options": stage.options,
-        "param": stage.UPSTREAM_PARAM,
+        "param": stage.UPSTREAM_PARAM, "force": stage.force_command(), "keeps_copy": stage.keeps_copy,
         "tool": tools[0].program if tools else stage.kind, "tools": tools,
         "retry": stage.config.retry, "timeout": stage.config.timeout,
         "lint": stage.lint_commands() if hasattr(stage, "lint_commands") else None,

@@ -6,6 +6,7 @@
   --mode replace re-creates the configured resources (-replace) and then configures them.
 * configure: --to GIT_REF runs the playbook as it was at that ref (from a temporary git worktree)
   against today's inventory; the next deploy sees configure no longer matches today's playbook.
+* provision and configure: --mode restore writes back a damaged handoff's last valid value (proxpipe.engine.damage).
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from typing import TYPE_CHECKING
 
 from doit.exceptions import TaskFailed
 
+from proxpipe.api.stage import history_note
+from proxpipe.base import interrupts
 from proxpipe.base.console import console
 from proxpipe.base.errors import PipelineError
 from proxpipe.base.events import StageOutcome
+from proxpipe.base.fsutil import display
 from proxpipe.domain import handoff, template_lifecycle
+from proxpipe.engine.damage import last_valid
 from proxpipe.engine.execute import execute, stage_job
 from proxpipe.engine.uptodate import mark_up_to_date
 
@@ -30,26 +35,60 @@ if TYPE_CHECKING:
     from proxpipe.api.stage import Stage
     from proxpipe.engine.pipeline import Pipeline
 
-MODES = ("destroy", "replace")
+MODES = ("destroy", "replace", "restore")
 
 
 def rollback(pipeline: Pipeline, stage: str, to: str, mode: str):
-    """The doit action of `doit rollback --stage NAME [--to X] [--mode destroy|replace]`."""
+    """The doit action of `doit rollback --stage NAME [--to X] [--mode destroy|replace|restore]`."""
     if not stage:
         names = ", ".join(s.name for s in pipeline.stages)
         raise PipelineError(f"rollback needs --stage (one of {names}); see docs/deployment/pipeline-rollback.md")
     target = pipeline.stage(stage)
     pipeline.start_run(f"rollback --stage {stage}")
     kind = target.produces.name
+    if mode not in MODES:
+        raise PipelineError(f"--mode {mode!r}: use destroy, replace or restore")
     if kind == "template_id":
+        if mode == "restore":
+            raise PipelineError(f"stage {stage} restores a template with --to ID (see `doit history`)")
         return rollback_build(pipeline, target, to)
+    if mode == "restore":
+        return restore(pipeline, target)
     if kind == "inventory":
-        if mode not in MODES:
-            raise PipelineError(f"--mode {mode!r}: use destroy or replace")
         return destroy(pipeline, target) if mode == "destroy" else replace(pipeline, target)
     if kind == "configure":
         return rollback_configure(pipeline, target, to)
     raise PipelineError(f"stage {stage} ({target.kind}) has no rollback")
+
+
+# ----------------------------------------------------------------------------- a damaged handoff
+
+
+def restore(pipeline: Pipeline, stage: Stage) -> None:
+    """`doit rollback --stage NAME --mode restore`: write the stage's last valid handoff back (from the kept copy,
+    or what the stage kind restores from, e.g. the Terraform state's output). Changes nothing else."""
+    if stage.handoff_text() is None:
+        raise PipelineError(f"{display(stage.handoff_path)} is missing, not damaged: nothing to restore "
+                            "(`doit deploy` makes it)")
+    last = last_valid(pipeline, stage)
+    started = time.monotonic()
+    console.info(f"↶ {stage.name}: restoring {stage.handoff_path.name}")
+    value = stage.restore_value(stage_job(pipeline, stage, f"{stage.name}-restore"))
+    with interrupts.deferred():  # the handoff and its history line go together
+        stage.write_handoff(value)
+        digest, summary = stage.handoff_digest(), stage.produces.summary(value)
+        duration = time.monotonic() - started
+        pipeline.record(stage, "restore", outcome="ok", handoff=summary, handoff_sha256=digest,
+                        duration=round(duration, 2))
+    pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "ran", duration, summary, "restored"))
+    if last is None or not last.get("handoff_sha256"):
+        note = ""
+    elif last["handoff_sha256"] == digest:
+        note = f" (the one {history_note(last)} wrote)"
+    else:
+        note = (f" (not the one {history_note(last)} wrote: it changed since; the next `doit deploy` runs "
+                "what depends on it)")
+    console.info(f"  ✓ {pipeline.relative(stage.handoff_path)} restored: {summary}{note}")
 
 
 # ----------------------------------------------------------------------------- build
@@ -82,12 +121,14 @@ def choose_template(pipeline: Pipeline, stage: Stage, to: str) -> tuple[int, int
 
 def rollback_build(pipeline: Pipeline, stage: Stage, to: str):
     chosen, current = choose_template(pipeline, stage, to)
-    stage.write_handoff(chosen)
-    pipeline.record(stage, "rollback", outcome="ok", template_id=chosen, handoff=f"template {chosen}",
-                    **{"from": current})
+    was = current if current is not None else ("damaged" if stage.handoff_text() is not None else "none")
+    with interrupts.deferred():  # the handoff and its history line go together
+        stage.write_handoff(chosen)
+        pipeline.record(stage, "rollback", outcome="ok", template_id=chosen, handoff=f"template {chosen}",
+                        handoff_sha256=stage.handoff_digest(), **{"from": current})
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "ran", 0.0, f"template {chosen}",
                                           f"rolled back from {current}"))
-    console.info(f"↶ {stage.name}: template_id.txt now {chosen} (was {current}); re-creating the VMs from it")
+    console.info(f"↶ {stage.name}: {stage.handoff_path.name} now {chosen} (was {was}); re-creating the VMs from it")
     mark_up_to_date(pipeline, stage)
     return run_downstream(pipeline, stage)
 

@@ -57,6 +57,9 @@ STAGE_FIELDS = {
                      minimum=1),
     "retry": Field(schema.MAP, "Retries of tool steps that fail with a retryable error.", fields=RETRY_FIELDS,
                    default={}),
+    "stop_grace": Field(schema.NUMBER, "Seconds a tool may take to stop cleanly when the run is interrupted "
+                                       "(Ctrl-C, SIGTERM): it gets SIGINT, then SIGKILL after this long or at a "
+                                       "second interrupt.", default=30, minimum=0),
     "exclude": Field(schema.LIST, "Globs (relative to dir) that are not inputs, besides the kind's caches.",
                      items=Field(schema.STR)),
 }
@@ -136,6 +139,7 @@ class StageConfig(NamedTuple):
     exclude: tuple[str, ...]
     options: dict[str, Any]  # the kind's own options, validated by its OPTIONS
     where: str  # key path in pipeline.yaml, for messages
+    stop_grace: float = 30.0
 
 
 class Environment(NamedTuple):
@@ -293,7 +297,8 @@ def _stages(data: dict, where: str, ctx: schema.Context, kinds: dict[str, type])
             env=_stage_env(common["env"] or {}), timeout=common["timeout"],
             retry=Retry(retry["attempts"], retry["max_seconds"],
                         tuple(retry["patterns"] if retry["patterns"] is not None else kind.RETRY_PATTERNS)),
-            exclude=tuple(common["exclude"] or ()), options=options, where=f"{ctx.file}: {here}"))
+            exclude=tuple(common["exclude"] or ()), options=options, where=f"{ctx.file}: {here}",
+            stop_grace=common["stop_grace"]))
     return tuple(stages)
 
 

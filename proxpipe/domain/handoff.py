@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from proxpipe.base.errors import HandoffError
+from proxpipe.base.errors import DamagedHandoff, HandoffError
 from proxpipe.base.fsutil import display
 from proxpipe.domain import inventory
 
@@ -147,18 +147,19 @@ def read(kind: HandoffKind, path: Path) -> Any:
     except FileNotFoundError:
         text = None
     except (OSError, UnicodeDecodeError) as exc:
-        raise HandoffError(f"{display(path)}: cannot read: {exc}") from None
+        raise DamagedHandoff(f"{display(path)}: cannot read: {exc}", Path(path), f"cannot read: {exc}") from None
     return parse_text(kind, text, path)
 
 
 def parse_text(kind: HandoffKind, text: str | None, path: Path) -> Any:
-    """The checked value of a handoff's text (None: there is none); HandoffError naming path otherwise."""
+    """The checked value of a handoff's text (None: there is none); HandoffError naming path otherwise:
+    DamagedHandoff when there is a text that fails its checks (damage, not "never made")."""
     if text is None:
         raise HandoffError(f"{display(path)}: missing")
     try:
         return kind.parse(text)
     except ValueError as exc:
-        raise HandoffError(f"{display(path)}: {exc}") from None
+        raise DamagedHandoff(f"{display(path)}: {exc}", Path(path), str(exc)) from None
 
 
 def checked_text(kind: HandoffKind, value: Any, path: Path) -> str:

@@ -1,5 +1,6 @@
 """The logs of JSON objects in a state store: the history (one entry per stage run, rollback, destroy and
-template deletion; append-only) and the run log. A line cut short by a crash is skipped when reading."""
+template deletion; append-only) and the run log. A line cut short by a crash is skipped when reading, with a
+warning (once per process), never fatal."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import time
 from typing import Any
 
 from proxpipe.base import secrets
+from proxpipe.base.console import console
 from proxpipe.domain.state.store import HISTORY, StateStore
+
+_warned: set[tuple[str, int]] = set()
 
 
 class Journal:
@@ -26,14 +30,25 @@ class Journal:
     def entries(self) -> list[dict[str, Any]]:
         """All readable entries, oldest first."""
         out = []
-        for line in self.store.lines(self.log):
+        lines = self.store.lines(self.log)
+        for number, line in enumerate(lines, 1):
             try:
                 item = json.loads(line)
             except ValueError:
-                continue
+                item = None
             if isinstance(item, dict):
                 out.append(item)
+            elif line.strip():
+                self._skipped(number, number == len(lines))
         return out
+
+    def _skipped(self, number: int, last: bool) -> None:
+        label = self.store.log_label(self.log)
+        if (label, number) in _warned:
+            return
+        _warned.add((label, number))
+        why = "cut short, by a crash or a full disk" if last else "not a JSON object"
+        console.warn(f"{label}: line {number} is {why}; skipped")
 
 
 class History(Journal):
@@ -43,4 +58,4 @@ class History(Journal):
     def builds(self) -> list[dict[str, Any]]:
         """Successful template builds, newest first."""
         return [e for e in reversed(self.entries())
-                if e.get("action") == "build" and e.get("outcome") == "ok" and e.get("template_id")]
+                if e.get("action") == "build" and e.get("outcome") == "ok" and isinstance(e.get("template_id"), int)]

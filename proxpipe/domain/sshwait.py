@@ -1,7 +1,9 @@
 """Waiting for hosts: until each accepts SSH, then until its readiness commands succeed.
 
 All hosts are waited for in parallel, each with exponential backoff, under one deadline; the
-console says every few seconds which hosts are still awaited. Never a fixed sleep.
+console says every few seconds which hosts are still awaited. Never a fixed sleep. An interrupt (Ctrl-C,
+SIGTERM) ends the wait at once: the probing threads stop and their ssh processes are killed, so nothing
+holds up the exit.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from proxpipe.domain.inventory import Host
 from proxpipe.domain.tools import tool_path_env
 
 PROGRESS_EVERY = 5.0
+_probes: set[subprocess.Popen] = set()  # ssh processes of the probes running now
+_probes_lock = threading.Lock()
 
 
 def ssh_banner(host: Host, timeout: float) -> str | None:
@@ -41,13 +45,22 @@ def run_ssh(host: Host, command: str, connect_timeout: float, limit: float = 60,
         if control_dir else []
     argv = ["ssh", *shared, *host.ssh_args(connect_timeout=connect_timeout), command]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, env=tool_path_env(),
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return 124, "timed out"
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tool_path_env(),
+                                stdin=subprocess.DEVNULL)
     except OSError as exc:
         return 127, f"cannot run ssh: {exc.strerror}"
-    return done.returncode, (done.stdout + done.stderr).strip()
+    with _probes_lock:
+        _probes.add(proc)
+    try:
+        out, err = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return 124, "timed out"
+    finally:
+        with _probes_lock:
+            _probes.discard(proc)
+    return proc.returncode, (out + err).strip()
 
 
 def wait_all(hosts: list[Host], what: str, probe: Callable[[Host], str | None], deadline: float,
@@ -61,43 +74,64 @@ def wait_all(hosts: list[Host], what: str, probe: Callable[[Host], str | None], 
     end = time.monotonic() + deadline
     last: dict[str, str] = {}
     pending = {host.name for host in hosts}
+    errors: list[BaseException] = []
     lock = threading.Lock()
+    stop = threading.Event()  # set when the waiting thread is interrupted: the probing threads end
 
     def one(host: Host) -> None:
         delay = 0.05
-        while True:
-            problem = probe(host)
-            with lock:
-                if problem is None:
-                    pending.discard(host.name)
+        try:
+            while not stop.is_set():
+                problem = probe(host)
+                with lock:
+                    if problem is None:
+                        pending.discard(host.name)
+                        return
+                    last[host.name] = problem
+                if time.monotonic() + delay > end:
                     return
-                last[host.name] = problem
-            if time.monotonic() + delay > end:
-                return
-            time.sleep(delay)
-            delay = min(delay * 1.5, 3.0)
+                stop.wait(delay)
+                delay = min(delay * 1.5, 3.0)
+        except Exception as exc:  # noqa: BLE001 - a probe's bug is raised in the waiting thread
+            errors.append(exc)
 
-    from concurrent.futures import ThreadPoolExecutor, wait
+    # Daemon threads, not a pool: an interrupted wait must not wait for a probe to time out before exiting.
+    threads = [threading.Thread(target=one, args=(host,), daemon=True, name=f"{what}: {host.name}")
+               for host in hosts]
+    for thread in threads:
+        thread.start()
+    try:
+        _watch(threads, hosts, pending, lock, what, notify)
+    except BaseException:
+        stop.set()
+        with _probes_lock:
+            for proc in list(_probes):
+                proc.kill()
+        raise
+    if errors:
+        raise errors[0]
+    if pending:
+        late = [h for h in hosts if h.name in pending]
+        details = "; ".join(f"{h.label()}: {last.get(h.name, 'no answer')}" for h in late)
+        raise PipelineError(f"{what}: {len(late)} host{'s' if len(late) != 1 else ''} not ready within "
+                            f"{deadline:.0f}s: {details}")
 
+
+def _watch(threads: list[threading.Thread], hosts: list[Host], pending: set[str], lock: threading.Lock, what: str,
+           notify: Callable[[str], None]) -> None:
+    """Wait for the probing threads, saying every few seconds which hosts are still awaited."""
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
-        futures = [pool.submit(one, host) for host in hosts]
-        next_note = started + PROGRESS_EVERY
-        while wait(futures, timeout=max(0.0, next_note - time.monotonic())).not_done:
-            if time.monotonic() >= next_note:
+    next_note = started + PROGRESS_EVERY
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(max(0.0, next_note - time.monotonic()))
+            if thread.is_alive() and time.monotonic() >= next_note:
                 with lock:
                     waiting = [h.label() for h in hosts if h.name in pending]
                 notify(f"{what}: still waiting for {len(waiting)} host{'s' if len(waiting) != 1 else ''} "
                        f"after {time.monotonic() - started:.0f}s: {', '.join(waiting[:5])}"
                        + (" ..." if len(waiting) > 5 else ""))
                 next_note += PROGRESS_EVERY
-        for future in futures:
-            future.result()
-    if pending:
-        late = [h for h in hosts if h.name in pending]
-        details = "; ".join(f"{h.label()}: {last.get(h.name, 'no answer')}" for h in late)
-        raise PipelineError(f"{what}: {len(late)} host{'s' if len(late) != 1 else ''} not ready within "
-                            f"{deadline:.0f}s: {details}")
 
 
 def wait_for_ssh(hosts: list[Host], deadline: float, connect_timeout: float = 5.0) -> None:

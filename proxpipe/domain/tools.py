@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from proxpipe.base import secrets
+from proxpipe.base import interrupts, secrets
 from proxpipe.base.console import console
 from proxpipe.base.errors import ToolError
 from proxpipe.base.fsutil import atomic_write
@@ -91,13 +91,14 @@ class ToolRunner:
     """Runs one stage's tool steps, all logged to one file."""
 
     def __init__(self, log_path: Path, cwd: Path, env: dict[str, str], timeout: float, retry: Retry,
-                 label: str):
+                 label: str, grace: float = 30.0):
         self.log_path = Path(log_path)
         self.cwd = Path(cwd)
         self.env = tool_path_env({**os.environ, **env})
         self.timeout = timeout
         self.retry = retry
         self.label = label
+        self.grace = grace  # seconds a tool may take to stop after an interrupt
         self._patterns = [re.compile(p) for p in retry.patterns]
         _load_libc()
 
@@ -117,6 +118,9 @@ class ToolRunner:
         while True:
             result = self._once(list(argv), step, env, cwd, on_line, capture)
             result.attempts = backoff.attempt
+            stop = interrupts.received()
+            if stop is not None:  # it failed because it was stopped (in a thread beside the interrupted one)
+                raise stop
             if result.returncode == 0 or not check:
                 return result
             matched = self._retryable(result.output) if retryable else None
@@ -136,28 +140,32 @@ class ToolRunner:
         return None
 
     def _once(self, argv, step, env, cwd, on_line, capture) -> StepResult:
+        stop = interrupts.received()
+        if stop is not None:  # never start a tool once the run is interrupted
+            raise stop
         started = time.monotonic()
         self.log(f"\n$ {shlex.join(argv)}    # {step}, in {cwd or self.cwd}, at {_now()}")
-        try:
-            proc = subprocess.Popen(argv, cwd=cwd or self.cwd, env={**self.env, **(env or {})},
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE if capture else subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
-                                    start_new_session=True, preexec_fn=_die_with_parent)
-        except OSError as exc:
-            raise ToolError(f"{step}: cannot start {argv[0]}: {exc.strerror}") from None
+        proc = None
         lines: list[str] = []
         stdout: list[str] = []
-        readers = [threading.Thread(target=self._read, args=(proc.stdout, lines, on_line, stdout if capture else None),
-                                    daemon=True)]
-        if capture:
-            readers.append(threading.Thread(target=self._read, args=(proc.stderr, lines, on_line, None), daemon=True))
-        for reader in readers:
-            reader.start()
+        readers: list[threading.Thread] = []
         try:
+            with interrupts.deferred():  # a tool that starts is tracked and read, so an interrupt reaches it
+                proc = self._start(argv, step, env, cwd, capture)
+                interrupts.track(proc.pid, self.grace)
+                streams = [(proc.stdout, stdout if capture else None)] + ([(proc.stderr, None)] if capture else [])
+                for stream, keep in streams:
+                    readers.append(threading.Thread(target=self._read, args=(stream, lines, on_line, keep),
+                                                    daemon=True))
+                    readers[-1].start()
             expired = self._wait(proc)
-        except KeyboardInterrupt:
-            self._stop(proc)
+        except (interrupts.Interrupted, KeyboardInterrupt) as exc:
+            if proc is not None:
+                self._settle(proc, exc, started, readers)
             raise
+        finally:
+            if proc is not None:
+                interrupts.untrack(proc.pid)
         if expired:
             for reader in readers:
                 reader.join(5)
@@ -170,6 +178,34 @@ class ToolRunner:
         duration = time.monotonic() - started
         self.log(f"# exit {proc.returncode} after {duration:.1f}s, at {_now()}")
         return StepResult(argv, proc.returncode, "\n".join(lines), duration, stdout="\n".join(stdout))
+
+    def _start(self, argv, step, env, cwd, capture) -> subprocess.Popen:
+        try:
+            return subprocess.Popen(argv, cwd=cwd or self.cwd, env={**self.env, **(env or {})},
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE if capture else subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
+                                    start_new_session=True, preexec_fn=_die_with_parent)
+        except OSError as exc:
+            raise ToolError(f"{step}: cannot start {argv[0]}: {exc.strerror}") from None
+
+    def _settle(self, proc, exc: BaseException, started: float, readers: list[threading.Thread]) -> None:
+        """After an interrupt: wait until the tool has stopped (it got SIGINT, and SIGKILL after its grace period or
+        at a second interrupt), then kill what it left in its process group (a provisioner's children)."""
+        if isinstance(exc, KeyboardInterrupt):  # no handler installed (a library caller): stop it here
+            interrupts.forward({proc.pid: self.grace})
+        while True:
+            try:
+                proc.wait()
+                break
+            except (interrupts.Interrupted, KeyboardInterrupt):  # a second interrupt: SIGKILL, at once
+                interrupts.send([proc.pid], signal.SIGKILL)
+        interrupts.send([proc.pid], signal.SIGKILL)  # what it left in its process group
+        for reader in readers:  # its last words, for the log
+            reader.join(2)
+        how = (f"killed after {time.monotonic() - started:.1f}s: "
+               + ("a second interrupt came" if interrupts.count() > 1 else f"it did not stop within {self.grace:g}s")
+               if proc.returncode == -signal.SIGKILL else f"it stopped (exit {proc.returncode})")
+        self.log(f"# interrupted: the tool was sent SIGINT; {how}, at {_now()}")
 
     def _wait(self, proc) -> bool:
         """Wait for proc to exit; True if it ran past the timeout and was stopped. A blocking wait, with a timer

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from doit.exceptions import TaskFailed
 
 from proxpipe.api.stage import StageJob
+from proxpipe.base import interrupts
 from proxpipe.base.console import console, seconds
-from proxpipe.base.errors import HandoffError, PipelineError, ToolError
+from proxpipe.base.errors import DamagedHandoff, HandoffError, PipelineError, ToolError
 from proxpipe.base.events import StageOutcome
 from proxpipe.base.fsutil import display
 from proxpipe.domain import handoff
 from proxpipe.domain.tools import ToolRunner
-from proxpipe.engine import uptodate
+from proxpipe.engine import damage, uptodate
 from proxpipe.engine.uptodate import upstream_override
 
 if TYPE_CHECKING:
@@ -38,15 +39,19 @@ def read_upstream(pipeline: Pipeline, stage: Stage, override: str | None) -> tup
         except ValueError as exc:
             raise HandoffError(f"--{param['long']} {override!r}: {exc}") from None
     upstream = pipeline.upstream(stage)
+    how = f"pass it with --{param['long']}" if param else ""
     try:
         if upstream is None:
             path = pipeline.state_dir / kind.filename
             return handoff.read(kind, path), path
         return upstream.read_handoff(), upstream.handoff_path
+    except DamagedHandoff as exc:
+        if upstream is None:
+            raise
+        raise HandoffError(damage.describe(pipeline, upstream, exc, how)) from None
     except HandoffError as exc:
         hint = f"run `doit {upstream.name}` first" if upstream else "create it"
-        how = f", or pass it with --{param['long']}" if param else ""
-        raise HandoffError(f"{exc}; {hint}{how}") from None
+        raise HandoffError(f"{exc}; {hint}" + (f", or {how}" if how else "")) from None
 
 
 def stage_job(pipeline: Pipeline, stage: Stage, log_name: str, upstream_path: Path | None = None,
@@ -55,7 +60,7 @@ def stage_job(pipeline: Pipeline, stage: Stage, log_name: str, upstream_path: Pa
     them), one log file in log_dir (default: the run's), the stage's timeout and retries."""
     env = {**(pipeline.proxmox_tool_env() if stage.WANTS_PROXMOX else {}), **stage.config.env}
     runner = ToolRunner((log_dir or pipeline.run.log_dir) / f"{log_name}.log", stage.dir, env, stage.config.timeout,
-                        stage.config.retry, stage.config.where)
+                        stage.config.retry, stage.config.where, stage.config.stop_grace)
     return StageJob(runner, pipeline.run, pipeline, upstream_path, options=dict(options or {}))
 
 
@@ -87,29 +92,40 @@ def execute(pipeline: Pipeline, stage: Stage, options: dict) -> dict | TaskFaile
         record = uptodate.current_record(pipeline, stage, options)
         entry.update(inputs=stage.inputs_digest(record["inputs"]), config=record["config"])
         value = stage.run(upstream, job)
-        changed = stage.write_handoff(value)
-        summary = stage.produces.summary(value)
-        if changed:
-            pipeline.plugins.handoff_written(run, info, stage.handoff_path, summary)
+    except interrupts.Interrupted as stop:
+        _interrupted(pipeline, stage, info, entry, started, stop)
     except PipelineError as exc:
+        stop = interrupts.received()
+        if stop is not None:  # the tool failed because it was stopped
+            _interrupted(pipeline, stage, info, entry, started, stop)
         return _failed(pipeline, stage, info, entry, started, exc, job.tool_versions if job else {})
-    uptodate.save(pipeline, stage, record)
-    return _succeeded(pipeline, stage, info, entry, started, job, value, summary, changed)
+    with interrupts.deferred():  # the handoff and its history line go together, whatever signal comes
+        try:
+            changed = stage.write_handoff(value)
+        except PipelineError as exc:
+            return _failed(pipeline, stage, info, entry, started, exc, job.tool_versions)
+        summary = stage.produces.summary(value)
+        duration = time.monotonic() - started
+        pipeline.record(stage, stage.ACTION, **{**entry, **job.notes, "outcome": "ok", "handoff": summary,
+                                                "handoff_sha256": stage.handoff_digest(),
+                                                "duration": round(duration, 2)})
+        stage.keep_copy()
+        uptodate.save(pipeline, stage, record)
+        if job.notes.get("changed_resources"):
+            # New or replaced machines need configuring even when their inventory entry reads the same.
+            pipeline.store.forget_stages([s.name for s in pipeline.downstream(stage)])
+    return _succeeded(pipeline, stage, info, duration, job, value, summary, changed)
 
 
-def _succeeded(pipeline, stage, info, entry, started, job, value, summary: str, changed: bool) -> dict | TaskFailed:
-    duration = time.monotonic() - started
-    pipeline.record(stage, stage.ACTION, **{**entry, **job.notes, "outcome": "ok", "handoff": summary,
-                                            "duration": round(duration, 2)})
+def _succeeded(pipeline, stage, info, duration, job, value, summary: str, changed: bool) -> dict | TaskFailed:
     _after_handoff(stage, value, job)  # after the history: retention counts this build
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "ran", duration, summary,
                                           tool_versions=dict(job.tool_versions)))
-    if job.notes.get("changed_resources"):
-        # New or replaced machines need configuring even when their inventory entry reads the same.
-        pipeline.store.forget_stages([s.name for s in pipeline.downstream(stage)])
     unchanged = "" if changed else " (unchanged)"
     console.info(console.paint(f"  ✓ {stage.name}", "green") + f" {seconds(duration)}  {summary}{unchanged}")
     try:
+        if changed:
+            pipeline.plugins.handoff_written(job.run, info, stage.handoff_path, summary)
         pipeline.plugins.stage_finished(job.run, info, duration, summary, dict(job.tool_versions))
     except PipelineError as exc:  # a plugin whose on_error is fail
         console.error(str(exc))
@@ -141,7 +157,29 @@ def _failed(pipeline, stage, info, entry, started, exc: PipelineError, tool_vers
             console.out(console.paint(f"    │ {line}", "dim"))
         if exc.log:
             console.out(f"    full log: {display(Path(exc.log))}")
-    kept = "kept" if stage.handoff_path.exists() else "not written"
+    kept = "kept" if stage.handoff_text() is not None else "not written"
     console.out(f"    {pipeline.relative(stage.handoff_path)} {kept}; fix the cause and run "
                 f"`doit deploy` again to resume at {stage.name}")
     return TaskFailed(message)
+
+
+def _interrupted(pipeline, stage, info, entry, started, stop: interrupts.Interrupted) -> NoReturn:
+    """Ctrl-C or SIGTERM while the stage ran: its tools are stopped (see pipeline.tools) and its handoff is the
+    previous one. Recorded, told to the plugins, said in one line; then the process ends with 130 or 143."""
+    with interrupts.deferred():  # a further Ctrl-C must not cut the record short
+        duration = time.monotonic() - started
+        message = f"interrupted by {stop.name}"
+        pipeline.record(stage, stage.ACTION, **entry, outcome="interrupted", signal=stop.name, message=message,
+                        duration=round(duration, 2))
+        pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "interrupted", duration, None, message))
+        pipeline.run.interrupted = stop.name
+        try:
+            pipeline.plugins.stage_failed(pipeline.run, info, duration, message)
+        except PipelineError as hook:  # a plugin whose on_error is fail: the stage ended anyway
+            console.error(str(hook))
+        kept = (f"{pipeline.relative(stage.handoff_path)} is the previous one" if stage.handoff_text() is not None
+                else f"there is no {stage.handoff_path.name} yet")
+        console.out(console.paint(f"  ✗ {stage.name} {message} after {seconds(duration)}: ", "red")
+                    + f"nothing handed off ({kept}); `doit deploy` resumes at {stage.name}")
+        interrupts.mark_reported()
+    raise stop

@@ -34,6 +34,7 @@ class Pipeline:
         self._proxmox: Proxmox | None = None
         self.run: RunInfo | None = None
         self.command = "doit"  # what the user asked for, e.g. "deploy"; set by the reporter
+        self.task_options: dict[str, dict] = {}  # the options given to each task on the command line; ditto
         self.wait_lock = _seconds(os.environ.get("PROXPIPE_WAIT_LOCK", ""))  # or --wait-lock, set by the loader
         self.outcomes: list[StageOutcome] = []
 
@@ -139,7 +140,7 @@ class Pipeline:
         if self.run is None or self.run.finished is not None:
             return
         self.run.finished = time.time()
-        ok = not any(o.status == "failed" for o in self.outcomes)
+        ok = not any(o.status in ("failed", "interrupted") for o in self.outcomes) and not self.run.interrupted
         try:
             self.plugins.run_finished(self.run, ok, list(self.outcomes))
         except PipelineError as exc:  # a plugin whose on_error is fail

@@ -9,7 +9,6 @@ product still exists (RemoteState). Only digests are stored, so no secret lands 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -47,23 +46,19 @@ def upstream_digest(pipeline: Pipeline, stage: Stage, override: str | None) -> s
             return "given:" + (sha256_file(path) if path.is_file() else f"missing {override}")
         return "given:" + override.strip()
     upstream = pipeline.upstream(stage)
-    return "" if upstream is None else text_digest(upstream.handoff_text())
-
-
-def text_digest(text: str | None) -> str:
-    return "missing" if text is None else hashlib.sha256(text.encode()).hexdigest()
+    return "" if upstream is None else (upstream.handoff_digest() or "missing")
 
 
 def current_record(pipeline: Pipeline, stage: Stage, options: dict[str, Any] | None) -> dict[str, Any]:
     """What the stage's record would say if it succeeded now (its own handoff as it is on disk)."""
     return {"inputs": stage.input_digests(), "config": stage.config_digest(),
             "upstream": upstream_digest(pipeline, stage, upstream_override(pipeline, stage, options)),
-            "handoff": text_digest(stage.handoff_text())}
+            "handoff": stage.handoff_digest() or "missing"}
 
 
 def save(pipeline: Pipeline, stage: Stage, record: dict[str, Any]) -> None:
     """Record a success: this record, with the handoff as the stage has just written it."""
-    pipeline.store.save_stage_record(stage.name, {**record, "handoff": text_digest(stage.handoff_text()),
+    pipeline.store.save_stage_record(stage.name, {**record, "handoff": stage.handoff_digest() or "missing",
                                                   "time": time.time()})
     _unforget(pipeline, stage.name)
 

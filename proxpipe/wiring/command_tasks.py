@@ -53,11 +53,13 @@ def command_tasks(pipeline: Pipeline) -> Iterator[dict]:
            "params": [_param("check", "check", list, [], "run only this check (repeatable)"),
                       _param("list_checks", "list", bool, False, "list the checks and exit")], **always}
     yield {"basename": "rollback", "doc": "go back one stage: build (--to ID), provision (--mode destroy|replace), "
-                                          "configure (--to GIT_REF)",
+                                          "configure (--to GIT_REF); --mode restore: a damaged handoff's last "
+                                          "valid value",
            "actions": [(guarded(rollback.rollback), [pipeline])], "task_dep": ["_lock"],
            "params": [_param("stage", "stage", str, "", "the stage to roll back"),
                       _param("to", "to", str, "", "build: template id; configure: git ref"),
-                      _param("mode", "mode", str, "destroy", "provision: destroy or replace")], **always}
+                      _param("mode", "mode", str, "destroy", "provision: destroy or replace; "
+                                                                   "provision, configure: restore")], **always}
     yield {"basename": "destroy", "doc": "tear down what provision made and remove the inventory handoff",
            "actions": [(guarded(_destroy), [pipeline])], "task_dep": ["_lock"], **always}
     yield {"basename": "history", "doc": "builds, deploys and rollbacks, newest first",

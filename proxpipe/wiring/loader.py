@@ -15,6 +15,7 @@ from doit.cmd_base import TaskLoader2
 from doit.exceptions import InvalidDodoFile
 from doit.loader import generate_tasks
 
+from proxpipe.base import interrupts
 from proxpipe.base.errors import PipelineError
 from proxpipe.domain.config import DEFAULT_FILE
 from proxpipe.engine.pipeline import Pipeline
@@ -35,6 +36,7 @@ OPTIONS = (
 def load(path: str | Path = DEFAULT_FILE) -> Pipeline:
     """The pipeline of the environment named by `env=NAME` on the command line (else PIPELINE_ENV, else the
     default one); a bad pipeline.yaml becomes doit's one-line "ERROR: ..." with exit code 3."""
+    interrupts.install()  # from here on, Ctrl-C and SIGTERM end a run in one line (proxpipe.base.interrupts)
     try:
         return Pipeline.load(path, env_name=get_var("env"))
     except PipelineError as exc:

@@ -11,6 +11,7 @@ import time
 
 from doit.exceptions import TaskFailed
 
+from proxpipe.base import interrupts
 from proxpipe.base.console import console, seconds
 from proxpipe.base.errors import PipelineError
 from proxpipe.base.events import StageOutcome
@@ -42,6 +43,8 @@ class PipelineReporter:
         pipeline = self.pipeline
         if pipeline is not None:
             pipeline.command = " ".join(selected_tasks or ["deploy"])
+            # doit parsed each task's command-line options already; the damaged-handoff check needs them first
+            pipeline.task_options = {name: dict(task.options or {}) for name, task in tasks.items()}
 
     def get_status(self, task):
         pass
@@ -100,6 +103,10 @@ class PipelineReporter:
 
     def complete_run(self):
         pipeline = self.pipeline
+        stop = interrupts.received()
+        if stop is not None:  # never "done" after Ctrl-C
+            self._interrupted(pipeline, stop)
+            return
         if pipeline is None or pipeline.run is None:
             return
         pipeline.finish_run()
@@ -112,3 +119,17 @@ class PipelineReporter:
         verdict = console.paint("failed", "red") if failed else console.paint("done", "green")
         console.info(f"{pipeline.command} {verdict} in {total}: {', '.join(parts)}  "
                      + console.paint(f"[env {pipeline.env.name}, run {pipeline.run.id}]", "dim"))
+
+    @staticmethod
+    def _interrupted(pipeline, stop: interrupts.Interrupted) -> None:
+        if pipeline is not None and pipeline.run is not None:
+            pipeline.run.interrupted = stop.name
+            try:
+                pipeline.finish_run()
+            except SystemExit:  # a plugin whose on_error is fail: the exit code stays the interrupt's
+                pass
+        if not interrupts.was_reported():  # it came outside a stage (checks, a rollback's own steps)
+            command = pipeline.command if pipeline is not None else "the run"
+            console.out(f"{command} interrupted by {stop.name}; no handoff was left half-written: run it again "
+                        "to finish")
+            interrupts.mark_reported()

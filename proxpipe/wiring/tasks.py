@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+from proxpipe.engine import damage
 from proxpipe.engine.execute import run_stage
 from proxpipe.engine.pipeline import Pipeline
 from proxpipe.engine.uptodate import RemoteState, StageState
@@ -47,6 +48,8 @@ def all_tasks(pipeline: Pipeline, argv: list[str]) -> Iterator[dict]:
     yield {"basename": "_lock", "doc": "take the environment's lock", "actions": [(commands.lock, [pipeline])],
            "verbosity": 2}
     chain = requested_stages(pipeline, argv)
+    yield {"basename": "_handoffs", "doc": "refuse to run on a damaged handoff", "task_dep": ["_lock"],
+           "actions": [(commands.guarded(damage.refuse), [pipeline, chain])], "verbosity": 2}
     for stage in pipeline.stages:
         task = stage_task(pipeline, stage)
         if stage.name in chain[1:]:
@@ -64,7 +67,7 @@ def stage_task(pipeline: Pipeline, stage) -> dict:
         "doc": f"{stage.kind}: {stage.config.description or stage.description}".rstrip(": "),
         "actions": [(run_stage, [pipeline, stage.name])],
         "uptodate": [StageState(pipeline, stage.name), RemoteState(pipeline, stage.name)],
-        "task_dep": ["_lock"],
+        "task_dep": ["_handoffs"],
         "verbosity": 2,
     }
     params = [{k: v for k, v in p.items() if k != "forces"} for p in stage.PARAMS]

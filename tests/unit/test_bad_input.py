@@ -141,9 +141,9 @@ def test_config_errors_on_the_command_line_change_nothing(handoffs):
 
 
 @pytest.mark.parametrize("content, problem", [
-    ("abc\n", "template_id.txt: 'abc' is not a Proxmox VMID"),
-    ("", "template_id.txt: '' is not a Proxmox VMID"),
-    ("42\n", "template_id.txt: 42 is outside the Proxmox VMID range"),
+    ("abc\n", "'abc' is not a Proxmox VMID"),
+    ("", "'' is not a Proxmox VMID"),
+    ("42\n", "42 is outside the Proxmox VMID range"),
     ("9100\n9101\n", "is not a Proxmox VMID"),
 ])
 def test_a_corrupted_template_id_handoff(handoffs, content, problem):
@@ -151,8 +151,10 @@ def test_a_corrupted_template_id_handoff(handoffs, content, problem):
     (root / ".pipeline" / "lab" / "template_id.txt").write_text(content)
     before = _state(root)
     line = one_line_failure(doit(root, "provision"))
-    assert problem in line and "run `doit build` first, or pass it with --template-id" in line
-    assert {k: _state(root)[k] for k in before} == before
+    assert "template_id.txt is damaged: " in line and problem in line
+    assert ("the history of environment lab has no valid template_id.txt; replace it with `doit build --rebuild`, "
+            "or pass a template id with --template-id; nothing was run") in line
+    assert {k: _state(root)[k] for k in before} == before and "history.jsonl" not in _state(root)
 
 
 @pytest.mark.parametrize("content, problem", [
@@ -168,8 +170,10 @@ def test_a_corrupted_inventory_handoff(handoffs, content, problem):
     (root / ".pipeline" / "lab" / "ansible_inventory.json").write_text(content)
     before = _state(root)
     line = one_line_failure(doit(root, "configure"))
-    assert "ansible_inventory.json: " in line and problem in line
-    assert {k: _state(root)[k] for k in before} == before
+    assert "ansible_inventory.json is damaged: " in line and problem in line
+    assert ("restore it with `doit rollback --stage provision --mode restore`, or replace it with "
+            "`doit provision --force`, or pass an inventory with --inventory; nothing was run") in line
+    assert {k: _state(root)[k] for k in before} == before and "history.jsonl" not in _state(root)
 
 
 def test_a_corrupted_configure_handoff_shows_in_status(handoffs):
@@ -187,6 +191,19 @@ def test_a_history_line_cut_short_by_a_crash_is_skipped(handoffs):
                        '"template_id": 9100}\n{"time": "2026-01-01T00:01:00", "sta')
     result = doit(root, "history")
     assert result.returncode == 0 and "9100" in result.stdout
+    assert "warning: .pipeline/lab/history.jsonl: line 2 is cut short, by a crash or a full disk; skipped" \
+        in result.stderr
+
+
+def test_a_run_log_line_cut_short_by_a_crash_is_skipped(handoffs):
+    root, _ = handoffs
+    runs = root / ".pipeline" / "lab" / "runs.jsonl"
+    runs.write_text('{"run": "20260101-000000-abcd", "command": "deploy", "ok": true, "duration": 1.5, '
+                    '"stages": []}\nnot json\n{"run": "20260101-0001')
+    result = doit(root, "report")
+    assert result.returncode == 0 and "20260101-000000-abcd" in result.stdout and "Traceback" not in result.stderr
+    assert "runs.jsonl: line 2 is not a JSON object; skipped" in result.stderr
+    assert "runs.jsonl: line 3 is cut short, by a crash or a full disk; skipped" in result.stderr
 
 
 def test_a_missing_tool(handoffs):

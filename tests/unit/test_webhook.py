@@ -111,3 +111,15 @@ def test_no_url_no_notification(tmp_path, endpoint):
     project = webhook_project(tmp_path)
     result = project.doit("deploy", env={"HOOK_URL": ""})
     assert result.returncode == 0 and server.bodies == [] and "webhook" not in result.stderr
+
+
+def test_an_interrupted_run_is_posted_as_interrupted(tmp_path, endpoint):
+    server = endpoint("accept")
+    project = webhook_project(tmp_path)
+    project.config["environments"]["local"]["stages"]["upper"]["command"] = "kill -INT $PPID; exec sleep 30"
+    project.write()
+    result = project.doit("deploy", env={"HOOK_URL": server.url})
+    assert result.returncode == 130
+    (body,) = server.bodies
+    assert body["ok"] is False and body["interrupted"] == "SIGINT" and body["failed_stage"] == "upper"
+    assert body["text"].startswith("⏹ deploy on local was interrupted (SIGINT) at upper after ")

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from proxpipe.base.fsutil import atomic_write, pid_alive
+from proxpipe.base.fsutil import atomic_write, display, pid_alive
 from proxpipe.domain import lock
 from proxpipe.domain.state.store import HISTORY, StateStore
 
@@ -65,6 +65,9 @@ class LocalStore(StateStore):
                 os.fsync(fd)
         finally:
             os.close(fd)
+
+    def log_label(self, log: str) -> str:
+        return display(self.cache_dir / f"{log}.jsonl")
 
     def lines(self, log: str) -> list[str]:
         try:

@@ -47,6 +47,10 @@ class StateStore(ABC):
     def lines(self, log: str) -> list[str]:
         """Every line of a log, oldest first."""
 
+    def log_label(self, log: str) -> str:
+        """The log as messages name it."""
+        return f"the {log} log in {self.where}"
+
     # ------------------------------------------------------------------ what decides whether a stage is up to date
 
     @abstractmethod
