@@ -117,7 +117,7 @@ def test_doctor_reports_the_lab_tools(tmp_path):
     try:
         result = project.ok("doctor")
         for program, version in (("packer", "1.6.6"), (".tools/bin/terraform", "1.0.3"), ("ansible-playbook", "2.19"),
-                                 ("ssh", ""), ("sshd", ""), ("ssh-keygen", "")):
+                                 ("ssh", ""), ("ansible-galaxy", "2.19"), ("sshd", ""), ("ssh-keygen", "")):
             row = next(line for line in result.stdout.splitlines() if line.startswith(program + " "))
             assert "MISSING" not in row and version in row, row
         assert "answers (PVE 9.0.10); token root@pam!pipeline accepted (secret not shown)" in result.stdout
