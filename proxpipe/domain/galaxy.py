@@ -135,22 +135,28 @@ _ERROR = re.compile(r"^(?:\[ERROR\]:|ERROR!)\s*(.*)")
 def failure(path: Path, name: str, exc: ToolError) -> str:
     """One line for a failed install: the requirements file, the requirement that failed, and why."""
     lines = [line.strip() for line in exc.tail]
-    reason, culprit = "", None
+    culprit, reason = _reason(lines, str(exc))
+    culprit = culprit or _requirement_named(path, "\n".join(lines))
+    what = f"requirement {culprit!r}" if culprit else "a requirement"
+    return (f"ansible-galaxy could not install {what} of {display(path)}: {reason.rstrip('.')}; fix {name} "
+            "(or what it points at) and run again")
+
+
+def _reason(lines: list[str], fallback: str) -> tuple[str | None, str]:
+    """(the requirement ansible-galaxy names, if it does; why it failed) from the tail of its output."""
     for line in lines:
         found = _NOT_INSTALLED.search(line)
         if found:  # roles: "- NAME was NOT installed successfully: WHY"
             culprit, reason = found.group(1), found.group(2)
             break
-    if not reason:
+    else:
+        culprit = None
         reason = next((m.group(1) for m in map(_ERROR.match, lines) if m and not m.group(1).startswith("- you can")),
-                      str(exc))
+                      fallback)
     git = next((line for line in lines if line.startswith("fatal: ")), None)
     if git and "command" in reason and "git" in reason:  # git's own words say more than ansible-galaxy's
         reason = f"git: {git[len('fatal: '):]}"
-    culprit = culprit or _requirement_named(path, "\n".join(lines))
-    what = f"requirement {culprit!r}" if culprit else "a requirement"
-    return (f"ansible-galaxy could not install {what} of {display(path)}: {reason.rstrip('.')}; fix {name} "
-            "(or what it points at) and run again")
+    return culprit, reason
 
 
 def _requirement_named(path: Path, output: str) -> str | None:
@@ -169,8 +175,10 @@ def requirement_names(path: Path) -> list[str]:
         data = yaml.safe_load(path.read_text())
     except (OSError, ValueError, yaml.YAMLError):
         return []
-    sections = [data] if isinstance(data, list) else [data.get("collections"), data.get("roles")] \
-        if isinstance(data, dict) else []
+    if isinstance(data, dict):
+        sections = [data.get("collections"), data.get("roles")]
+    else:
+        sections = [data]  # the old format: a list of roles
     names = []
     for entry in (item for section in sections if isinstance(section, list) for item in section):
         if isinstance(entry, str):

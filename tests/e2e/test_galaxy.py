@@ -56,6 +56,9 @@ def test_status_lists_the_inputs_and_why_the_rest_was_left_out(deployed):
     why = {line.split()[0]: line.split(None, 1)[1] for line in listed if line and not line.startswith((" ", "-"))}
     assert why[".ansible-cache/"] == "Ansible's fact cache (ansible.cfg fact_caching_connection)"
     assert why["notes.log"] == "git ignores it (.gitignore:1: *.log)"
+    every = deployed.ok("status", "--inputs", "all").stdout
+    assert [line.split()[2] for line in every.splitlines() if line.startswith("inputs of ")] == [
+        "build", "provision", "configure"]
     deployed.reset_calls()
     assert stages_run(deployed.ok("deploy")) == [] and deployed.tool_calls() == []
 
