@@ -1,7 +1,8 @@
 """Starting, checking and stopping the lab's services from the pipeline (pid files under the state dir).
 
 `ensure()` is called whenever the pipeline needs the lab's Proxmox API; it starts the server when it
-is not running, or restarts it when it does not accept the configured credentials.
+is not running, or restarts it when it does not accept the configured credentials. It also keeps the lab's
+stand-in for a git server (gitserver) up to date.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from proxpipe.base.fsutil import atomic_write, pid_alive
 from proxpipe.domain.config import Environment
 from proxpipe.domain.proxmox import Proxmox
 
+from . import gitserver
 from .settings import lab_config
 
 START_TIMEOUT = 20.0
@@ -48,6 +50,7 @@ def ensure(env: Environment) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "start.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        gitserver.ensure(env)
         if server_pid(env) is not None:
             if _same_credentials(env):
                 return  # running with these credentials; no need to ask it over the network

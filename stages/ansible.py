@@ -12,6 +12,7 @@ import os
 import re
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from proxpipe.base import schema
 from proxpipe.base.errors import ToolError
 from proxpipe.base.fsutil import sha256_file
 from proxpipe.base.schema import Field
-from proxpipe.domain import handoff, inventory, sshwait, tools
+from proxpipe.domain import ansiblecfg, galaxy, handoff, inputs, inventory, sshwait, tools
+from proxpipe.domain.inputs import Exclude
+from proxpipe.stages import galaxy_step
 
 _RECAP_LINE = re.compile(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$")
 
@@ -65,7 +68,7 @@ class AnsibleStage(Stage):
                       "help": "configure the hosts of this inventory file instead of the provision stage's handoff"}
     CACHE_GLOBS = ("*.retry", ".ansible", "collections/ansible_collections/*/*/tests/output")
     RETRY_PATTERNS = (r"UNREACHABLE!", r"Connection timed out during banner exchange",
-                      r"Connection reset by peer", r"Failed to connect to the host via ssh")
+                      r"Connection reset by peer", r"Failed to connect to the host via ssh", *galaxy.RETRY_PATTERNS)
     OPTIONS = {
         "playbook": Field(schema.FILE, "The playbook, relative to dir.", required=True, check=_playbook),
         "binary": Field(schema.STR, "The ansible-playbook program.", default="ansible-playbook"),
@@ -86,6 +89,7 @@ class AnsibleStage(Stage):
                            items=Field(schema.STR)),
         "readiness_deadline": Field(schema.NUMBER, "Seconds the readiness commands may take in all.",
                                     default=600, minimum=1),
+        "galaxy_requirements": galaxy_step.OPTION,
     }
 
     @property
@@ -106,6 +110,16 @@ class AnsibleStage(Stage):
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         return folder
 
+    def requirements(self) -> galaxy.Galaxy:
+        return galaxy_step.requirements(self, self.config_file(), str(self.home))
+
+    def required_inputs(self) -> list[Path]:
+        return galaxy.requirement_files(self.dir, self.options["galaxy_requirements"])
+
+    def tool_writes(self) -> list[Exclude]:
+        return [rule for path, why in ansiblecfg.read(self.config_file()).written()
+                for rule in inputs.anchored(self.dir, path, why)]
+
     def tool_env(self, hosts: int) -> dict[str, str]:
         forks = self.options["forks"] or min(max(hosts, 5), 50)
         env = {"ANSIBLE_HOME": str(self.home), "ANSIBLE_LOCAL_TEMP": str(self.home / "tmp"),
@@ -117,25 +131,39 @@ class AnsibleStage(Stage):
         config = self.config_file()
         if config is not None:
             env["ANSIBLE_CONFIG"] = str(config)
-        return env
+        return {**env, **self.requirements().env()}
 
     def tools(self) -> list[ToolSpec]:
-        return [ToolSpec(self.options["binary"], ("--version",), r"core (\d+\.\d+\.\d+)", "2.15.0",
-                         "pip install ansible-core (./doitw installs it into .venv)", "binary"),
-                ToolSpec("ssh", ("-V",), r"OpenSSH_(\d+\.\d+)", "8.0", "apt-get install openssh-client")]
+        specs = [ToolSpec(self.options["binary"], ("--version",), r"core (\d+\.\d+\.\d+)", "2.15.0",
+                          "pip install ansible-core (./doitw installs it into .venv)", "binary"),
+                 ToolSpec("ssh", ("-V",), r"OpenSSH_(\d+\.\d+)", "8.0", "apt-get install openssh-client")]
+        if self.required_inputs():
+            specs.append(galaxy_step.tool(galaxy.beside(self.options["binary"])))
+        return specs
 
     # ------------------------------------------------------------------ run
+
+    def wait_for_hosts(self, hosts: list[inventory.Host]) -> None:
+        wait = self.options["ssh_wait"]
+        sshwait.wait_for_ssh(hosts, wait["deadline"], wait["connect_timeout"])
+        sshwait.wait_until_ready(hosts, self.options["readiness"], self.options["readiness_deadline"],
+                                 wait["connect_timeout"], control_dir=str(self.control_path_dir()))
 
     def run(self, upstream: Any, job: StageJob) -> dict:
         started = time.monotonic()
         binary = tools.require(self.options["binary"], self.pipeline.root,
                                f"pip install ansible-core, or set {self.config.where}.binary")
         self.note_version(job, binary, "ansible")
+        digests = self.input_digests()  # before the play, which may write into dir (e.g. a fact cache)
         hosts = list(inventory.parse(upstream).values())
-        wait = self.options["ssh_wait"]
-        sshwait.wait_for_ssh(hosts, wait["deadline"], wait["connect_timeout"])
-        sshwait.wait_until_ready(hosts, self.options["readiness"], self.options["readiness_deadline"],
-                                 wait["connect_timeout"], control_dir=str(self.control_path_dir()))
+        # The requirements install while the hosts are awaited; a failed install is the error to show.
+        requirements, galaxy_program = self.requirements(), galaxy.beside(binary)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            installing = pool.submit(galaxy_step.install, self, job, requirements, galaxy_program, self.home)
+            try:
+                self.wait_for_hosts(hosts)
+            finally:
+                installing.result()
         inventory_file = job.upstream_path
         playbook = os.path.relpath(self.options["playbook"], self.dir)
         result = job.runner.run([binary, "-i", str(inventory_file), playbook, *(self.options["extra_args"] or [])],
@@ -148,4 +176,4 @@ class AnsibleStage(Stage):
         job.notes["changed"] = sum(r.get("changed", 0) for r in recap.values())
         return {"playbook": playbook, "recap": recap, "duration": round(time.monotonic() - started, 2),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "inventory": str(inventory_file),
-                "inventory_sha256": sha256_file(inventory_file), "inputs": self.input_digests()}
+                "inventory_sha256": sha256_file(inventory_file), "inputs": digests}

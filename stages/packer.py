@@ -10,6 +10,7 @@ error, and with a Proxmox API the id must exist on the node and be a template.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ from proxpipe.base import schema
 from proxpipe.base.console import console
 from proxpipe.base.errors import HandoffError, PipelineError, ToolError
 from proxpipe.base.schema import Field
-from proxpipe.domain import handoff, template_lifecycle, tools
+from proxpipe.domain import galaxy, handoff, inputs, template_lifecycle, tools
+from proxpipe.domain.inputs import Exclude
+from proxpipe.stages import galaxy_step
 
 COMMA = "%!(PACKER_COMMA)"
 
@@ -78,7 +81,7 @@ class PackerStage(Stage):
     CACHE_GLOBS = ("packer_cache", "*.pkrvars.hcl.example", "crash.log")
     WANTS_PROXMOX = True
     RETRY_PATTERNS = (r"connection reset by peer", r"i/o timeout", r"TLS handshake timeout",
-                      r"503 Service Unavailable")
+                      r"503 Service Unavailable", *galaxy.RETRY_PATTERNS)
     PARAMS = ({"name": "rebuild", "long": "rebuild", "type": bool, "default": False, "forces": True,
                "help": "build a new template even if the current one was built from the same inputs"},)
     KEEP_COPY = False  # the history has every template id; `doit rollback --stage build --to ID` restores one
@@ -103,17 +106,30 @@ class PackerStage(Stage):
                       choices=("auto", "always", "never")),
         "extra_args": Field(schema.LIST, "More arguments for `packer build`.", items=Field(schema.STR)),
         "binary": Field(schema.STR, "The packer program.", default="packer"),
+        "galaxy_requirements": galaxy_step.OPTION,
     }
 
-    def excludes(self) -> tuple[str, ...]:
-        manifest = self.options["manifest"]
-        return super().excludes() + (str(Path(manifest).relative_to(self.dir))
-                                     if Path(manifest).is_relative_to(self.dir) else manifest.name,)
+    def tool_writes(self) -> list[Exclude]:
+        cache = self.config.env.get("PACKER_CACHE_DIR") or os.environ.get("PACKER_CACHE_DIR") or "packer_cache"
+        return (inputs.anchored(self.dir, self.options["manifest"], "the output of Packer's manifest post-processor "
+                                                                    "(the stage's manifest option)")
+                + inputs.anchored(self.dir, cache, "Packer's download cache (PACKER_CACHE_DIR)"))
+
+    def required_inputs(self) -> list[Path]:
+        return galaxy.requirement_files(self.dir, self.options["galaxy_requirements"])
+
+    def requirements(self) -> galaxy.Galaxy:
+        """The requirements of the template's Ansible provisioner; ansible-playbook run by Packer reads the
+        ansible.cfg of dir and the user's own ANSIBLE_HOME."""
+        config = self.dir / "ansible.cfg"
+        home = os.environ.get("ANSIBLE_HOME") or os.path.expanduser("~/.ansible")
+        return galaxy_step.requirements(self, config if config.is_file() else None, home)
 
     def tools(self) -> list[ToolSpec]:
-        return [ToolSpec(self.options["binary"], ("version",), r"v?(\d+\.\d+\.\d+)", "1.6.6",
-                         "apt-get install packer (Debian), or https://developer.hashicorp.com/packer/install",
-                         "binary")]
+        specs = [ToolSpec(self.options["binary"], ("version",), r"v?(\d+\.\d+\.\d+)", "1.6.6",
+                          "apt-get install packer (Debian), or https://developer.hashicorp.com/packer/install",
+                          "binary")]
+        return specs + ([galaxy_step.tool("ansible-galaxy")] if self.required_inputs() else [])
 
     # ------------------------------------------------------------------ up to date
 
@@ -163,9 +179,11 @@ class PackerStage(Stage):
         if opts["init"] == "always" or (opts["init"] == "auto" and "required_plugins" in opts["template"].read_text()):
             job.runner.run([binary, "init", template], "packer init")
         job.runner.run([binary, "validate", *args, template], "packer validate", retryable=False)
+        requirements = self.requirements()
+        galaxy_step.install(self, job, requirements, "ansible-galaxy", self.pipeline.state_dir / "ansible")
         lines: list[str] = []
         job.runner.run([binary, "build", "-machine-readable", *args, *(opts["extra_args"] or []), template],
-                       "packer build", on_line=lambda line: self._progress(line, lines))
+                       "packer build", on_line=lambda line: self._progress(line, lines), env=requirements.env())
         template_id = self._template_id(parse_machine_readable(lines), allocated)
         job.notes.update(template_id=template_id, allocated=allocated, previous=self.handoff_value())
         proxmox = self.pipeline.proxmox

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from proxpipe.base import schema
 from proxpipe.base.errors import HandoffError, ToolError
 from proxpipe.base.fsutil import atomic_write, display
 from proxpipe.base.schema import Field
-from proxpipe.domain import handoff, inventory, tools
+from proxpipe.domain import handoff, inputs, inventory, tools
+from proxpipe.domain.inputs import Exclude
 
 DEFAULT_LINT = [["tflint", "--init"], ["tflint"]]
 
@@ -90,6 +92,15 @@ class TerraformStage(Stage):
                                 "does not exist; ./doitw writes the lab's (with its provider mirror)")
             env["TF_CLI_CONFIG_FILE"] = str(self.options["cli_config"])
         return env
+
+    def tool_writes(self) -> list[Exclude]:
+        """Terraform's data directory and local state, where a run by hand or a local backend puts them (the
+        pipeline's own data directory is under the state directory)."""
+        rules = inputs.anchored(self.dir, os.environ.get("TF_DATA_DIR") or ".terraform", "Terraform's data directory")
+        rules += inputs.anchored(self.dir, "terraform.tfstate.d", "Terraform's local state of workspaces")
+        for path in _local_backend_paths(self.dir):
+            rules += inputs.anchored(self.dir, path, 'Terraform\'s local state (backend "local")')
+        return rules
 
     def binary(self) -> str:
         return tools.require(self.binary_name, self.pipeline.root,
@@ -285,6 +296,24 @@ class TofuStage(TerraformStage):
 
 _PLAN = re.compile(r"Plan: (\d+) to add, (\d+) to change, (\d+) to destroy")
 _REMADE = re.compile(r"^\s*# (\S+) (?:will be created|must be replaced)", re.M)
+
+
+_LOCAL_BACKEND = re.compile(r'backend\s+"local"\s*\{([^}]*)\}')
+_BACKEND_PATH = re.compile(r'\b(?:path|workspace_dir)\s*=\s*"([^"$]+)"')
+
+
+def _local_backend_paths(directory: Path) -> list[str]:
+    """The state paths a `backend "local"` block of the configuration names (a textual look: no HCL parser)."""
+    found = []
+    for path in sorted(directory.glob("*.tf")):
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if "backend" in text:
+            for block in _LOCAL_BACKEND.findall(text):
+                found += _BACKEND_PATH.findall(block)
+    return found
 
 
 def _owned_by(addresses: list[str], hosts: list[str]) -> list[str]:

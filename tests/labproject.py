@@ -1,8 +1,9 @@
 """A throwaway copy of the project with the local lab, for end-to-end tests on the real tools.
 
 Each project gets its own loopback addresses, state directory and lab server, and wraps packer,
-terraform, ansible-playbook, ansible and ssh in shims that log every call, so tests can count the
-tool processes a command started.
+terraform, ansible-playbook, ansible, ansible-galaxy and ssh in shims that log every call, so tests can count
+the tool processes a command started. git calls are logged apart (git-calls.log): the pipeline itself asks
+git what it ignores.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-TOOLS = ["packer", "terraform", "ansible-playbook", "ansible", "ssh"]
+TOOLS = ["packer", "terraform", "ansible-playbook", "ansible", "ansible-galaxy", "ssh"]
 # 127.0.10.x is the user's own lab; each test project takes its own 127.<a>.<b>.x block, a >= 100.
 _counter = itertools.count((os.getpid() % 97) * 250)
 
@@ -47,6 +48,7 @@ class LabProject:
         self.block = next_block()
         self.address = f"{self.block}.1"
         self.calls = root / "tool-calls.log"
+        self.git_log = root / "git-calls.log"
         self.shims = root / "shims"
         root.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "dodo.py", root / "dodo.py")
@@ -65,9 +67,9 @@ class LabProject:
 
     def _shims(self) -> None:
         self.shims.mkdir()
-        for tool in TOOLS:
+        for tool, log in [(tool, self.calls) for tool in TOOLS] + [("git", self.git_log)]:
             shim = self.shims / tool
-            shim.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{self.calls}"\nexec "{_real(tool)}" "$@"\n')
+            shim.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{log}"\nexec "{_real(tool)}" "$@"\n')
             shim.chmod(0o755)
 
     def default_config(self, vms: int, shims: bool = True) -> dict:
@@ -116,8 +118,12 @@ class LabProject:
     def tool_calls(self) -> list[str]:
         return self.calls.read_text().splitlines() if self.calls.exists() else []
 
+    def git_calls(self) -> list[str]:
+        return self.git_log.read_text().splitlines() if self.git_log.exists() else []
+
     def reset_calls(self) -> None:
         self.calls.unlink(missing_ok=True)
+        self.git_log.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ state
 

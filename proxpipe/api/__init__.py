@@ -14,10 +14,12 @@ from proxpipe.base.errors import ConfigError, HandoffError, PipelineError, ToolE
 from proxpipe.base.events import RunInfo, StageInfo, StageOutcome
 from proxpipe.base.schema import Field
 from proxpipe.domain.handoff import CONFIGURE, FILE, INVENTORY, TEMPLATE_ID, HandoffKind
+from proxpipe.domain.inputs import Exclude, anchored
 
 __all__ = [
     # stage kinds
-    "Stage", "StageJob", "ToolSpec", "HandoffKind", "TEMPLATE_ID", "INVENTORY", "CONFIGURE", "FILE",
+    "Stage", "StageJob", "ToolSpec", "HandoffKind", "TEMPLATE_ID", "INVENTORY", "CONFIGURE", "FILE", "Exclude",
+    "anchored",
     # options in pipeline.yaml
     "Field", "schema",
     # checks and commands

@@ -8,7 +8,6 @@ doit task: ``inputs()`` become its file_dep, its handoff file its target, ``fing
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import os
@@ -20,8 +19,9 @@ from proxpipe.base import secrets
 from proxpipe.base.errors import HandoffError
 from proxpipe.base.fsutil import display, sha256_file
 from proxpipe.base.schema import Field
-from proxpipe.domain import handoff
+from proxpipe.domain import handoff, inputs
 from proxpipe.domain.handoff import HandoffKind
+from proxpipe.domain.inputs import Exclude
 
 if TYPE_CHECKING:
     from proxpipe.base.events import RunInfo
@@ -57,6 +57,10 @@ class PipelineView(Protocol):
 
     def relative(self, path: Path | str) -> str:
         """path as messages show it: relative to the project."""
+
+    @property
+    def stages(self) -> list[Stage]:
+        """The environment's stages, in order."""
 
     def upstream(self, stage: Stage) -> Stage | None: ...
 
@@ -132,20 +136,33 @@ class Stage:
 
     # ------------------------------------------------------------------ inputs
 
+    def exclude_rules(self) -> list[Exclude]:
+        """What under dir is not an input, and why: what the tool's own configuration says it writes, the
+        stage's exclude setting, the kind's caches and outputs, and the built-in excludes."""
+        return (self.tool_writes()
+                + [Exclude(p, f"{self.config.where}.exclude") for p in self.config.exclude]
+                + [Exclude(p, f"a cache or output of {self.kind}") for p in self.CACHE_GLOBS]
+                + [Exclude(p, "never an input (built in)") for p in COMMON_EXCLUDES])
+
+    def tool_writes(self) -> list[Exclude]:
+        """The paths under dir that the tool's own configuration says it writes (see inputs.anchored)."""
+        return []
+
     def excludes(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(COMMON_EXCLUDES + self.CACHE_GLOBS + self.config.exclude))
+        return tuple(dict.fromkeys(rule.pattern for rule in self.exclude_rules()))
+
+    def required_inputs(self) -> list[Path]:
+        """Files that are inputs whatever the exclude rules say (e.g. requirements.yml)."""
+        return []
+
+    def input_scan(self) -> inputs.Scan:
+        """The inputs, and what was left out and why. The git repository is asked once for every stage."""
+        ignored = inputs.ignored_by_git(self.dir, [stage.dir for stage in self.pipeline.stages])
+        return inputs.scan(self.dir, self.exclude_rules(), ignored, self.required_inputs())
 
     def inputs(self) -> list[Path]:
-        """The files under dir this stage reads, caches and outputs of the tool excluded."""
-        patterns = self.excludes()
-        found = []
-        for top, dirs, files in os.walk(self.dir):
-            rel_top = os.path.relpath(top, self.dir)
-            dirs[:] = sorted(d for d in dirs if not _excluded(d, os.path.join(rel_top, d), patterns))
-            for name in sorted(files):
-                if not _excluded(name, os.path.normpath(os.path.join(rel_top, name)), patterns):
-                    found.append(Path(top) / name)
-        return found
+        """The files under dir this stage reads: not what the tool writes, nor what git ignores."""
+        return self.input_scan().files
 
     def input_digests(self) -> dict[str, str]:
         """path relative to dir -> sha256 of every input."""
@@ -282,10 +299,6 @@ class Stage:
 def history_note(entry: dict) -> str:
     """What made a history entry, and when: `provision 2026-01-01 12:00`."""
     return f"{entry.get('action', 'run')} {str(entry.get('time', '?'))[:16].replace('T', ' ')}"
-
-
-def _excluded(name: str, rel: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
 
 
 def portable(value: Any, root: Path) -> Any:

@@ -1,11 +1,14 @@
-"""`doit status`: per stage, up to date or stale and why, from the records in the state store. Runs no tool."""
+"""`doit status`: per stage, up to date or stale and why, from the records in the state store. Runs no tool.
+`--inputs STAGE` (or all) lists the stage's input files, and what under its directory was left out and why."""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from proxpipe.base.console import console, table
 from proxpipe.base.errors import HandoffError
+from proxpipe.domain import inputs as inputs_mod
 from proxpipe.engine.uptodate import RemoteState, stale_reasons
 
 if TYPE_CHECKING:
@@ -17,7 +20,7 @@ def stage_states(pipeline: Pipeline) -> list[dict]:
     rows, upstream_stale = [], None
     for stage in pipeline.stages:
         why = stale_reasons(pipeline, stage, {})
-        if not why and not RemoteState(pipeline, stage.name)():
+        if not why and RemoteState(pipeline, stage.name)() is False:
             why = [stage.remote_reason]
         if why:
             state = "stale"
@@ -41,10 +44,29 @@ def _handoff(stage) -> str:
         return f"{name}: INVALID ({str(exc).split(': ', 1)[-1]})"
 
 
-def show(pipeline: Pipeline) -> None:
+def show(pipeline: Pipeline, inputs: str = "") -> None:
+    listed = pipeline.stages if inputs == "all" else [pipeline.stage(inputs)] if inputs else []
     env = pipeline.env
     console.out(f"environment {env.name}" + (f" ({env.description})" if env.description else "")
                 + f" · state in {pipeline.store.where}")
     rows = stage_states(pipeline)
     console.out(table([[r["stage"], r["kind"], r["state"], r["handoff"], r["why"]] for r in rows],
                       ["stage", "kind", "state", "handoff", "why"]))
+    for stage in listed:
+        console.out("\n" + "\n".join(input_report(pipeline, stage)))
+
+
+def input_report(pipeline: Pipeline, stage) -> list[str]:
+    """The inputs of a stage, one a line, then what was left out under its directory and why."""
+    scan = stage.input_scan()
+    lines = [f"inputs of {stage.name} ({len(scan.files)} under {pipeline.relative(stage.dir)}):"]
+    lines += [f"  {os.path.relpath(path, stage.dir)}" for path in scan.files]
+    ignored = [path for path, why in scan.excluded if why == inputs_mod.GIT_IGNORES]
+    rules = inputs_mod.explain_ignored(stage.dir, ignored)
+    rows = [[path, f"{why} ({rules[path]})" if path in rules else why] for path, why in scan.excluded]
+    if rows:
+        lines += ["", *table(rows, ["left out", "why"]).splitlines()]
+    problem = inputs_mod.git_problem(stage.dir)
+    if problem:
+        lines.append(f"(what git ignores is not known: {problem})")
+    return lines

@@ -50,8 +50,9 @@ STAGE_FIELDS = {
     "description": Field(schema.STR, "One line for status and the docs."),
     "handoff": Field(schema.STR, "File name of the handoff in the state directory. Default: the kind's.",
                      check=lambda v: None if "/" not in v else "a file name, not a path"),
-    "env": Field(schema.MAP, "Extra environment variables for the tool; ${VAR} references are resolved. "
-                             "Values of variables named like *TOKEN*, *SECRET*, *PASSWORD* or *KEY* are masked.",
+    "env": Field(schema.MAP, "Extra environment variables for the tool; ${VAR} references are resolved, and "
+                             "{state_dir}, {project} and {user} replaced. Values of variables named like *TOKEN*, "
+                             "*SECRET*, *PASSWORD* or *KEY* are masked.",
                  values=Field(schema.STR)),
     "timeout": Field(schema.NUMBER, "Seconds one tool step may run before it is stopped.", default=3600,
                      minimum=1),

@@ -58,7 +58,7 @@ def stage_job(pipeline: Pipeline, stage: Stage, log_name: str, upstream_path: Pa
               options: dict | None = None, log_dir: Path | None = None) -> StageJob:
     """What a stage's tool steps run with: the stage's environment (and the Proxmox credentials when it wants
     them), one log file in log_dir (default: the run's), the stage's timeout and retries."""
-    env = {**(pipeline.proxmox_tool_env() if stage.WANTS_PROXMOX else {}), **stage.config.env}
+    env = {**(pipeline.proxmox_tool_env() if stage.WANTS_PROXMOX else {}), **stage.expand(stage.config.env)}
     runner = ToolRunner((log_dir or pipeline.run.log_dir) / f"{log_name}.log", stage.dir, env, stage.config.timeout,
                         stage.config.retry, stage.config.where, stage.config.stop_grace)
     return StageJob(runner, pipeline.run, pipeline, upstream_path, options=dict(options or {}))

@@ -46,7 +46,9 @@ def command_tasks(pipeline: Pipeline) -> Iterator[dict]:
 
     always = {"uptodate": [False], "verbosity": 2}
     yield {"basename": "status", "doc": "each stage: up to date, or stale and why (runs no tool)",
-           "actions": [(guarded(status.show), [pipeline])], **always}
+           "actions": [(guarded(status.show), [pipeline])],
+           "params": [_param("inputs", "inputs", str, "", "also list the input files of this stage ('all': of "
+                                                          "every stage), and what was left out and why")], **always}
     yield {"basename": "validate", "doc": "run every check (template, lint, state, VMs, SSH, ping, drift); "
                                           "writes validate.json and validate.xml (JUnit)",
            "actions": [(guarded(validate.validate), [pipeline])],

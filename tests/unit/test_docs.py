@@ -122,7 +122,7 @@ def test_doctor_reports_the_lab_tools(tmp_path):
     try:
         result = project.ok("doctor")
         for program, version in (("packer", "1.6.6"), (".tools/bin/terraform", "1.0.3"), ("ansible-playbook", "2.19"),
-                                 ("ssh", ""), ("sshd", ""), ("ssh-keygen", "")):
+                                 ("ssh", ""), ("ansible-galaxy", "2.19"), ("sshd", ""), ("ssh-keygen", "")):
             row = next(line for line in result.stdout.splitlines() if line.startswith(program + " "))
             assert "MISSING" not in row and version in row, row
         assert "answers (PVE 9.0.10); token root@pam!pipeline accepted (secret not shown)" in result.stdout
@@ -135,3 +135,12 @@ def test_doctor_reports_the_lab_tools(tmp_path):
         assert "apt-get install packer" in result.stdout and "terraform-linters/tflint" in result.stdout
     finally:
         project.stop()
+
+
+def test_the_lab_demo_project_has_the_lab_environment_of_this_repository():
+    import yaml
+
+    example = yaml.safe_load((REPO / "lab" / "example.pipeline.yaml").read_text())
+    ours = yaml.safe_load((REPO / "pipeline.yaml").read_text())
+    assert example["environments"] == {"lab": ours["environments"]["lab"]}, (
+        "lab/example.pipeline.yaml (proxpipe init --example lab) differs from pipeline.yaml's lab environment")

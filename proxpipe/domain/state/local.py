@@ -29,7 +29,7 @@ class LocalStore(StateStore):
     def __init__(self, state_dir: Path, environment: str):
         self.cache_dir = Path(state_dir)
         self.environment = environment
-        self.where = f"the state directory {self.cache_dir}"
+        self.where = f"the state directory {display(self.cache_dir)}"
 
     # ------------------------------------------------------------------ handoffs
 
