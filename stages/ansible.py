@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from proxpipe.api.stage import Stage, StageJob, ToolSpec
+from proxpipe.api.stage import Preview, Stage, StageJob, ToolSpec
 from proxpipe.base import schema
 from proxpipe.base.errors import ToolError
 from proxpipe.base.fsutil import sha256_file
@@ -41,6 +41,24 @@ def parse_recap(output: str) -> dict[str, dict[str, int]]:
             if found:
                 recap[found.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found.group(2))}
     return recap
+
+
+_TASK = re.compile(r"^TASK \[(.+)\] \**$")
+_CHANGED = re.compile(r"^changed: \[([^\]]+)\]")
+
+
+def check_changes(output: str) -> list[tuple[str, str]]:
+    """(host, task) of every task that reported "changed" in ansible-playbook's output (--check: would change)."""
+    changes, task = [], ""
+    for line in output.splitlines():
+        header = _TASK.match(line.strip())
+        if header:
+            task = header.group(1)
+            continue
+        found = _CHANGED.match(line.strip())
+        if found and task:
+            changes.append((found.group(1).split(" -> ")[0], task))
+    return changes
 
 
 def _playbook(path: Path) -> str | None:
@@ -151,10 +169,35 @@ class AnsibleStage(Stage):
 
     def run(self, upstream: Any, job: StageJob) -> dict:
         started = time.monotonic()
+        digests = self.input_digests()  # before the play, which may write into dir (e.g. a fact cache)
+        binary, hosts = self._prepare(upstream, job)
+        playbook, result = self._play(job, binary, hosts)
+        recap = parse_recap(result.output)
+        if not recap:
+            raise ToolError("ansible-playbook succeeded but printed no PLAY RECAP; did the play match no "
+                            "host? (check the playbook's hosts: against the inventory's groups)",
+                            result.output.splitlines()[-10:], str(job.runner.log_path))
+        job.notes["changed"] = sum(r.get("changed", 0) for r in recap.values())
+        inventory_file = job.upstream_path
+        return {"playbook": playbook, "recap": recap, "duration": round(time.monotonic() - started, 2),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "inventory": str(inventory_file),
+                "inventory_sha256": sha256_file(inventory_file), "inputs": digests}
+
+    def preview(self, upstream: Any, job: StageJob, reasons: list[str]) -> Preview:
+        """`ansible-playbook --check --diff` against the current hosts: the tasks that would change, per host."""
+        binary, hosts = self._prepare(upstream, job)
+        _playbook, result = self._play(job, binary, hosts, ["--check", "--diff"], "ansible-playbook --check")
+        changes = check_changes(result.output)
+        count = len({host for host, _task in changes})
+        summary = (f"{len(changes)} task{'s' if len(changes) != 1 else ''} would change on {count} "
+                   f"host{'s' if count != 1 else ''}") if changes else "no task would change"
+        return Preview(bool(changes), summary, tuple(f"{host}: {task}" for host, task in changes), False)
+
+    def _prepare(self, upstream: Any, job: StageJob) -> tuple[str, list[inventory.Host]]:
+        """The program, and the hosts once they answer; the requirements install meanwhile."""
         binary = tools.require(self.options["binary"], self.pipeline.root,
                                f"pip install ansible-core, or set {self.config.where}.binary")
         self.note_version(job, binary, "ansible")
-        digests = self.input_digests()  # before the play, which may write into dir (e.g. a fact cache)
         hosts = list(inventory.parse(upstream).values())
         # The requirements install while the hosts are awaited; a failed install is the error to show.
         requirements, galaxy_program = self.requirements(), galaxy.beside(binary)
@@ -164,16 +207,10 @@ class AnsibleStage(Stage):
                 self.wait_for_hosts(hosts)
             finally:
                 installing.result()
-        inventory_file = job.upstream_path
+        return binary, hosts
+
+    def _play(self, job: StageJob, binary: str, hosts: list, extra: list[str] = (), step: str = "ansible-playbook"):
         playbook = os.path.relpath(self.options["playbook"], self.dir)
-        result = job.runner.run([binary, "-i", str(inventory_file), playbook, *(self.options["extra_args"] or [])],
-                                "ansible-playbook", env=self.tool_env(len(hosts)))
-        recap = parse_recap(result.output)
-        if not recap:
-            raise ToolError("ansible-playbook succeeded but printed no PLAY RECAP; did the play match no "
-                            "host? (check the playbook's hosts: against the inventory's groups)",
-                            result.output.splitlines()[-10:], str(job.runner.log_path))
-        job.notes["changed"] = sum(r.get("changed", 0) for r in recap.values())
-        return {"playbook": playbook, "recap": recap, "duration": round(time.monotonic() - started, 2),
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "inventory": str(inventory_file),
-                "inventory_sha256": sha256_file(inventory_file), "inputs": digests}
+        result = job.runner.run([binary, "-i", str(job.upstream_path), playbook, *(self.options["extra_args"] or []),
+                                 *extra], step, env=self.tool_env(len(hosts)))
+        return playbook, result

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from proxpipe.api.stage import Stage, StageJob, ToolSpec, history_note
+from proxpipe.api.stage import Preview, Stage, StageJob, ToolSpec, history_note
 from proxpipe.base import schema
 from proxpipe.base.console import console
 from proxpipe.base.errors import HandoffError, PipelineError, ToolError
@@ -193,6 +193,17 @@ class PackerStage(Stage):
                 raise PipelineError(f"packer reported template {template_id}, but {problem}")
             job.notes["template_name"] = (proxmox.vm(template_id, max_age=5) or {}).get("name")
         return template_id
+
+    def preview(self, upstream: Any, job: StageJob, reasons: list[str]) -> Preview:
+        """No tool runs: whether a new template would be built (and why), or which one is kept."""
+        reused = None if job.options.get("rebuild") else self._reusable()
+        if reused is not None:
+            return Preview(False, f"keeps template {reused}: built from these very inputs, still on the cluster",
+                           changes_handoff=False)
+        low_high = self.options["template_id_range"]
+        where = f" with the lowest free VMID in [{low_high[0]}, {low_high[1]}]" if low_high else ""
+        return Preview(True, "builds a new template" + (f": {'; '.join(reasons)}" if reasons else ""),
+                       (f"+ a new template{where}",), True)
 
     def after_handoff(self, value: int, job: StageJob) -> None:
         proxmox = self.pipeline.proxmox

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from proxpipe.api.stage import Stage, StageJob, ToolSpec, stable_digest
+from proxpipe.api.stage import Preview, Stage, StageJob, ToolSpec, stable_digest
 from proxpipe.base import schema
 from proxpipe.base.errors import HandoffError, ToolError
 from proxpipe.base.fsutil import atomic_write, display
@@ -164,6 +164,11 @@ class TerraformStage(Stage):
         binary = self.binary()
         self.note_version(job, binary, self.binary_name.rsplit("/", 1)[-1])
         self.init(job, binary)
+        if job.options.get("plan_file"):  # `doit apply`: exactly the reviewed plan
+            self.step(job, [binary, "apply", "-input=false", "-no-color", "-auto-approve",
+                            str(job.options["plan_file"])], f"{self.binary_name} apply (plan {job.options['plan_id']})")
+            job.notes.update(plan=f"applied plan {job.options['plan_id']}", changed_resources=True)
+            return self.inventory(job, binary)
         self.write_vars(upstream)
         # The lint gate runs beside `plan`, which changes nothing; `apply` waits for both.
         from concurrent.futures import ThreadPoolExecutor
@@ -180,6 +185,37 @@ class TerraformStage(Stage):
             self.apply(job, binary)
             job.notes["changed_resources"] = job.notes["plan"] != "changes to outputs"
         return self.inventory(job, binary)
+
+    def preview(self, upstream: Any, job: StageJob, reasons: list[str]) -> Preview:
+        """A saved `plan -out`, against the template id the deploy would use, and what it would change."""
+        binary = self.binary()
+        self.init(job, binary)
+        self.write_vars(upstream)
+        saved = self.data_dir.parent / f"preview-{job.run.id}.tfplan"
+        self.lint(job)
+        planned = self.plan(job, binary, out=saved)
+        repairs = self._repairs(job, binary, planned)
+        if repairs:
+            planned = self.plan(job, binary, repairs, out=saved)
+        changes = plan_changes(planned)
+        return Preview(bool(changes), job.notes["plan"], tuple(changes), bool(changes), saved,
+                       self.plan_facts(job))
+
+    def plan_facts(self, job: StageJob) -> dict[str, Any]:
+        """The Terraform state's serial and lineage: another apply in between moves them."""
+        pulled = self.step(job, [self.binary(), "state", "pull"], f"{self.binary_name} state pull", capture=True,
+                           check=False)
+        try:
+            state = json.loads(pulled.stdout) if pulled.returncode == 0 and pulled.stdout.strip() else {}
+        except ValueError:
+            state = {}
+        return {"serial": state.get("serial"), "lineage": state.get("lineage")}
+
+    def describe_facts(self, then: dict[str, Any], now: dict[str, Any]) -> str:
+        if then.get("lineage") != now.get("lineage"):
+            return f"the Terraform state of {self.name} was replaced since the plan (another lineage)"
+        return (f"the Terraform state of {self.name} changed since the plan (serial {then.get('serial')} -> "
+                f"{now.get('serial')}): another run applied changes")
 
     def apply(self, job: StageJob, binary: str) -> None:
         """Apply exactly the plan in plan_file."""
@@ -237,9 +273,9 @@ class TerraformStage(Stage):
         args = [f"-var-file={f}" for f in self.options["var_files"] or []]
         return args + [f"-var-file={self.vars_file}"]
 
-    def plan(self, job: StageJob, binary: str, extra: list[str] = ()) -> str:
-        """Plan into plan_file; its summary goes to job.notes["plan"]; returns its output."""
-        result = self.step(job, [binary, "plan", "-input=false", "-no-color", f"-out={self.plan_file}",
+    def plan(self, job: StageJob, binary: str, extra: list[str] = (), out: Path | None = None) -> str:
+        """Plan into plan_file (or out); its summary goes to job.notes["plan"]; returns its output."""
+        result = self.step(job, [binary, "plan", "-input=false", "-no-color", f"-out={out or self.plan_file}",
                                  *self.var_args(), *extra], f"{self.binary_name} plan")
         job.notes["plan"] = _plan_summary(result.output)
         return result.output
@@ -322,6 +358,31 @@ def _owned_by(addresses: list[str], hosts: list[str]) -> list[str]:
     owned = [a for a in addresses if any(f'["{host}"]' in a for host in hosts)]
     unnamed = len(addresses) == 1 and len(hosts) == 1 and '["' not in addresses[0]
     return owned or (addresses if unnamed else [])
+
+
+_RESOURCE = re.compile(r"^\s*# (\S+) (will be created|will be updated in-place|must be replaced|will be destroyed"
+                       r"|will be read during apply)")
+_ACTIONS = {"will be created": "+", "will be updated in-place": "~", "must be replaced": "-/+",
+            "will be destroyed": "-"}
+_OUTPUT = re.compile(r"^\s*([+~-]) (\w+)\s*=")
+
+
+def plan_changes(output: str) -> list[str]:
+    """One line per resource and output that `terraform plan` says it would change: "+ address", "~ output.x".
+    (Read from its text, not `show -json`, whose output would carry the variables' values into the log.)"""
+    changes, outputs = [], False
+    for line in output.splitlines():
+        found = _RESOURCE.match(line)
+        if found and found.group(2) in _ACTIONS:
+            changes.append(f"{_ACTIONS[found.group(2)]} {found.group(1)}")
+        elif line.startswith("Changes to Outputs:"):
+            outputs = True
+        elif outputs and _OUTPUT.match(line):
+            symbol, name = _OUTPUT.match(line).groups()
+            changes.append(f"{symbol} output.{name}")
+        elif outputs and line and not line.startswith(" "):
+            outputs = False
+    return changes
 
 
 def _plan_summary(output: str) -> str:

@@ -8,7 +8,7 @@ Everything named in ``__all__`` is stable across minor releases; anything else i
 from proxpipe.api.checks import Check, CheckContext, Result, Skip, failed, passed
 from proxpipe.api.command import Command, Example, Param
 from proxpipe.api.hookspecs import hookimpl
-from proxpipe.api.stage import Stage, StageJob, ToolSpec
+from proxpipe.api.stage import Preview, Stage, StageJob, ToolSpec
 from proxpipe.base import schema
 from proxpipe.base.errors import ConfigError, HandoffError, PipelineError, ToolError
 from proxpipe.base.events import RunInfo, StageInfo, StageOutcome
@@ -18,8 +18,8 @@ from proxpipe.domain.inputs import Exclude, anchored
 
 __all__ = [
     # stage kinds
-    "Stage", "StageJob", "ToolSpec", "HandoffKind", "TEMPLATE_ID", "INVENTORY", "CONFIGURE", "FILE", "Exclude",
-    "anchored",
+    "Stage", "StageJob", "ToolSpec", "Preview", "HandoffKind", "TEMPLATE_ID", "INVENTORY", "CONFIGURE", "FILE",
+    "Exclude", "anchored",
     # options in pipeline.yaml
     "Field", "schema",
     # checks and commands

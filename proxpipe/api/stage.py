@@ -80,6 +80,17 @@ class ToolSpec(NamedTuple):
     option: str = ""  # the stage option that names it, if any
 
 
+class Preview(NamedTuple):
+    """What a stage would do, found without changing anything (`doit plan`)."""
+
+    would_run: bool  # False: the dry run found nothing to do (e.g. `terraform plan`: no changes)
+    summary: str  # one line
+    changes: tuple[str, ...] = ()  # one line each: "+ null_resource.vm[\"jump-01\"]", "jump-01: Write the config"
+    changes_handoff: bool = True  # its handoff may change: the stages after it are planned once it has run
+    plan_file: Path | None = None  # a saved plan for `doit apply` (owner-only; the core stores it, then removes it)
+    facts: dict[str, Any] = {}  # tool state the preview depends on, checked again before apply (see plan_facts)
+
+
 @dataclass
 class StageJob:
     """What run() gets besides the upstream value: the tool runner, the run, and a place for notes."""
@@ -277,8 +288,23 @@ class Stage:
     # ------------------------------------------------------------------ running
 
     def run(self, upstream: Any, job: StageJob) -> Any:
-        """Drive the tool; return the handoff value (written by the core after it is checked)."""
+        """Drive the tool; return the handoff value (written by the core after it is checked). With
+        job.options["plan_file"], apply that saved plan (from preview()) and nothing else."""
         raise NotImplementedError
+
+    def preview(self, upstream: Any, job: StageJob, reasons: list[str]) -> Preview:
+        """What run() would do, found without changing anything, for `doit plan`. A kind without a dry run says
+        only that it would run (and why), and its handoff may change."""
+        return Preview(True, "would run: " + "; ".join(reasons) if reasons else "would run")
+
+    def plan_facts(self, job: StageJob) -> dict[str, Any]:
+        """The tool's own state that a plan of this stage depends on (e.g. the Terraform state's serial), read
+        again before `doit apply`; a plan whose facts changed is stale."""
+        return {}
+
+    def describe_facts(self, then: dict[str, Any], now: dict[str, Any]) -> str:
+        """Why a plan is stale when plan_facts() changed, in a few words."""
+        return f"the state of {self.name}'s tool changed since the plan"
 
     def note_version(self, job: StageJob, binary: str, label: str) -> None:
         """Record the version of the stage's program (the first of tools()) for the run log."""

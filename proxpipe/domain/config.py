@@ -19,7 +19,8 @@ from proxpipe.base.secrets import Secret
 DEFAULT_FILE = "pipeline.yaml"
 # Task names of the pipeline's own commands and of doit's; a stage may not take one.
 RESERVED_NAMES = {"deploy", "status", "validate", "rollback", "destroy", "docs", "doctor", "history",
-                  "report", "lab-stop", "run", "list", "info", "clean", "forget", "ignore", "help",
+                  "report", "lab-stop", "plan", "approve", "apply", "init", "run", "list", "info", "clean",
+                  "forget", "ignore", "help",
                   "auto", "dumpdb", "strace", "reset-dep", "tabcompletion"}
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -94,6 +95,10 @@ ENVIRONMENT_FIELDS = {
     "stages": Field(schema.MAP, "The stages in order: name -> settings.", required=True,
                     values=Field(schema.RAW)),
     "validate": Field(schema.MAP, "Settings of doit validate.", fields=VALIDATE_FIELDS, default={}),
+    "approval": Field(schema.STR, "none: doit deploy plans and applies in one go. required: only an approved plan "
+                                  "is applied (doit plan, doit approve, doit apply). second-person: approved by "
+                                  "someone else than its author.", default="none",
+                      choices=("none", "required", "second-person")),
 }
 
 TOP_FIELDS = {
@@ -154,6 +159,7 @@ class Environment(NamedTuple):
     validate: ValidateConfig
     raw: Any = None  # the environment as written, ${VAR} references unresolved (for the docs)
     extras: dict[str, Any] = {}  # keys that plugins add (the environment_fields hook), validated; e.g. lab
+    approval: str = "none"  # none, required or second-person
 
     def stage(self, name: str) -> StageConfig:
         for stage in self.stages:
@@ -263,7 +269,7 @@ def _environment(name: str, data: Any, ctx: schema.Context, kinds: dict[str, typ
     extras = {key: env[key] for key in fields if key not in ENVIRONMENT_FIELDS}
     return Environment(name, ctx.base, ctx.file, Path(state_dir), env["description"] or "", proxmox, stages,
                        ValidateConfig(validate["group"], validate["ssh_timeout"], tuple(validate["skip"] or ())),
-                       data, extras)
+                       data, extras, env["approval"])
 
 
 def _stages(data: dict, where: str, ctx: schema.Context, kinds: dict[str, type]) -> tuple[StageConfig, ...]:

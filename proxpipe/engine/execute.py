@@ -90,7 +90,8 @@ def execute(pipeline: Pipeline, stage: Stage, options: dict) -> dict | TaskFaile
         # deploy runs it again rather than trusting what the tool may have half changed.
         pipeline.store.forget_stages([stage.name])
         record = uptodate.current_record(pipeline, stage, options)
-        entry.update(inputs=stage.inputs_digest(record["inputs"]), config=record["config"])
+        entry.update(inputs=stage.inputs_digest(record["inputs"]), config=record["config"],
+                     **{key: options[key] for key in ("plan_id", "approved_by") if options.get(key)})
         value = stage.run(upstream, job)
     except interrupts.Interrupted as stop:
         _interrupted(pipeline, stage, info, entry, started, stop)

@@ -76,20 +76,25 @@ def stale_reasons(pipeline: Pipeline, stage: Stage, options: dict[str, Any] | No
     marks = _read_marks(pipeline.state_dir)
     if max(marks.get(stage.name, 0), marks.get(ALL, 0)) > saved.get("time", 0):
         return ["it was forgotten on this machine (doit forget)"]
-    current = current_record(pipeline, stage, options)
-    reasons = _input_reasons(pipeline, stage, saved.get("inputs") or {}, current["inputs"])
-    if saved.get("config") != current["config"]:
-        reasons.append("its configuration in pipeline.yaml changed")
-    if saved.get("upstream") != current["upstream"]:
-        upstream = pipeline.upstream(stage)
-        reasons.append("its upstream handoff was given by hand" if current["upstream"].startswith("given:")
-                       else f"the handoff of {upstream.name if upstream else 'the stage before'} changed")
-    if current["handoff"] == "missing":
-        reasons.append(f"{pipeline.relative(stage.handoff_path)} is missing")
-    elif saved.get("handoff") != current["handoff"]:
-        reasons.append(f"{pipeline.relative(stage.handoff_path)} was changed since the stage wrote it")
+    reasons = differences(pipeline, stage, saved, current_record(pipeline, stage, options), "the stage wrote it")
     forced = [f"--{p['long']} was given" for p in stage.PARAMS if p.get("forces") and (options or {}).get(p["name"])]
     return reasons + forced
+
+
+def differences(pipeline: Pipeline, stage: Stage, then: dict[str, Any], now: dict[str, Any], since: str
+                ) -> list[str]:
+    """What differs between two records of a stage (what it was made from, what it would be made from now)."""
+    reasons = _input_reasons(pipeline, stage, then.get("inputs") or {}, now["inputs"])
+    if then.get("config") != now["config"]:
+        reasons.append("its configuration in pipeline.yaml changed")
+    if then.get("upstream") != now["upstream"]:
+        upstream = pipeline.upstream(stage)
+        reasons.append("its upstream handoff was given by hand" if now["upstream"].startswith("given:")
+                       else f"the handoff of {upstream.name if upstream else 'the stage before'} changed")
+    if then.get("handoff") != now["handoff"]:
+        reasons.append(f"{pipeline.relative(stage.handoff_path)} is missing" if now["handoff"] == "missing"
+                       else f"{pipeline.relative(stage.handoff_path)} was changed since {since}")
+    return reasons
 
 
 def _input_reasons(pipeline: Pipeline, stage: Stage, then: dict[str, str], now: dict[str, str]) -> list[str]:

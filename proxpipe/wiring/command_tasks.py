@@ -42,7 +42,7 @@ def _param(name: str, long: str, kind, default, help_text: str) -> dict:
 
 
 def command_tasks(pipeline: Pipeline) -> Iterator[dict]:
-    from proxpipe.commands import docs, doctor, rollback, status, validate
+    from proxpipe.commands import docs, doctor, plan, rollback, status, validate
 
     always = {"uptodate": [False], "verbosity": 2}
     yield {"basename": "status", "doc": "each stage: up to date, or stale and why (runs no tool)",
@@ -62,6 +62,21 @@ def command_tasks(pipeline: Pipeline) -> Iterator[dict]:
                       _param("to", "to", str, "", "build: template id; configure: git ref"),
                       _param("mode", "mode", str, "destroy", "provision: destroy or replace; "
                                                                    "provision, configure: restore")], **always}
+    yield {"basename": "plan", "doc": "what a deploy would do, per stage, changing nothing: Packer (would it build), "
+                                      "Terraform (a saved plan), Ansible (--check --diff); a record to approve",
+           "actions": [(guarded(plan.plan), [pipeline])], "task_dep": ["_lock"],
+           "params": [_param("refresh", "refresh", bool, False, "plan every stage, not only the stale ones "
+                                                                 "(drift detection)"),
+                      _param("output", "output", str, "", "also write plan.json and plan.md into this directory")],
+           **always}
+    yield {"basename": "approve", "doc": "record who approved a plan", "actions": [(guarded(plan.approve), [pipeline])],
+           "params": [_param("plan_id", "plan", str, "", "the plan (default: the newest)"),
+                      _param("by", "by", str, "", "who approves (default: the CI's user, else the local user)")],
+           **always}
+    yield {"basename": "apply", "doc": "run exactly the stages of a plan, if it still holds (and is approved where "
+                                       "approval is required)",
+           "actions": [(guarded(plan.apply), [pipeline])], "task_dep": ["_lock"],
+           "params": [_param("plan_id", "plan", str, "", "the plan (default: the newest)")], **always}
     yield {"basename": "destroy", "doc": "tear down what provision made and remove the inventory handoff",
            "actions": [(guarded(_destroy), [pipeline])], "task_dep": ["_lock"], **always}
     yield {"basename": "history", "doc": "builds, deploys and rollbacks, newest first",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+from proxpipe.commands import plan
 from proxpipe.engine import damage
 from proxpipe.engine.execute import run_stage
 from proxpipe.engine.pipeline import Pipeline
@@ -48,8 +49,9 @@ def all_tasks(pipeline: Pipeline, argv: list[str]) -> Iterator[dict]:
     yield {"basename": "_lock", "doc": "take the environment's lock", "actions": [(commands.lock, [pipeline])],
            "verbosity": 2}
     chain = requested_stages(pipeline, argv)
-    yield {"basename": "_handoffs", "doc": "refuse to run on a damaged handoff", "task_dep": ["_lock"],
-           "actions": [(commands.guarded(damage.refuse), [pipeline, chain])], "verbosity": 2}
+    yield {"basename": "_handoffs", "doc": "refuse to run unreviewed, or on a damaged handoff", "task_dep": ["_lock"],
+           "actions": [(commands.guarded(plan.refuse_unreviewed), [pipeline]),
+                       (commands.guarded(damage.refuse), [pipeline, chain])], "verbosity": 2}
     for stage in pipeline.stages:
         task = stage_task(pipeline, stage)
         if stage.name in chain[1:]:

@@ -1,5 +1,7 @@
 """Which instances a Terraform plan re-creates, and which belong to a host (stages/terraform.py)."""
 
+import textwrap
+
 from proxpipe.stages.terraform import _REMADE, _owned_by
 
 PLAN = """
@@ -33,3 +35,28 @@ def test_a_lone_instance_without_a_name_key_belongs_to_a_lone_host():
     assert _owned_by(["proxmox_vm_qemu.vm"], ["a", "b"]) == []
     # another host's instance is never taken for this one's
     assert _owned_by(['null_resource.vm["db-01"]'], ["jump-01"]) == []
+
+
+def test_the_changes_of_a_plan_are_read_from_its_text():
+    from proxpipe.stages.terraform import plan_changes
+
+    output = textwrap.dedent("""\
+        Terraform will perform the following actions:
+
+          # null_resource.vm["jump-01"] must be replaced
+        -/+ resource "null_resource" "vm" {
+            }
+
+          # null_resource.vm["jump-02"] will be created
+          + resource "null_resource" "vm" {
+            }
+
+        Plan: 1 to add, 0 to change, 1 to destroy.
+
+        Changes to Outputs:
+          ~ ansible_inventory = jsonencode(
+                # (1 unchanged element hidden)
+            )
+        """)
+    assert plan_changes(output) == ['-/+ null_resource.vm["jump-01"]', '+ null_resource.vm["jump-02"]',
+                                    "~ output.ansible_inventory"]

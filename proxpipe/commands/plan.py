@@ -1,0 +1,243 @@
+"""`doit plan`, `doit approve`, `doit apply`: what a deploy will do, shown before it does it, across the three tools.
+
+plan decides per stage what a deploy would do and changes nothing: a stale stage previews its tool (Terraform's
+saved `plan -out`, Ansible's `--check --diff`, whether Packer would build); a stage whose upstream would change
+first is left for the next plan, never planned against a placeholder. The plan is a record in the state store
+(domain/plan.py). approve records who approved it; apply refuses a plan that is stale or not approved where
+approval is required, then runs exactly its stages, applying the saved Terraform plan itself.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from proxpipe.base import interrupts
+from proxpipe.base.console import console, table
+from proxpipe.base.errors import PipelineError
+from proxpipe.base.fsutil import atomic_write, display
+from proxpipe.domain.plan import APPLIED, DISCARDED, KEEP, LATER, PLAN_FILES, PLANNED, PLANS, RUN, Plan, StagePlan
+from proxpipe.engine import uptodate
+from proxpipe.engine.execute import execute, read_upstream, stage_job
+
+if TYPE_CHECKING:
+    from proxpipe.api.stage import Stage
+    from proxpipe.engine.pipeline import Pipeline
+
+# Who someone is in CI: the variables CI systems set for the person behind a job.
+_CI_USERS = ("GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILD_USER_ID", "BUILDKITE_BUILD_CREATOR", "USER_LOGIN")
+
+
+def who(given: str = "") -> str:
+    """--by, else the CI's user variable, else the local user."""
+    if given:
+        return given
+    return next((os.environ[name] for name in _CI_USERS if os.environ.get(name)), None) or getpass.getuser()
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def plan(pipeline: Pipeline, refresh: bool = False, output: str = "") -> None:
+    """The doit action of `doit plan [--refresh] [--output DIR]`."""
+    pipeline.start_run("plan")
+    made = Plan(Plan.new_id(), pipeline.env.name, who(), time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                pipeline.git_commit(), refresh, [])
+    changing = None  # the first stage whose handoff would change: the ones after it are planned later
+    for stage in pipeline.stages:
+        state = uptodate.current_record(pipeline, stage, {})
+        if changing is not None:
+            made.stages.append(StagePlan(stage.name, stage.kind, LATER, [f"{changing} would change its handoff "
+                                         "first"], f"planned after {changing} is applied", state=state))
+            continue
+        entry, changes_handoff = _plan_stage(pipeline, stage, made.id, refresh, state)
+        made.stages.append(entry)
+        if entry.action == RUN and changes_handoff:
+            changing = stage.name
+    _discard_older(pipeline, made.id)
+    save(pipeline, made)
+    show(pipeline, made, output)
+
+
+def _plan_stage(pipeline: Pipeline, stage: Stage, plan_id: str, refresh: bool, state: dict
+                ) -> tuple[StagePlan, bool]:
+    """The stage's entry in the plan, and whether its handoff may change when it runs."""
+    reasons = uptodate.stale_reasons(pipeline, stage, {})
+    if not reasons and uptodate.RemoteState(pipeline, stage.name)() is False:
+        reasons = [stage.remote_reason]
+    remote = {"remote": stage.remote_reason} if stage.remote_ok else {}
+    if not reasons and not refresh:  # an up-to-date stage: no tool starts
+        return StagePlan(stage.name, stage.kind, KEEP, [stage.remote_reason or "nothing it depends on changed"],
+                         _handoff_summary(stage), state=state, facts=remote), False
+    upstream, upstream_path = read_upstream(pipeline, stage, None)
+    console.info(console.paint(f"▶ {stage.name}", "bold") + console.paint(f"  previewing ({stage.kind})", "dim"))
+    preview = stage.preview(upstream, stage_job(pipeline, stage, f"plan-{stage.name}", upstream_path), reasons)
+    action = RUN if reasons or preview.would_run else KEEP
+    why = reasons or ([f"drift: {preview.summary}"] if preview.would_run else ["no drift"])
+    # What the plan depends on is taken after the preview: a tool may write an input of its own (terraform init,
+    # the lock file), and that must not make the plan stale.
+    state = uptodate.current_record(pipeline, stage, {})
+    entry = StagePlan(stage.name, stage.kind, action, why, preview.summary, list(preview.changes), state=state,
+                      facts={**remote, **preview.facts})
+    if preview.plan_file is not None:
+        if action == RUN:
+            entry.plan_file = f"{plan_id}.{stage.name}"
+            pipeline.store.put_document(PLAN_FILES, entry.plan_file, Path(preview.plan_file).read_bytes())
+        Path(preview.plan_file).unlink(missing_ok=True)  # it holds variable values: never left lying around
+    return entry, preview.changes_handoff
+
+
+def _handoff_summary(stage: Stage) -> str:
+    value = stage.handoff_value()
+    return f"keeps {stage.produces.summary(value)}" if value is not None else "nothing to do"
+
+
+def _discard_older(pipeline: Pipeline, keep: str) -> None:
+    """A new plan replaces the ones not applied yet: they are discarded, with their saved Terraform plans."""
+    for old in plans(pipeline):
+        if old.status == PLANNED and old.id != keep:
+            old.status = DISCARDED
+            _drop_plan_files(pipeline, old)
+            save(pipeline, old)
+
+
+def _drop_plan_files(pipeline: Pipeline, record: Plan) -> None:
+    for entry in record.stages:
+        if entry.plan_file:
+            pipeline.store.delete_document(PLAN_FILES, entry.plan_file)
+
+
+def save(pipeline: Pipeline, record: Plan) -> None:
+    pipeline.store.put_document(PLANS, f"{record.id}.json", record.dump())
+    pipeline.store.put_document(PLANS, f"{record.id}.md", record.markdown().encode())
+
+
+def plans(pipeline: Pipeline) -> list[Plan]:
+    """Every plan of the environment, oldest first."""
+    found = []
+    for name in pipeline.store.document_names(PLANS):
+        if name.endswith(".json"):
+            data = pipeline.store.get_document(PLANS, name)
+            if data is not None:
+                found.append(Plan.load(data))
+    return sorted(found, key=lambda p: p.id)
+
+
+def find(pipeline: Pipeline, plan_id: str) -> Plan:
+    """The plan named, or the newest one."""
+    found = plans(pipeline)
+    if not found:
+        raise PipelineError(f"environment {pipeline.env.name} has no plan yet; make one with `doit plan`")
+    if not plan_id:
+        return found[-1]
+    chosen = next((p for p in found if p.id == plan_id), None)
+    if chosen is None:
+        raise PipelineError(f"--plan {plan_id}: no such plan in environment {pipeline.env.name} (newest: "
+                            f"{found[-1].id})")
+    return chosen
+
+
+def show(pipeline: Pipeline, record: Plan, output: str = "") -> None:
+    console.out(table(record.rows(), ["stage", "kind", "action", "summary", "why"]))
+    for entry in record.planned():
+        for change in entry.changes[:20]:
+            console.out(f"    {entry.name}: {change}")
+    if output:
+        folder = Path(output)
+        atomic_write(folder / "plan.json", record.dump(), 0o600)
+        atomic_write(folder / "plan.md", record.markdown(), 0o600)
+    where = display(Path(output)) if output else pipeline.store.where
+    console.out(f"{record.headline()}; digest {record.digest[:12]}; JSON and Markdown in {where}")
+    if record.planned():
+        console.out(f"next: doit approve --plan {record.id}, then doit apply --plan {record.id}")
+
+
+# ----------------------------------------------------------------------------- approve
+
+
+def approve(pipeline: Pipeline, plan_id: str = "", by: str = "") -> None:
+    """The doit action of `doit approve --plan ID [--by NAME]`."""
+    record = find(pipeline, plan_id)
+    approver = who(by)
+    if record.status != PLANNED:
+        raise PipelineError(f"plan {record.id} is {record.status}; make a new one with `doit plan`")
+    if pipeline.env.approval == "second-person" and approver == record.author:
+        raise PipelineError(f"plan {record.id} was made by {record.author}; environment {pipeline.env.name} "
+                            "needs another person's approval (approval: second-person)")
+    record.approvals.append({"by": approver, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    save(pipeline, record)
+    console.out(f"plan {record.id} approved by {approver}; apply it with `doit apply --plan {record.id}`")
+
+
+# ----------------------------------------------------------------------------- apply
+
+
+def refuse_unreviewed(pipeline: Pipeline) -> None:
+    """deploy and the stage commands in an environment that requires approval: refused before anything runs."""
+    if pipeline.env.approval != "none":
+        raise PipelineError(f"environment {pipeline.env.name} requires an approved plan (approval: "
+                            f"{pipeline.env.approval} in {pipeline.env.file}): run `doit plan`, then `doit approve "
+                            "--plan ID` and `doit apply --plan ID`")
+
+
+def apply(pipeline: Pipeline, plan_id: str = "") -> None:
+    """The doit action of `doit apply [--plan ID]`: exactly the planned stages, if the plan still holds."""
+    record = find(pipeline, plan_id)
+    if record.status != PLANNED:
+        raise PipelineError(f"plan {record.id} is {record.status}; make a new one with `doit plan`")
+    if pipeline.env.approval != "none" and not record.approvals:
+        raise PipelineError(f"plan {record.id} is not approved, and environment {pipeline.env.name} requires "
+                            f"approval; `doit approve --plan {record.id}` first")
+    pipeline.start_run(f"apply --plan {record.id}")
+    cause = stale_cause(pipeline, record)
+    if cause:
+        raise PipelineError(f"plan {record.id} is stale: {cause}; make a new one with `doit plan`")
+    for entry in record.planned():
+        if not _apply_stage(pipeline, record, entry):
+            raise PipelineError(f"plan {record.id}: {entry.name} failed; nothing after it was applied")
+    record.status, record.applied = APPLIED, {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                             "run": pipeline.run.id}
+    save(pipeline, record)
+    later = record.later()
+    console.out(f"plan {record.id} applied" + (f"; {', '.join(s.name for s in later)} will be planned by the next "
+                                                "`doit plan`" if later else ""))
+
+
+def _apply_stage(pipeline: Pipeline, record: Plan, entry: StagePlan) -> bool:
+    stage = pipeline.stage(entry.name)
+    options = {"plan_id": record.id, "approved_by": ", ".join(a["by"] for a in record.approvals)}
+    saved = None
+    if entry.plan_file:
+        data = pipeline.store.get_document(PLAN_FILES, entry.plan_file)
+        saved = pipeline.state_dir / stage.name / f"{entry.plan_file}.tfplan"
+        atomic_write(saved, data or b"", 0o600)
+        options["plan_file"] = str(saved)
+    try:
+        result = execute(pipeline, stage, options)
+    finally:
+        with interrupts.deferred():
+            if saved is not None:
+                saved.unlink(missing_ok=True)
+                pipeline.store.delete_document(PLAN_FILES, entry.plan_file)
+    return isinstance(result, dict)
+
+
+def stale_cause(pipeline: Pipeline, record: Plan) -> str | None:
+    """What changed since the plan was made, in a few words; None when nothing did."""
+    for entry in record.stages:
+        stage = pipeline.stage(entry.name)
+        facts = {k: v for k, v in entry.facts.items() if k != "remote"}
+        if facts:
+            now = stage.plan_facts(stage_job(pipeline, stage, f"apply-check-{stage.name}"))
+            if now != facts:
+                return stage.describe_facts(facts, now)
+        if "remote" in entry.facts and uptodate.RemoteState(pipeline, stage.name)() is False:
+            return stage.remote_reason
+        changed = uptodate.differences(pipeline, stage, entry.state, uptodate.current_record(pipeline, stage, {}),
+                                       "the plan")
+        if changed:
+            return changed[0]
+    return None
