@@ -67,7 +67,7 @@ def _start(env: Environment) -> None:
     atomic_write(folder / "credentials", _credentials(env), 0o600)
     with open(folder / "server.log", "a") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=child_env, start_new_session=True, cwd=env.root)
+                                env=child_env, start_new_session=True, cwd=env.root, umask=0o077)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:

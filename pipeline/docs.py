@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import handoff, template_lifecycle
+from . import handoff, secrets, template_lifecycle
 from .checks import in_stage_order
 from .console import console
 from .fsutil import atomic_write, sha256_file
@@ -66,7 +66,7 @@ def render(pipeline: Pipeline, no_history: bool = False, output: str = "") -> li
                  else f"proxpipe's templates/{source}")
         text = env.get_template(source).render(**context, template_file=shown)
         path = target / name
-        atomic_write(path, _tidy(text))
+        atomic_write(path, secrets.mask(_tidy(text)), mode=0o644)  # meant to be committed and read by all
         written.append(path)
     console.out(f"wrote {', '.join(pipeline.relative(p) for p in written)}")
     return written

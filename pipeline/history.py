@@ -25,7 +25,7 @@ class History:
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **entry}
         line = secrets.mask(json.dumps(entry, sort_keys=True)) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.fstat(fd).st_size and not self._ends_with_newline():

@@ -137,11 +137,16 @@ class ToolRunner:
     def _once(self, argv, step, env, cwd, on_line, capture) -> StepResult:
         started = time.monotonic()
         self.log(f"\n$ {shlex.join(argv)}    # {step}, in {cwd or self.cwd}, at {_now()}")
+        if any(secrets.holds_secret(arg) for arg in argv):
+            # Any user of the machine can read a command line (ps, /proc/<pid>/cmdline).
+            self.log("# not started: its command line would hold a secret")
+            raise ToolError(f"{step}: not started: its command line would hold a secret; pass secrets as a stage's "
+                            "vars or env, which reach the tool through its environment or a private file")
         try:
             proc = subprocess.Popen(argv, cwd=cwd or self.cwd, env={**self.env, **(env or {})},
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE if capture else subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
-                                    start_new_session=True, preexec_fn=_die_with_parent)
+                                    start_new_session=True, preexec_fn=_die_with_parent, umask=0o077)
         except OSError as exc:
             raise ToolError(f"{step}: cannot start {argv[0]}: {exc.strerror}") from None
         lines: list[str] = []

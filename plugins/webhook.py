@@ -12,6 +12,7 @@ from pipeline import schema
 from pipeline.console import console, seconds
 from pipeline.retry import Backoff
 from pipeline.schema import Field
+from pipeline.secrets import mask
 
 from .hookspecs import hookimpl
 
@@ -49,7 +50,7 @@ def post(url: str, body: dict, timeout: float, retries: int) -> str | None:
     import urllib.error
     import urllib.request
 
-    data = json.dumps(body).encode()
+    data = mask(json.dumps(body)).encode()
     backoff = Backoff(retries + 1, max_seconds=timeout * (retries + 1) + 10, base=0.5, cap=4)
     while True:
         request = urllib.request.Request(url, data=data, method="POST",

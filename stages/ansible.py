@@ -2,22 +2,26 @@
 
 Before the playbook: every inventory host must accept SSH (in parallel, with backoff and a
 deadline), then pass the readiness commands (production: `cloud-init status --wait`, so the play
-never races cloud-init's apt lock). configure.json is written only when the play succeeded.
+never races cloud-init's apt lock). configure.json is written only when the play succeeded. Secret extra
+variables reach the play through a private file (-e @file), never its command line.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pipeline import handoff, inventory, schema, sshwait, tools
 from pipeline.errors import ToolError
-from pipeline.fsutil import sha256_file
+from pipeline.fsutil import private_file, sha256_file
 from pipeline.schema import Field
 
 from .base import Stage, StageJob, ToolSpec
@@ -71,6 +75,9 @@ class AnsibleStage(Stage):
         "binary": Field(schema.STR, "The ansible-playbook program.", default="ansible-playbook"),
         "extra_args": Field(schema.LIST, "More arguments for ansible-playbook, e.g. [--diff].",
                             items=Field(schema.STR)),
+        "vars": Field(schema.VARS, "Extra variables (-e) of the play; secrets (named like one, or taken from a "
+                                   "variable named like one) go in a file only this user can read, removed when "
+                                   "the play ends (-e @file)."),
         "config": Field(schema.FILE, "ansible.cfg to use (ANSIBLE_CONFIG), relative to dir. "
                                      "Default: dir/ansible.cfg when it exists."),
         "forks": Field(schema.INT, "Parallel hosts. Default: the number of hosts (at least 5, at most 50).",
@@ -124,6 +131,18 @@ class AnsibleStage(Stage):
                          "pip install ansible-core (./doitw installs it into .venv)", "binary"),
                 ToolSpec("ssh", ("-V",), r"OpenSSH_(\d+\.\d+)", "8.0", "apt-get install openssh-client")]
 
+    @contextmanager
+    def _extra_vars(self) -> Iterator[list[str]]:
+        """-e arguments of the `vars`: the plain ones as JSON, the secret ones from a private file (-e @file) that
+        is removed when the play ends."""
+        plain, secret = self.tool_vars()
+        args = ["-e", json.dumps(plain)] if plain else []
+        if not secret:
+            yield args
+            return
+        with private_file(self.pipeline.state_dir / f"{self.name}-vars.json", json.dumps(secret)) as path:
+            yield [*args, "-e", f"@{path}"]
+
     # ------------------------------------------------------------------ run
 
     def run(self, upstream: Any, job: StageJob) -> dict:
@@ -138,8 +157,10 @@ class AnsibleStage(Stage):
                                  wait["connect_timeout"], control_dir=str(self.control_path_dir()))
         inventory_file = job.upstream_path
         playbook = os.path.relpath(self.options["playbook"], self.dir)
-        result = job.runner.run([binary, "-i", str(inventory_file), playbook, *(self.options["extra_args"] or [])],
-                                "ansible-playbook", env=self.tool_env(len(hosts)))
+        with self._extra_vars() as extra:
+            result = job.runner.run([binary, "-i", str(inventory_file), *extra, playbook,
+                                     *(self.options["extra_args"] or [])], "ansible-playbook",
+                                    env=self.tool_env(len(hosts)))
         recap = parse_recap(result.output)
         if not recap:
             raise ToolError("ansible-playbook succeeded but printed no PLAY RECAP; did the play match no "
