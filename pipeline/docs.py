@@ -59,6 +59,7 @@ def render(pipeline: Pipeline, no_history: bool = False, output: str = "") -> li
     env.filters["sentence"] = lambda text: text[:1].upper() + text[1:]
     context = build_context(pipeline, use_history=not no_history)
     target = output_dir(pipeline, output)
+    _make_shared(target)
     written = []
     for name in GUIDES:
         source = f"{name}.j2"
@@ -70,6 +71,14 @@ def render(pipeline: Pipeline, no_history: bool = False, output: str = "") -> li
         written.append(path)
     console.out(f"wrote {', '.join(pipeline.relative(p) for p in written)}")
     return written
+
+
+def _make_shared(folder: Path) -> None:
+    """Create folder and its missing parents readable by all (the pipeline's umask is 077): the guides are meant
+    to be committed and read."""
+    for path in reversed([p for p in [folder, *folder.parents] if not p.exists()]):
+        path.mkdir()
+        os.chmod(path, 0o755)
 
 
 def _tidy(text: str) -> str:

@@ -52,9 +52,10 @@ def mask(text: str) -> str:
     return text
 
 
-def holds_secret(text: str) -> bool:
-    """True when text contains a registered secret."""
-    return mask(text) != text
+def holds_secret(text: str, shortest: int = 8) -> bool:
+    """True when text contains a registered secret of at least `shortest` characters (a shorter one, like a
+    four-letter password, would be found in ordinary paths and words)."""
+    return any(len(value) >= shortest and value in text for value in list(_known))
 
 
 def unset_message(where: str, name: str) -> str:

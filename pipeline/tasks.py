@@ -50,6 +50,8 @@ def all_tasks(pipeline: Pipeline, argv: list[str]) -> Iterator[dict]:
     yield {"basename": "_lock", "doc": "take the environment's lock", "actions": [(commands.lock, [pipeline])],
            "verbosity": 2}
     chain = requested_stages(pipeline, argv)
+    for name in chain:  # the stages asked for need their values now; other commands never do
+        pipeline.stage(name).require_values()
     for stage in pipeline.stages:
         task = stage_task(pipeline, stage)
         if stage.name in chain[1:]:

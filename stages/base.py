@@ -182,6 +182,12 @@ class Stage:
                 plain[name] = value
         return plain, secret
 
+    def require_values(self) -> None:
+        """The one-line ConfigError of the first `vars` or `env` value whose ${VAR} is not set, if any."""
+        for value in [*(self.options.get("vars") or {}).values(), *self.config.env.values()]:
+            if isinstance(value, Secret) and not value.is_set:
+                value.reveal()
+
     def register_secrets(self) -> None:
         """Mask the values of the stage's secret variables that are set, before any of its tool steps runs."""
         values = self.options.get("vars") or {}

@@ -37,8 +37,8 @@ RECEIVED = {"packer.build_salt": "LAB_BUILD_SALT", "packer.env": "LAB_BUILD_NOTE
 
 def echo_secrets(project):
     """Make Packer's provisioner and Terraform's local-exec print the credentials they are given."""
-    project.edit("lab/packer/lab-golden.pkr.hcl", 'inline = [',
-                 'inline = [\n      "echo token is $PROXMOX_TOKEN and $PROXMOX_VE_API_TOKEN with note $LAB_BUILD_NOTE",')
+    echo = "echo token is $PROXMOX_TOKEN and $PROXMOX_VE_API_TOKEN with note $LAB_BUILD_NOTE"
+    project.edit("lab/packer/lab-golden.pkr.hcl", 'inline = [', f'inline = [\n      "{echo}",')
     project.edit("lab/terraform/main.tf", 'command = "pipeline-lab vm-create',
                  'command = "echo api token $PROXMOX_VE_API_TOKEN; pipeline-lab vm-create')
 
@@ -112,6 +112,9 @@ def test_secrets_never_reach_a_command_line_a_log_or_a_file(lab_project):
     values = [TOKEN, HOOK_TOKEN, *STAGE_SECRETS.values()]
     try:
         project.ok("status", env=env)  # starts the lab untraced (see LabProject.traced)
+        server_pid = (project.state / "fake-pve" / "server.pid").read_text().strip()
+        lab_server = open(f"/proc/{server_pid}/cmdline").read().replace("\0", " ")
+        assert "lab.server" in lab_server and not [v for v in values if v in lab_server]
         outputs = []
         for command in (["deploy"], ["validate"], ["docs"], ["rollback", "--stage", "provision", "--mode", "replace"],
                         ["status"], ["history"], ["report"], ["doctor"]):
@@ -163,11 +166,16 @@ def test_commands_that_need_no_stage_secret_work_without_them(lab_project):
         assert result.returncode == 0, (command, result.stdout, result.stderr)
         if command == "lab-stop":
             assert "stopped the lab" in result.stdout and not pid_alive(pid)
-    failing = project.doit("deploy")
-    assert failing.returncode == 1 and "Traceback" not in failing.stdout + failing.stderr
-    assert ("s: pipeline.yaml: environments.lab.stages.build.env.LAB_BUILD_NOTE: environment variable "
-            "LAB_BUILD_NOTE_TOKEN is not set (use ${LAB_BUILD_NOTE_TOKEN:-default} for a default)\n") in failing.stdout
-    assert "✗ build failed after " in failing.stdout
+    guides = project.root / "docs" / "deployment"  # for all to read, unlike the state
+    modes = {path: stat.S_IMODE(path.stat().st_mode) for path in [guides.parent, guides, *guides.iterdir()]}
+    assert len(modes) == 5 and all(mode == (0o755 if path.is_dir() else 0o644) for path, mode in modes.items())
+    for command, key, variable in (("deploy", "build.vars.build_salt", "LAB_BUILD_SALT"),
+                                   ("configure", "configure.vars.automation_api_key", "LAB_AUTOMATION_API_KEY")):
+        failing = project.doit(command)  # needs them: fails before any stage runs
+        assert failing.returncode == 3 and "▶" not in failing.stdout, failing.stdout + failing.stderr
+        assert failing.stderr.strip() == (f"ERROR: pipeline.yaml: environments.lab.stages.{key}: environment "
+                                          f"variable {variable} is not set (use ${{{variable}:-default}} for a "
+                                          "default)")
 
 
 def test_a_password_never_appears(lab_project):
