@@ -199,11 +199,13 @@ class PackerStage(Stage):
                             "keep_templates, or delete templates the pipeline no longer needs")
 
     def sensitive_vars(self) -> set[str]:
+        """Declared in the template's directory (the template itself, or a legacy template's
+        "sensitive-variables")."""
         template = self.options["template"]
         if _legacy(template):
             return self.declared_sensitive(lambda: {name for name, var in hclvars.legacy_packer_variables(template)
                                                     .items() if var["sensitive"]})
-        return self.declared_sensitive(lambda: hclvars.sensitive(self.dir, hclvars.PACKER, self.hcl_cache))
+        return self.declared_sensitive(lambda: hclvars.sensitive(template.parent, hclvars.PACKER, self.hcl_cache))
 
     @contextmanager
     def _secret_inputs(self, secret: dict[str, Any]) -> Iterator[tuple[list[str], dict[str, str]]]:
