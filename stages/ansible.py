@@ -21,7 +21,7 @@ from typing import Any
 
 from pipeline import handoff, inventory, schema, sshwait, tools
 from pipeline.errors import ToolError
-from pipeline.fsutil import private_file, sha256_file
+from pipeline.fsutil import sha256_file
 from pipeline.schema import Field
 
 from .base import Stage, StageJob, ToolSpec
@@ -140,7 +140,7 @@ class AnsibleStage(Stage):
         if not secret:
             yield args
             return
-        with private_file(self.pipeline.state_dir / f"{self.name}-vars.json", json.dumps(secret)) as path:
+        with self.private_vars_file(secret) as path:
             yield [*args, "-e", f"@{path}"]
 
     # ------------------------------------------------------------------ run

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
@@ -181,6 +182,13 @@ class Stage:
             else:
                 plain[name] = value
         return plain, secret
+
+    def private_vars_file(self, values: dict[str, Any]) -> AbstractContextManager[Path]:
+        """A JSON file of values that only this user can read, removed when the block ends: for secrets a tool
+        cannot take from its environment."""
+        from pipeline.fsutil import private_file
+
+        return private_file(self.pipeline.state_dir / f"{self.name}-vars.json", json.dumps(values))
 
     def require_values(self) -> None:
         """The one-line ConfigError of the first `vars` or `env` value whose ${VAR} is not set, if any."""

@@ -18,7 +18,6 @@ from typing import Any
 from pipeline import handoff, hclvars, schema, tools
 from pipeline.console import console
 from pipeline.errors import HandoffError, PipelineError, ToolError
-from pipeline.fsutil import private_file
 from pipeline.schema import Field
 
 from .base import Stage, StageJob, ToolSpec, env_text
@@ -213,7 +212,7 @@ class PackerStage(Stage):
         legacy JSON template reads no PKR_VAR_, so it gets a -var-file that only this user can read, removed
         when the build ends."""
         if secret and _legacy(self.options["template"]):
-            with private_file(self.pipeline.state_dir / f"{self.name}-vars.json", json.dumps(secret)) as path:
+            with self.private_vars_file(secret) as path:
                 yield [f"-var-file={path}"], {}
             return
         yield [], {f"PKR_VAR_{name}": env_text(value) for name, value in secret.items()}
