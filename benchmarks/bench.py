@@ -107,7 +107,8 @@ def _tool_envs(project: LabProject) -> tuple[dict, dict, Path, Path]:
 
     pipeline = Pipeline.load(project.root / "pipeline.yaml", "lab")
     provision, configure = pipeline.stage("provision"), pipeline.stage("configure")
-    tf_env = tool_path_env({**project.environ(), **pipeline.proxmox_tool_env(), **provision.tool_env()})
+    tf_env = tool_path_env({**project.environ(), **pipeline.proxmox_tool_env(), **provision.tool_env(),
+                            **provision.secret_env()})
     ansible_env = tool_path_env({**project.environ(), **configure.tool_env(1)})
     return tf_env, ansible_env, provision.vars_file, provision.dir
 

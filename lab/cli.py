@@ -7,6 +7,7 @@ Proxmox client, so its calls are retried the same way.
   pipeline-lab template-create --from 9000 --vmid 9100 --name lab-golden-9100
   pipeline-lab vm-create --template 9100 --vmid 201 --name jump-01 --address 127.0.10.11
   pipeline-lab vm-destroy --vmid 201
+  BUILD_SALT=... pipeline-lab received --dir .pipeline/lab packer.build_salt=BUILD_SALT
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from proxpipe.base.errors import PipelineError
 from proxpipe.domain.proxmox import Proxmox, config_from_tool_env
@@ -76,6 +78,21 @@ def vm_destroy(args) -> None:
     print(f"VM {args.vmid} stopped and destroyed", flush=True)
 
 
+def received(args) -> None:
+    """Record the sha256 of secrets a tool was given (in its environment, never on this command line) as
+    <dir>/received/<name>.sha256, so a test can check that the right values arrived without keeping them."""
+    import hashlib
+
+    from proxpipe.base.fsutil import atomic_write
+
+    for pair in args.pairs:
+        name, _, variable = pair.partition("=")
+        if not name or not variable:
+            raise PipelineError(f"{pair!r}: expected NAME=ENV_VAR")
+        digest = hashlib.sha256(os.environ.get(variable, "").encode()).hexdigest()
+        atomic_write(Path(args.dir) / "received" / f"{name}.sha256", digest + "\n", durable=False)
+
+
 def _destroy(pve: Proxmox, vmid: int, entry: dict) -> None:
     node = entry.get("node", pve.node)
     if entry.get("status") == "running":
@@ -104,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     destroy = commands.add_parser("vm-destroy", help="stop and delete a lab VM")
     destroy.add_argument("--vmid", type=int, required=True)
     destroy.set_defaults(func=vm_destroy)
+    record = commands.add_parser("received", help="record the sha256 of secrets from the environment")
+    record.add_argument("--dir", required=True, help="the lab's state directory")
+    record.add_argument("pairs", nargs="+", metavar="NAME=ENV_VAR")
+    record.set_defaults(func=received)
     args = parser.parse_args(argv)
     try:
         args.func(args)

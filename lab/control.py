@@ -21,9 +21,8 @@ from proxpipe.base.errors import PipelineError, ProxmoxError
 from proxpipe.base.fsutil import atomic_write, pid_alive
 from proxpipe.domain.config import Environment
 from proxpipe.domain.proxmox import Proxmox
-
-from . import gitserver
-from .settings import lab_config
+from proxpipe.lab import gitserver
+from proxpipe.lab.settings import lab_config
 
 START_TIMEOUT = 20.0
 
@@ -73,7 +72,7 @@ def _start(env: Environment) -> None:
     atomic_write(folder / "credentials", _credentials(env), 0o600)
     with open(folder / "server.log", "a") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=child_env, start_new_session=True, cwd=env.root)
+                                env=child_env, start_new_session=True, cwd=env.root, umask=0o077)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -13,6 +13,7 @@ from proxpipe.base import schema
 from proxpipe.base.console import console, seconds
 from proxpipe.base.retry import Backoff
 from proxpipe.base.schema import Field
+from proxpipe.base.secrets import mask
 
 NAME = "webhook"
 OPTIONS = {
@@ -53,7 +54,7 @@ def post(url: str, body: dict, timeout: float, retries: int) -> str | None:
     import urllib.error
     import urllib.request
 
-    data = json.dumps(body).encode()
+    data = mask(json.dumps(body)).encode()
     backoff = Backoff(retries + 1, max_seconds=timeout * (retries + 1) + 10, base=0.5, cap=4)
     while True:
         request = urllib.request.Request(url, data=data, method="POST",

@@ -2,17 +2,21 @@
 
 Before the playbook: every inventory host must accept SSH (in parallel, with backoff and a
 deadline), then pass the readiness commands (production: `cloud-init status --wait`, so the play
-never races cloud-init's apt lock). configure.json is written only when the play succeeded.
+never races cloud-init's apt lock). configure.json is written only when the play succeeded. Secret extra
+variables reach the play through a private file (-e @file), never its command line.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +96,9 @@ class AnsibleStage(Stage):
         "binary": Field(schema.STR, "The ansible-playbook program.", default="ansible-playbook"),
         "extra_args": Field(schema.LIST, "More arguments for ansible-playbook, e.g. [--diff].",
                             items=Field(schema.STR)),
+        "vars": Field(schema.VARS, "Extra variables (-e) of the play; secrets (named like one, or taken from a "
+                                   "variable named like one) go in a file only this user can read, removed when "
+                                   "the play ends (-e @file)."),
         "config": Field(schema.FILE, "ansible.cfg to use (ANSIBLE_CONFIG), relative to dir. "
                                      "Default: dir/ansible.cfg when it exists."),
         "forks": Field(schema.INT, "Parallel hosts. Default: the number of hosts (at least 5, at most 50).",
@@ -159,6 +166,18 @@ class AnsibleStage(Stage):
             specs.append(galaxy_step.tool(galaxy.beside(self.options["binary"])))
         return specs
 
+    @contextmanager
+    def _extra_vars(self) -> Iterator[list[str]]:
+        """-e arguments of the `vars`: the plain ones as JSON, the secret ones from a private file (-e @file) that
+        is removed when the play ends."""
+        plain, secret = self.tool_vars()
+        args = ["-e", json.dumps(plain)] if plain else []
+        if not secret:
+            yield args
+            return
+        with self.private_vars_file(secret) as path:
+            yield [*args, "-e", f"@{path}"]
+
     # ------------------------------------------------------------------ run
 
     def wait_for_hosts(self, hosts: list[inventory.Host]) -> None:
@@ -211,6 +230,7 @@ class AnsibleStage(Stage):
 
     def _play(self, job: StageJob, binary: str, hosts: list, extra: list[str] = (), step: str = "ansible-playbook"):
         playbook = os.path.relpath(self.options["playbook"], self.dir)
-        result = job.runner.run([binary, "-i", str(job.upstream_path), playbook, *(self.options["extra_args"] or []),
-                                 *extra], step, env=self.tool_env(len(hosts)))
+        with self._extra_vars() as variables:
+            result = job.runner.run([binary, "-i", str(job.upstream_path), *variables, playbook,
+                                     *(self.options["extra_args"] or []), *extra], step, env=self.tool_env(len(hosts)))
         return playbook, result

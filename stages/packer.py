@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from proxpipe.api.stage import Preview, Stage, StageJob, ToolSpec, history_note
+from proxpipe.api.stage import Preview, Stage, StageJob, ToolSpec, env_text, history_note
 from proxpipe.base import schema
 from proxpipe.base.console import console
 from proxpipe.base.errors import HandoffError, PipelineError, ToolError
 from proxpipe.base.schema import Field
-from proxpipe.domain import galaxy, handoff, inputs, template_lifecycle, tools
+from proxpipe.domain import galaxy, handoff, hclvars, inputs, template_lifecycle, tools
 from proxpipe.domain.inputs import Exclude
 from proxpipe.stages import galaxy_step
 
@@ -65,6 +67,11 @@ def manifest_template_id(path: Path) -> str | None:
     return None
 
 
+def _legacy(template: Path) -> bool:
+    """A legacy JSON template (not HCL2's .pkr.json)."""
+    return template.name.endswith(".json") and not template.name.endswith(".pkr.json")
+
+
 def _is_id(text: str | None) -> bool:
     try:
         handoff.parse_template_id(text or "")
@@ -90,7 +97,9 @@ class PackerStage(Stage):
                           check=lambda path: None if path.name.endswith((".pkr.hcl", ".pkr.json", ".json")) else
                           f"{path.name} is not a Packer template (.pkr.hcl, .pkr.json or .json)"),
         "var_files": Field(schema.LIST, "-var-file files, relative to dir.", items=Field(schema.FILE)),
-        "vars": Field(schema.MAP, "-var values.", values=Field(schema.STR)),
+        "vars": Field(schema.VARS, "Packer variables: -var name=value, but secrets (named like one, taken from a "
+                                   "variable named like one, or declared `sensitive = true` by the template) go "
+                                   "in PKR_VAR_<name> (see README).", values=Field(schema.STR)),
         "template_id_var": Field(schema.STR, "The Packer variable that receives the allocated template id "
                                              "('' to pass none).", default="template_id"),
         "template_id_range": Field(schema.RANGE, "Allocate each build the lowest VMID in [low, high] that "
@@ -173,17 +182,20 @@ class PackerStage(Stage):
             job.notes.update(template_id=reused, reused=True)
             return reused
         self.note_version(job, binary, "packer")
+        plain, secret = self.tool_vars()
         allocated = self._allocate()
-        args = self._var_args(allocated)
         template = str(opts["template"].relative_to(self.dir))
         if opts["init"] == "always" or (opts["init"] == "auto" and "required_plugins" in opts["template"].read_text()):
             job.runner.run([binary, "init", template], "packer init")
-        job.runner.run([binary, "validate", *args, template], "packer validate", retryable=False)
         requirements = self.requirements()
-        galaxy_step.install(self, job, requirements, "ansible-galaxy", self.pipeline.state_dir / "ansible")
         lines: list[str] = []
-        job.runner.run([binary, "build", "-machine-readable", *args, *(opts["extra_args"] or []), template],
-                       "packer build", on_line=lambda line: self._progress(line, lines), env=requirements.env())
+        with self._secret_inputs(secret) as (secret_args, env):
+            args = self._var_args(plain, allocated) + secret_args
+            job.runner.run([binary, "validate", *args, template], "packer validate", retryable=False, env=env)
+            galaxy_step.install(self, job, requirements, "ansible-galaxy", self.pipeline.state_dir / "ansible")
+            job.runner.run([binary, "build", "-machine-readable", *args, *(opts["extra_args"] or []), template],
+                           "packer build", on_line=lambda line: self._progress(line, lines),
+                           env={**requirements.env(), **env})
         template_id = self._template_id(parse_machine_readable(lines), allocated)
         job.notes.update(template_id=template_id, allocated=allocated, previous=self.handoff_value())
         proxmox = self.pipeline.proxmox
@@ -237,10 +249,30 @@ class PackerStage(Stage):
                             f"{high - low + 1} are in use on the cluster; widen the range, lower "
                             "keep_templates, or delete templates the pipeline no longer needs")
 
-    def _var_args(self, allocated: int | None) -> list[str]:
+    def sensitive_vars(self) -> set[str]:
+        """Declared in the template's directory (the template itself, or a legacy template's
+        "sensitive-variables")."""
+        template = self.options["template"]
+        if _legacy(template):
+            return self.declared_sensitive(lambda: {name for name, var in hclvars.legacy_packer_variables(template)
+                                                    .items() if var["sensitive"]})
+        return self.declared_sensitive(lambda: hclvars.sensitive(template.parent, hclvars.PACKER, self.hcl_cache))
+
+    @contextmanager
+    def _secret_inputs(self, secret: dict[str, Any]) -> Iterator[tuple[list[str], dict[str, str]]]:
+        """(arguments, environment) that hand Packer the secret variables: PKR_VAR_<name> for an HCL2 template; a
+        legacy JSON template reads no PKR_VAR_, so it gets a -var-file that only this user can read, removed
+        when the build ends."""
+        if secret and _legacy(self.options["template"]):
+            with self.private_vars_file(secret) as path:
+                yield [f"-var-file={path}"], {}
+            return
+        yield [], {f"PKR_VAR_{name}": env_text(value) for name, value in secret.items()}
+
+    def _var_args(self, plain: dict[str, Any], allocated: int | None) -> list[str]:
         args = [f"-var-file={Path(f).relative_to(self.dir) if Path(f).is_relative_to(self.dir) else f}"
                 for f in self.options["var_files"] or []]
-        for name, value in self.expand(self.options["vars"] or {}).items():
+        for name, value in plain.items():
             args += ["-var", f"{name}={value}"]
         if allocated is not None:
             args += ["-var", f"{self.options['template_id_var']}={allocated}"]

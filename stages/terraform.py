@@ -2,9 +2,11 @@
 
 Steps: `init` (skipped when nothing it depends on changed), the lint gate (default `tflint --init`,
 `tflint`), `plan -out` with the template id variable, `apply` of that plan (skipped when the plan
-has no changes), then `output -json <output>`. The output becomes ansible_inventory.json whether it is
-an object or a string holding JSON (what jsonencode() gives). When a VM of the inventory vanished from the
-cluster but the plan keeps its resource, the state is listed and the plan made again with -replace of it.
+has no changes; the plan, which holds the variables' values, is removed either way), then `output -json
+<output>`. Secret variables reach Terraform as TF_VAR_<name>, never in the generated .tfvars.json. The
+output becomes ansible_inventory.json whether it is an object or a string holding JSON (what jsonencode()
+gives). When a VM of the inventory vanished from the cluster but the plan keeps its resource, the state is
+listed and the plan made again with -replace of it.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from proxpipe.api.stage import Preview, Stage, StageJob, ToolSpec, stable_digest
+from proxpipe.api.stage import Preview, Stage, StageJob, ToolSpec, env_text, stable_digest
 from proxpipe.base import schema
 from proxpipe.base.errors import HandoffError, ToolError
 from proxpipe.base.fsutil import atomic_write, display
 from proxpipe.base.schema import Field
-from proxpipe.domain import handoff, inputs, inventory, tools
+from proxpipe.domain import handoff, hclvars, inputs, inventory, tools
 from proxpipe.domain.inputs import Exclude
 
 DEFAULT_LINT = [["tflint", "--init"], ["tflint"]]
@@ -50,7 +52,9 @@ class TerraformStage(Stage):
                                          "relative to pipeline.yaml.", relative_to="project"),
         "lint": Field(schema.LIST, "The lint gate: commands run in dir before plan; {binary} is the program "
                                    "above. [] turns the gate off.", items=Field(schema.COMMAND)),
-        "vars": Field(schema.MAP, "Terraform variables (passed in a generated .tfvars.json)."),
+        "vars": Field(schema.VARS, "Terraform variables, passed in a generated .tfvars.json; secrets (named like "
+                                   "one, taken from a variable named like one, or declared `sensitive = true`) go "
+                                   "in TF_VAR_<name> instead (see README)."),
         "var_files": Field(schema.LIST, "-var-file files, relative to dir.", items=Field(schema.FILE)),
         "template_id_var": Field(schema.STR, "The variable that receives the template id.", default="template_id"),
         "output": Field(schema.STR, "The output that holds the Ansible inventory.", default="ansible_inventory"),
@@ -121,8 +125,17 @@ class TerraformStage(Stage):
         commands = DEFAULT_LINT if lint is None else lint
         return [[arg.replace("{binary}", self.binary_name) for arg in command] for command in commands]
 
-    def step(self, job: StageJob, argv: list[str], step: str, **kwargs):
-        return job.runner.run(argv, step, env=self.tool_env(), **kwargs)
+    def step(self, job: StageJob, argv: list[str], step: str, with_vars: bool = False, **kwargs):
+        """One tool step in dir; with_vars: it reads the variables, so it gets the secret ones (TF_VAR_<name>)."""
+        env = {**self.tool_env(), **(self.secret_env() if with_vars else {})}
+        return job.runner.run(argv, step, env=env, **kwargs)
+
+    def sensitive_vars(self) -> set[str]:
+        return self.declared_sensitive(lambda: hclvars.sensitive(self.dir, hclvars.TERRAFORM, self.hcl_cache))
+
+    def secret_env(self) -> dict[str, str]:
+        """TF_VAR_<name> of the secret variables: never in the generated .tfvars.json, never on a command line."""
+        return {f"TF_VAR_{name}": env_text(value) for name, value in self.tool_vars()[1].items()}
 
     # ------------------------------------------------------------------ up to date
 
@@ -170,20 +183,23 @@ class TerraformStage(Stage):
             job.notes.update(plan=f"applied plan {job.options['plan_id']}", changed_resources=True)
             return self.inventory(job, binary)
         self.write_vars(upstream)
-        # The lint gate runs beside `plan`, which changes nothing; `apply` waits for both.
-        from concurrent.futures import ThreadPoolExecutor
+        try:
+            # The lint gate runs beside `plan`, which changes nothing; `apply` waits for both.
+            from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            gate = pool.submit(self.lint, job)
-            try:
-                repairs = self._repairs(job, binary, self.plan(job, binary))
-                if repairs:
-                    self.plan(job, binary, repairs)
-            finally:
-                gate.result()  # a failed gate wins: its message is the one to show
-        if job.notes["plan"] != "no changes":
-            self.apply(job, binary)
-            job.notes["changed_resources"] = job.notes["plan"] != "changes to outputs"
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                gate = pool.submit(self.lint, job)
+                try:
+                    repairs = self._repairs(job, binary, self.plan(job, binary))
+                    if repairs:
+                        self.plan(job, binary, repairs)
+                finally:
+                    gate.result()  # a failed gate wins: its message is the one to show
+            if job.notes["plan"] != "no changes":
+                self.apply(job, binary)
+                job.notes["changed_resources"] = job.notes["plan"] != "changes to outputs"
+        finally:
+            self.plan_file.unlink(missing_ok=True)  # a saved plan holds the variables' values, secrets included
         return self.inventory(job, binary)
 
     def preview(self, upstream: Any, job: StageJob, reasons: list[str]) -> Preview:
@@ -218,9 +234,12 @@ class TerraformStage(Stage):
                 f"{now.get('serial')}): another run applied changes")
 
     def apply(self, job: StageJob, binary: str) -> None:
-        """Apply exactly the plan in plan_file."""
-        self.step(job, [binary, "apply", "-input=false", "-no-color", "-auto-approve", str(self.plan_file)],
-                  f"{self.binary_name} apply")
+        """Apply exactly the plan in plan_file, then remove it."""
+        try:
+            self.step(job, [binary, "apply", "-input=false", "-no-color", "-auto-approve", str(self.plan_file)],
+                      f"{self.binary_name} apply")
+        finally:
+            self.plan_file.unlink(missing_ok=True)
 
     def init(self, job: StageJob, binary: str) -> None:
         marker = self.data_dir.parent / "init.digest"
@@ -264,7 +283,8 @@ class TerraformStage(Stage):
         atomic_write(marker, digest, durable=False)
 
     def write_vars(self, template_id: int | None) -> None:
-        values = self.expand(dict(self.options["vars"] or {}))
+        """The generated .tfvars.json: the variables that are not secrets, and the template id."""
+        values = self.tool_vars()[0]
         if template_id is not None:
             values[self.options["template_id_var"]] = int(template_id)
         atomic_write(self.vars_file, json.dumps(values, indent=2, sort_keys=True, default=str) + "\n", 0o600)
@@ -276,7 +296,7 @@ class TerraformStage(Stage):
     def plan(self, job: StageJob, binary: str, extra: list[str] = (), out: Path | None = None) -> str:
         """Plan into plan_file (or out); its summary goes to job.notes["plan"]; returns its output."""
         result = self.step(job, [binary, "plan", "-input=false", "-no-color", f"-out={out or self.plan_file}",
-                                 *self.var_args(), *extra], f"{self.binary_name} plan")
+                                 *self.var_args(), *extra], f"{self.binary_name} plan", with_vars=True)
         job.notes["plan"] = _plan_summary(result.output)
         return result.output
 

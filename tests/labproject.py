@@ -3,7 +3,8 @@
 Each project gets its own loopback addresses, state directory and lab server, and wraps packer,
 terraform, ansible-playbook, ansible, ansible-galaxy and ssh in shims that log every call, so tests can count
 the tool processes a command started. git calls are logged apart (git-calls.log): the pipeline itself asks
-git what it ignores.
+git what it ignores. traced() runs doit under strace, which sees every program started below it, the tools'
+own children included, with its command line.
 """
 
 from __future__ import annotations
@@ -114,6 +115,31 @@ class LabProject:
         assert result.returncode == 0, (f"doit {' '.join(args)} failed ({result.returncode}):\n"
                                         f"{result.stdout}\n{result.stderr}")
         return result
+
+    def traced(self, *args: str, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+        """doit under `strace -f -e execve`, each call's trace in traces/. Start the lab before (with an untraced
+        command): strace's seccomp filter, left in a process it detached from, makes that process's later
+        execve fail, and the lab server starts an sshd per VM long after the command that started it."""
+        strace = shutil.which("strace")
+        assert strace, "strace is not installed; ./doitw installs it (Debian package strace)"
+        traces = self.root / "traces"
+        traces.mkdir(exist_ok=True)
+        log, rc = traces / f"{len(list(traces.glob('*.log')))}.log", traces / "rc"
+        rc.unlink(missing_ok=True)
+        # When doit is done, stop strace (-I1 lets a signal stop it): it would wait for the ssh connections that
+        # Ansible keeps open for a minute.
+        script = f'"{VENV_BIN / "doit"}" "$@"; echo $? > "{rc}"; kill -TERM $PPID'
+        done = subprocess.run([strace, "-I1", "-f", "--seccomp-bpf", "-qq", "-e", "trace=execve,execveat",
+                               "-e", "signal=none", "-s", "1000000", "-o", str(log), "--", "sh", "-c", script,
+                               "sh", *args], cwd=self.root, env=self.environ(env), capture_output=True, text=True,
+                              timeout=timeout)
+        assert rc.exists(), f"doit {' '.join(args)} did not finish under strace:\n{done.stdout}\n{done.stderr}"
+        return subprocess.CompletedProcess(args, int(rc.read_text()), done.stdout, done.stderr)
+
+    def executed(self) -> list[str]:
+        """The execve lines of every traced call: a program and its command line each."""
+        return [line for log in sorted((self.root / "traces").glob("*.log"))
+                for line in log.read_text(errors="replace").splitlines() if " execve" in line]
 
     def tool_calls(self) -> list[str]:
         return self.calls.read_text().splitlines() if self.calls.exists() else []

@@ -53,6 +53,22 @@ variable "ssh_user" {
   description = "The user Ansible logs in as (the one running the lab)."
 }
 
+# Declared sensitive, so the pipeline passes it as TF_VAR_vm_salt, never in its .tfvars.json or on a command
+# line. It goes to the local-exec's environment only: never into triggers, which the state keeps.
+variable "vm_salt" {
+  type        = string
+  default     = ""
+  sensitive   = true
+  description = "A secret the VMs are made with; the lab keeps only its sha256."
+}
+
+# Not declared sensitive, but named like a secret: the pipeline treats it as one all the same.
+variable "lab_api_key" {
+  type        = string
+  default     = ""
+  description = "A key the VMs are made with; the lab keeps only its sha256."
+}
+
 resource "null_resource" "vm" {
   for_each = var.vms
 
@@ -65,6 +81,15 @@ resource "null_resource" "vm" {
 
   provisioner "local-exec" {
     command = "pipeline-lab vm-create --template ${var.template_id} --vmid ${each.value.vm_id} --name ${each.key} --address ${each.value.address} --sshd-delay ${lookup(var.sshd_delays, each.key, 0)} --delay ${var.apply_delay}"
+  }
+
+  # Digests of the secrets Terraform got (this provisioner's output is suppressed: its config is sensitive).
+  provisioner "local-exec" {
+    command = "pipeline-lab received --dir '${var.lab_dir}' terraform.vm_salt=VM_SALT terraform.lab_api_key=LAB_API_KEY"
+    environment = {
+      VM_SALT     = var.vm_salt
+      LAB_API_KEY = var.lab_api_key
+    }
   }
 
   provisioner "local-exec" {

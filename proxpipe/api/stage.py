@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
@@ -19,6 +21,7 @@ from proxpipe.base import secrets
 from proxpipe.base.errors import HandoffError
 from proxpipe.base.fsutil import display, sha256_file
 from proxpipe.base.schema import Field
+from proxpipe.base.secrets import Secret
 from proxpipe.domain import handoff, inputs
 from proxpipe.domain.handoff import HandoffKind
 from proxpipe.domain.inputs import Exclude
@@ -141,6 +144,7 @@ class Stage:
         self.stale_reasons: list[str] = []
         self.remote_ok: bool | None = None
         self.remote_reason = ""
+        self._sensitive: set[str] | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -195,6 +199,75 @@ class Stage:
         if isinstance(value, list):
             return [self.expand(v) for v in value]
         return value
+
+    # ------------------------------------------------------------------ tool variables and secrets
+
+    def sensitive_vars(self) -> set[str]:
+        """Names of the variables the tool's own sources declare sensitive; none for a kind without such sources."""
+        return set()
+
+    def declared_sensitive(self, read: Callable[[], set[str]]) -> set[str]:
+        """sensitive_vars() from read() (see proxpipe.domain.hclvars), once per process. Sources that cannot be
+        read make every variable a secret, with a warning: a parse error must not put a secret on a command line."""
+        if self._sensitive is None:
+            from proxpipe.base.console import console
+            from proxpipe.domain.hclvars import HclError
+
+            try:
+                self._sensitive = read()
+            except HclError as exc:
+                console.warn(f"{self.name}: {exc}; passing every one of its vars as a secret")
+                self._sensitive = set(self.options.get("vars") or {})
+        return self._sensitive
+
+    @property
+    def hcl_cache(self) -> Path:
+        """Where proxpipe.domain.hclvars keeps what it read, by the sources' digests."""
+        return self.pipeline.state_dir / "hcl-variables.json"
+
+    def secret_var_names(self) -> set[str]:
+        """The `vars` that are secrets: named like one or taken from a variable named like one (they are Secret
+        objects), declared sensitive by the tool's sources, or holding the value of another secret."""
+        values = self.options.get("vars") or {}
+        declared = self.sensitive_vars() if values else set()
+        return {name for name, value in values.items() if isinstance(value, Secret) or name in declared
+                or secrets.holds_secret(json.dumps(value, default=str))}
+
+    def tool_vars(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(plain, secret) values of the `vars` option, revealed and expanded. The secret ones are registered for
+        masking and must reach the tool through its environment or a private file, never its command line. A
+        variable whose ${VAR} is not set fails here, when a command needs it."""
+        hidden = self.secret_var_names()
+        plain: dict[str, Any] = {}
+        secret: dict[str, Any] = {}
+        for name, value in (self.options.get("vars") or {}).items():
+            value = self.expand(secrets.reveal(value))
+            if name in hidden:
+                secrets.register(value)
+                secret[name] = value
+            else:
+                plain[name] = value
+        return plain, secret
+
+    def private_vars_file(self, values: dict[str, Any]) -> AbstractContextManager[Path]:
+        """A JSON file of values that only this user can read, removed when the block ends: for secrets a tool
+        cannot take from its environment."""
+        from proxpipe.base.fsutil import private_file
+
+        return private_file(self.pipeline.state_dir / f"{self.name}-vars.json", json.dumps(values))
+
+    def require_values(self) -> None:
+        """The one-line ConfigError of the first `vars` or `env` value whose ${VAR} is not set, if any."""
+        for value in [*(self.options.get("vars") or {}).values(), *self.config.env.values()]:
+            if isinstance(value, Secret) and not value.is_set:
+                value.reveal()
+
+    def register_secrets(self) -> None:
+        """Mask the values of the stage's secret variables that are set, before any of its tool steps runs."""
+        values = self.options.get("vars") or {}
+        for name in self.secret_var_names():
+            if not isinstance(values[name], Secret) or values[name].is_set:
+                secrets.register(self.expand(secrets.reveal(values[name])))
 
     # ------------------------------------------------------------------ the stage's own handoff
 
@@ -320,6 +393,12 @@ class Stage:
     def tools(self) -> list[ToolSpec]:
         """The programs this stage runs, for doit doctor."""
         return []
+
+
+def env_text(value: Any) -> str:
+    """A variable's value for the environment (PKR_VAR_x, TF_VAR_x): strings as they are, anything else as JSON,
+    which both tools parse as a value of the variable's type."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def history_note(entry: dict) -> str:

@@ -1,24 +1,30 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of one. Private files and
+directories: what the pipeline keeps is for its user's eyes only (files 0600, directories 0700)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 # Temporary files are hidden and carry this marker, so nothing mistakes them for a handoff.
 TMP_MARK = ".tmp-"
 
 
-def atomic_write(path: Path, data: str | bytes, mode: int = 0o644, durable: bool = True) -> None:
-    """Write data to path through a temporary file in the same directory, then rename it. durable: fsync
+def atomic_write(path: Path, data: str | bytes, mode: int = 0o600, durable: bool = True) -> None:
+    """Write data to path through a temporary file in the same directory, then rename it; the file gets exactly
+    mode (owner-only by default; 0o644 for what is meant to be shared, like generated docs). durable: fsync
     first, so a power cut cannot lose it (handoffs); caches and bookkeeping skip that."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
     raw = data.encode() if isinstance(data, str) else data
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
+        os.fchmod(fd, mode)  # exactly mode, whatever the umask
         with os.fdopen(fd, "wb") as out:
             out.write(raw)
             out.flush()
@@ -30,6 +36,41 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o644, durable: bool
         raise
     if durable:
         _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def private_file(path: Path, data: str) -> Iterator[Path]:
+    """A file only this user can read, holding data (secrets for a tool), removed when the block ends. Its name
+    carries the temporary marker, so remove_stale_temps() deletes one that a killed process left behind."""
+    path = Path(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(data)
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def make_private(directory: Path, everything: bool = False) -> None:
+    """Take group and other permissions away from directory and, when it had any (a state directory made before
+    they were private) or when asked to (what a tool unpacked with its own modes), from everything in it. One stat
+    when there is nothing to do."""
+    directory = Path(directory)
+    try:
+        if not everything and not stat.S_IMODE(directory.stat().st_mode) & 0o077:
+            return
+    except FileNotFoundError:
+        return
+    for top, dirs, files in os.walk(directory):
+        for name in [*dirs, *files]:
+            path = os.path.join(top, name)
+            mode = os.lstat(path).st_mode
+            if not stat.S_ISLNK(mode):
+                os.chmod(path, stat.S_IMODE(mode) & ~0o077)
+    os.chmod(directory, 0o700)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -6,6 +6,7 @@ Every error names the file, the key path and the problem, e.g.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from collections.abc import Callable, Mapping
@@ -14,13 +15,14 @@ from typing import Any, NamedTuple
 
 from proxpipe.base.errors import ConfigError
 from proxpipe.base.fsutil import display
-from proxpipe.base.secrets import Secret, expand
+from proxpipe.base.secrets import Secret, expand, looks_secret, references, unset_message
 
 # Kinds of value a Field accepts.
 STR, INT, NUMBER, BOOL, LIST, MAP = "str", "int", "number", "bool", "list", "map"
 DIR, FILE, PATH = "dir", "file", "path"  # relative to the base directory; dir and file must exist
 SECRET = "secret"  # a string that must never be shown; ${VAR} references are resolved lazily
 COMMAND = "command"  # a program and its arguments: a list of strings, or one string split like a shell
+VARS = "vars"  # name -> value for a tool; secret ones become Secret, and an unset ${VAR} fails only when used
 RANGE = "range"  # [low, high] integers, low <= high
 ANY = "any"
 RAW = "raw"  # taken as it is, checked later by its own schema
@@ -28,7 +30,7 @@ RAW = "raw"  # taken as it is, checked later by its own schema
 _TYPE_NAMES = {STR: "a string", INT: "an integer", NUMBER: "a number", BOOL: "true or false",
                LIST: "a list", MAP: "a mapping", DIR: "a directory path", FILE: "a file path",
                PATH: "a path", SECRET: "a string", COMMAND: "a command (list of strings)",
-               RANGE: "a range [low, high]", ANY: "a value", RAW: "a value"}
+               RANGE: "a range [low, high]", VARS: "a mapping", ANY: "a value", RAW: "a value"}
 
 
 class Field(NamedTuple):
@@ -59,6 +61,14 @@ class Context:
 
     def error(self, where: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.file}: {where}: {problem}")
+
+
+class Unset(ConfigError):
+    """A ${VAR} reference to a variable that is not set, and has no default."""
+
+    def __init__(self, where: str, variable: str):
+        super().__init__(unset_message(where, variable))
+        self.where, self.variable = where, variable
 
 
 def describe(value: Any) -> str:
@@ -114,8 +124,7 @@ def _expand(text: str, where: str, ctx: Context) -> str:
     value, names = expand(text, ctx.environ)
     if value is None:
         missing = [n for n in names if n not in ctx.environ]
-        raise ctx.error(where, f"environment variable {missing[0]} is not set (use ${{{missing[0]}:-default}} "
-                               "for a default)")
+        raise Unset(f"{ctx.file}: {where}", missing[0])
     return value
 
 
@@ -218,6 +227,26 @@ def _command(value, spec, where, ctx):
     return [_expand(str(a), where, ctx) for a in value]
 
 
+def _vars(value, spec, where, ctx):
+    if not isinstance(value, dict):
+        raise _wrong(value, spec, where, ctx)
+    return {str(k): _tool_var(str(k), v, spec.values, _join(where, str(k)), ctx) for k, v in value.items()}
+
+
+def _tool_var(key: str, value: Any, spec: Field | None, where: str, ctx: Context) -> Any:
+    """One tool variable: a Secret when its key or a variable it refers to is named like a secret, or when it refers
+    to a variable that is not set (that failure waits until a command needs the value); else the value."""
+    names = references(json.dumps(value, default=str))
+    secret_names = [name for name in names if looks_secret(name)]
+    try:
+        resolved = convert(value, spec, where, ctx) if spec else _free(value, where, ctx)
+    except Unset as exc:
+        return Secret(None, exc.variable, exc.where, empty_ok=True)
+    if looks_secret(key) or secret_names:
+        return Secret(resolved, (secret_names or names or [""])[0], f"{ctx.file}: {where}", empty_ok=True)
+    return resolved
+
+
 def _range(value, spec, where, ctx):
     if (not isinstance(value, list) or len(value) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
@@ -230,5 +259,5 @@ def _range(value, spec, where, ctx):
 
 _CONVERTERS = {STR: _str, INT: _int, NUMBER: _number, BOOL: _bool, LIST: _list, MAP: _map,
                DIR: _path, FILE: _path, PATH: _path, SECRET: _secret, COMMAND: _command,
-               RANGE: _range, ANY: lambda value, spec, where, ctx: _free(value, where, ctx),
+               RANGE: _range, VARS: _vars, ANY: lambda value, spec, where, ctx: _free(value, where, ctx),
                RAW: lambda value, spec, where, ctx: value}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from typing import Any
 
 from proxpipe.base.errors import ConfigError
 
@@ -12,16 +13,33 @@ _known: set[str] = set()
 _lock = threading.Lock()
 # Shorter values would mask ordinary words; real tokens and passwords are longer.
 _MIN_LEN = 4
+# Names of variables and keys whose values are secrets. Names of a secret's companions (the token's id, a key's
+# file or path) are not.
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASS|KEY|CREDENTIAL|PRIVATE", re.I)
+_COMPANION = re.compile(r"_(ID|NAME|FILE|PATH|DIR)$", re.I)
 
 
-def register(value: str | None) -> None:
-    """Mask this value (and its URL-encoded form) in every log, report and notification from now on."""
-    if not value or len(value) < _MIN_LEN:
+def looks_secret(name: str) -> bool:
+    """True for names like PVE_TOKEN_SECRET, db_password, api_key; False for PVE_TOKEN_ID or ssh_key_file."""
+    return bool(_SECRET_NAME.search(name)) and not _COMPANION.search(name)
+
+
+def register(value: Any, nested: bool = False) -> None:
+    """Mask this value (and its URL-encoded form) in every log, report and notification from now on. A list or
+    mapping registers the strings it holds (not its numbers: a port would mask every such number)."""
+    if isinstance(value, dict | list | tuple):
+        for item in value.values() if isinstance(value, dict) else value:
+            register(item, nested=True)
+        return
+    if value is None or isinstance(value, bool) or (nested and not isinstance(value, str)):
+        return
+    text = str(value)
+    if len(text) < _MIN_LEN:
         return
     from urllib.parse import quote
 
     with _lock:
-        _known.update({value, quote(value, safe="")})
+        _known.update({text, quote(text, safe="")})
 
 
 def mask(text: str) -> str:
@@ -34,24 +52,38 @@ def mask(text: str) -> str:
     return text
 
 
-class Secret:
-    """A value that must never be shown: str() and repr() give ***; reveal() gives the value."""
+def holds_secret(text: str, shortest: int = 8) -> bool:
+    """True when text contains a registered secret of at least `shortest` characters (a shorter one, like a
+    four-letter password, would be found in ordinary paths and words)."""
+    return any(len(value) >= shortest and value in text for value in list(_known))
 
-    def __init__(self, value: str | None, source: str, where: str):
+
+def unset_message(where: str, name: str) -> str:
+    """The one line for a ${VAR} reference whose variable is not set."""
+    return f"{where}: environment variable {name} is not set (use ${{{name}:-default}} for a default)"
+
+
+class Secret:
+    """A value that must never be shown: str() and repr() give ***; reveal() gives the value.
+
+    value None: the variable it comes from is not set, and reveal() says so (the failure waits until a command
+    needs the value). empty_ok: an empty value is a value (a tool variable), not a missing one (a token).
+    """
+
+    def __init__(self, value: Any, source: str, where: str, empty_ok: bool = False):
         self._value = value
         self.source = source  # the environment variable it comes from, e.g. PVE_TOKEN_SECRET
         self.where = where  # file and key path, for error messages
+        self.empty_ok = empty_ok
         register(value)
 
     @property
     def is_set(self) -> bool:
-        return bool(self._value)
+        return self._value is not None and (self.empty_ok or self._value != "")
 
-    def reveal(self) -> str:
-        if not self._value:
-            raise ConfigError(
-                f"{self.where}: environment variable {self.source} is not set; export it or change this key"
-            )
+    def reveal(self) -> Any:
+        if not self.is_set:
+            raise ConfigError(unset_message(self.where, self.source))
         return self._value
 
     def __repr__(self) -> str:
@@ -66,11 +98,21 @@ class Secret:
         return hash(self.source)
 
 
+def reveal(value: Any) -> Any:
+    """value itself, or a Secret's value."""
+    return value.reveal() if isinstance(value, Secret) else value
+
+
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+def references(text: str) -> list[str]:
+    """The names of the variables text refers to with ${VAR}."""
+    return [match.group(1) for match in _REF.finditer(text)]
+
+
 def expand(text: str, environ: dict[str, str]) -> tuple[str | None, list[str]]:
-    """Replace ${VAR} and ${VAR:-default} in text.
+    """Replace ${VAR} and ${VAR:-default} in text; the values of variables named like secrets are registered.
 
     Returns (value, names); value is None when a variable without default is unset.
     """
@@ -81,12 +123,13 @@ def expand(text: str, environ: dict[str, str]) -> tuple[str | None, list[str]]:
         nonlocal missing
         name, default = match.group(1), match.group(2)
         names.append(name)
-        if name in environ:
-            return environ[name]
-        if default is not None:
-            return default
-        missing = True
-        return ""
+        value = environ.get(name, default)
+        if value is None:
+            missing = True
+            return ""
+        if looks_secret(name):
+            register(value)
+        return value
 
     value = _REF.sub(sub, text)
     return (None if missing else value), names

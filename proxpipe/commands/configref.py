@@ -18,7 +18,8 @@ from proxpipe.domain import config
 KINDS = {schema.STR: "string", schema.INT: "integer", schema.NUMBER: "number", schema.BOOL: "boolean",
          schema.LIST: "list", schema.MAP: "mapping", schema.DIR: "directory", schema.FILE: "file",
          schema.PATH: "path", schema.SECRET: "secret (${VAR})", schema.COMMAND: "command",
-         schema.RANGE: "[low, high]", schema.ANY: "any", schema.RAW: "mapping"}
+         schema.RANGE: "[low, high]", schema.VARS: "mapping (secrets allowed)", schema.ANY: "any",
+         schema.RAW: "mapping"}
 
 
 def _default(field: Field) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from proxpipe.api.checks import in_stage_order
+from proxpipe.base import secrets
 from proxpipe.base.console import console
 from proxpipe.base.fsutil import atomic_write
 from proxpipe.domain import handoff, template_lifecycle
@@ -64,6 +65,7 @@ def render(pipeline: Pipeline, no_history: bool = False, output: str = "") -> li
     env.filters["sentence"] = lambda text: text[:1].upper() + text[1:]
     context = build_context(pipeline, use_history=not no_history)
     target = output_dir(pipeline, output)
+    _make_shared(target)
     written = []
     for name in GUIDES:
         source = f"{name}.j2"
@@ -71,10 +73,18 @@ def render(pipeline: Pipeline, no_history: bool = False, output: str = "") -> li
                  else f"proxpipe's templates/{source}")
         text = env.get_template(source).render(**context, template_file=shown)
         path = target / name
-        atomic_write(path, _tidy(text))
+        atomic_write(path, secrets.mask(_tidy(text)), mode=0o644)  # meant to be committed and read by all
         written.append(path)
     console.out(f"wrote {', '.join(pipeline.relative(p) for p in written)}")
     return written
+
+
+def _make_shared(folder: Path) -> None:
+    """Create folder and its missing parents readable by all (the pipeline's umask is 077): the guides are meant
+    to be committed and read."""
+    for path in reversed([p for p in [folder, *folder.parents] if not p.exists()]):
+        path.mkdir()
+        os.chmod(path, 0o755)
 
 
 def _tidy(text: str) -> str:

@@ -174,7 +174,7 @@ def destroy(pipeline: Pipeline, stage: Stage):
                             f"(no {stage.consumes.filename}); run `doit {stage.name} --template-id N` first")
     stage.write_vars(template_id)
     stage.step(job, [binary, "destroy", "-input=false", "-no-color", "-auto-approve", *stage.var_args()],
-               f"{stage.binary_name} destroy")
+               f"{stage.binary_name} destroy", with_vars=True)
     pipeline.store.delete_handoff(stage.config.handoff)
     duration = time.monotonic() - started
     pipeline.record(stage, "destroy", outcome="ok", duration=round(duration, 2))

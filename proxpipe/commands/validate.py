@@ -76,8 +76,9 @@ def report(pipeline: Pipeline, results: list[Result], started: float) -> dict:
                                                                        time.localtime(started)),
             "duration": round(time.time() - started, 2), "ok": counts[FAILED] == 0, "counts": counts,
             "results": [asdict(r) | {"duration": round(r.duration, 3)} for r in results]}
-    atomic_write(pipeline.state_dir / "validate.json", json.dumps(data, indent=2) + "\n")
-    atomic_write(pipeline.state_dir / "validate.xml", junit(pipeline.env.name, results, data["duration"]))
+    atomic_write(pipeline.state_dir / "validate.json", secrets.mask(json.dumps(data, indent=2) + "\n"))
+    atomic_write(pipeline.state_dir / "validate.xml", secrets.mask(junit(pipeline.env.name, results,
+                                                                         data["duration"])))
     return data
 
 

@@ -51,10 +51,9 @@ STAGE_FIELDS = {
     "description": Field(schema.STR, "One line for status and the docs."),
     "handoff": Field(schema.STR, "File name of the handoff in the state directory. Default: the kind's.",
                      check=lambda v: None if "/" not in v else "a file name, not a path"),
-    "env": Field(schema.MAP, "Extra environment variables for the tool; ${VAR} references are resolved, and "
-                             "{state_dir}, {project} and {user} replaced. Values of variables named like *TOKEN*, "
-                             "*SECRET*, *PASSWORD* or *KEY* are masked.",
-                 values=Field(schema.STR)),
+    "env": Field(schema.VARS, "Extra environment variables for the tool; ${VAR} references are resolved, and "
+                              "{state_dir}, {project} and {user} replaced. Values named like a secret, or taken "
+                              "from a variable named like one, are secrets (see README).", values=Field(schema.STR)),
     "timeout": Field(schema.NUMBER, "Seconds one tool step may run before it is stopped.", default=3600,
                      minimum=1),
     "retry": Field(schema.MAP, "Retries of tool steps that fail with a retryable error.", fields=RETRY_FIELDS,
@@ -139,7 +138,7 @@ class StageConfig(NamedTuple):
     dir: Path
     handoff: str
     description: str
-    env: dict[str, str]
+    env: dict[str, str | Secret]  # Secret: a secret, or a value whose variable is not set
     timeout: float
     retry: Retry
     exclude: tuple[str, ...]
@@ -301,24 +300,12 @@ def _stages(data: dict, where: str, ctx: schema.Context, kinds: dict[str, type])
             name=name, kind=common["kind"], dir=common["dir"],
             handoff=common["handoff"] or kind.produces.filename,
             description=common["description"] or kind.description,
-            env=_stage_env(common["env"] or {}), timeout=common["timeout"],
+            env=common["env"] or {}, timeout=common["timeout"],
             retry=Retry(retry["attempts"], retry["max_seconds"],
                         tuple(retry["patterns"] if retry["patterns"] is not None else kind.RETRY_PATTERNS)),
             exclude=tuple(common["exclude"] or ()), options=options, where=f"{ctx.file}: {here}",
             stop_grace=common["stop_grace"]))
     return tuple(stages)
-
-
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASS|KEY", re.I)
-
-
-def _stage_env(env: dict[str, str]) -> dict[str, str]:
-    from proxpipe.base.secrets import register
-
-    for name, value in env.items():
-        if _SECRET_NAME.search(name):
-            register(value)
-    return env
 
 
 def _check_chain(stages: tuple[StageConfig, ...], kinds: dict[str, type], where: str,

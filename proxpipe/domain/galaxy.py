@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from proxpipe.base.errors import ToolError
-from proxpipe.base.fsutil import atomic_write, display
+from proxpipe.base.fsutil import atomic_write, display, make_private
 from proxpipe.domain.ansiblecfg import AnsibleCfg
 from proxpipe.domain.tools import ToolRunner
 
@@ -113,6 +113,7 @@ class Galaxy:
                 shutil.rmtree(new, ignore_errors=True)
                 raise ToolError(failure(path, name, exc), exc.tail, exc.log) from None
         atomic_write(new / DIGEST_FILE, digest, durable=False)
+        make_private(new, everything=True)  # ansible-galaxy unpacks with the archive's own modes
         _swap(new, self.root)
         return f"installed from {', '.join(names)}"
 

@@ -2,7 +2,8 @@
 
 Retried: connection errors and timeouts, 5xx answers (except the ones PVE uses for permanent
 problems), a VM locked by another task, and tasks that end in a lock timeout. A 401 on a
-password login gets one fresh ticket. Everything else fails at once with the call and the cause.
+password login gets one fresh ticket. Everything else fails at once with the call and the cause: a
+host name that does not resolve or a TLS certificate that does not verify among them.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ class Proxmox:
                 delay = backoff.next_delay() if retry else None
                 if delay is None:
                     tries = f" after {backoff.attempt} attempts" if backoff.attempt > 1 else ""
-                    raise ProxmoxError(f"Proxmox API {what} failed{tries}: {cause}", refused=unauthorized) from None
+                    raise ProxmoxError(f"Proxmox API {self.cfg.url} {what} failed{tries}: {cause}",
+                                       refused=unauthorized) from None
                 self._notify(f"Proxmox API {what}: {cause}; retrying in {delay:.1f}s "
                              f"(attempt {backoff.attempt} of {self.cfg.retry.attempts})")
                 time.sleep(delay)
@@ -185,6 +187,28 @@ def _http(status: int, message: str) -> tuple[str, bool, bool]:
     return cause, False, False
 
 
+def _lasting(exc: BaseException) -> str | None:
+    """The cause, when exc is or wraps (as requests and urllib3 do) a failure that no retry mends: a host name
+    that does not resolve, a TLS certificate that does not verify."""
+    import socket
+    import ssl
+
+    todo, seen = [exc], set()
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, socket.gaierror):
+            return f"the host name does not resolve ({item.strerror or item}); check proxmox.url"
+        if isinstance(item, ssl.SSLCertVerificationError):
+            why = (item.verify_message or item.reason or str(item)).strip().rstrip(".")
+            return f"its TLS certificate does not verify ({why}); check proxmox.ca_file or verify_tls"
+        linked = [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args]
+        todo += [link for link in linked if isinstance(link, BaseException)]
+    return None
+
+
 def _classify(exc: Exception) -> tuple[str, bool, bool]:
     """(cause, retryable, unauthorized) of an exception raised by proxmoxer, requests or http.client."""
     import http.client
@@ -192,6 +216,9 @@ def _classify(exc: Exception) -> tuple[str, bool, bool]:
 
     from proxpipe.domain.pveapi import HTTPStatus
 
+    lasting = _lasting(exc)
+    if lasting:
+        return lasting, False, False
     if isinstance(exc, HTTPStatus):
         return _http(exc.code, str(exc.reason).strip())
     if isinstance(exc, http.client.HTTPException):

@@ -146,6 +146,11 @@ class ToolRunner:
         started = time.monotonic()
         self.log(f"\n$ {shlex.join(argv)}    # {step}, in {cwd or self.cwd}, at {_now()}")
         proc = None
+        if any(secrets.holds_secret(arg) for arg in argv):
+            # Any user of the machine can read a command line (ps, /proc/<pid>/cmdline).
+            self.log("# not started: its command line would hold a secret")
+            raise ToolError(f"{step}: not started: its command line would hold a secret; pass secrets as a stage's "
+                            "vars or env, which reach the tool through its environment or a private file")
         lines: list[str] = []
         stdout: list[str] = []
         readers: list[threading.Thread] = []
@@ -184,7 +189,7 @@ class ToolRunner:
             return subprocess.Popen(argv, cwd=cwd or self.cwd, env={**self.env, **(env or {})},
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE if capture else subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
-                                    start_new_session=True, preexec_fn=_die_with_parent)
+                                    start_new_session=True, preexec_fn=_die_with_parent, umask=0o077)
         except OSError as exc:
             raise ToolError(f"{step}: cannot start {argv[0]}: {exc.strerror}") from None
 

@@ -14,6 +14,7 @@ from proxpipe.base.console import console, seconds
 from proxpipe.base.errors import DamagedHandoff, HandoffError, PipelineError, ToolError
 from proxpipe.base.events import StageOutcome
 from proxpipe.base.fsutil import display
+from proxpipe.base.secrets import reveal
 from proxpipe.domain import handoff
 from proxpipe.domain.tools import ToolRunner
 from proxpipe.engine import damage, uptodate
@@ -57,8 +58,11 @@ def read_upstream(pipeline: Pipeline, stage: Stage, override: str | None) -> tup
 def stage_job(pipeline: Pipeline, stage: Stage, log_name: str, upstream_path: Path | None = None,
               options: dict | None = None, log_dir: Path | None = None) -> StageJob:
     """What a stage's tool steps run with: the stage's environment (and the Proxmox credentials when it wants
-    them), one log file in log_dir (default: the run's), the stage's timeout and retries."""
-    env = {**(pipeline.proxmox_tool_env() if stage.WANTS_PROXMOX else {}), **stage.expand(stage.config.env)}
+    them), one log file in log_dir (default: the run's), the stage's timeout and retries. An env entry whose
+    ${VAR} is not set fails here."""
+    env = {**(pipeline.proxmox_tool_env() if stage.WANTS_PROXMOX else {}),
+           **stage.expand({name: reveal(value) for name, value in stage.config.env.items()})}
+    stage.register_secrets()  # before any of its output is logged
     runner = ToolRunner((log_dir or pipeline.run.log_dir) / f"{log_name}.log", stage.dir, env, stage.config.timeout,
                         stage.config.retry, stage.config.where, stage.config.stop_grace)
     return StageJob(runner, pipeline.run, pipeline, upstream_path, options=dict(options or {}))

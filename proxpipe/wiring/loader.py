@@ -17,6 +17,8 @@ from doit.loader import generate_tasks
 
 from proxpipe.base import interrupts
 from proxpipe.base.errors import PipelineError
+from proxpipe.base.fsutil import make_private
+from proxpipe.base.secrets import mask
 from proxpipe.domain.config import DEFAULT_FILE
 from proxpipe.engine.pipeline import Pipeline
 from proxpipe.wiring.tasks import all_tasks, doit_config
@@ -37,17 +39,22 @@ def load(path: str | Path = DEFAULT_FILE) -> Pipeline:
     """The pipeline of the environment named by `env=NAME` on the command line (else PIPELINE_ENV, else the
     default one); a bad pipeline.yaml becomes doit's one-line "ERROR: ..." with exit code 3."""
     interrupts.install()  # from here on, Ctrl-C and SIGTERM end a run in one line (proxpipe.base.interrupts)
+    # Whatever this process and the tools it starts create (state, logs, plans, the tools' own files) is for the
+    # user's eyes only; what is meant to be shared (the generated docs) is given its mode explicitly.
+    os.umask(0o077)
     try:
-        return Pipeline.load(path, env_name=get_var("env"))
+        pipeline = Pipeline.load(path, env_name=get_var("env"))
     except PipelineError as exc:
-        raise InvalidDodoFile(str(exc)) from None
+        raise InvalidDodoFile(mask(str(exc))) from None
+    make_private(pipeline.state_dir)
+    return pipeline
 
 
 def task_dicts(pipeline: Pipeline, argv: list[str]) -> Iterator[dict]:
     try:
         yield from all_tasks(pipeline, argv)
     except PipelineError as exc:
-        raise InvalidDodoFile(str(exc)) from None
+        raise InvalidDodoFile(mask(str(exc))) from None
 
 
 class PipelineLoader(TaskLoader2):

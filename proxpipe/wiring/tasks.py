@@ -49,6 +49,8 @@ def all_tasks(pipeline: Pipeline, argv: list[str]) -> Iterator[dict]:
     yield {"basename": "_lock", "doc": "take the environment's lock", "actions": [(commands.lock, [pipeline])],
            "verbosity": 2}
     chain = requested_stages(pipeline, argv)
+    for name in chain:  # the stages asked for need their values now; other commands never do
+        pipeline.stage(name).require_values()
     yield {"basename": "_handoffs", "doc": "refuse to run unreviewed, or on a damaged handoff", "task_dep": ["_lock"],
            "actions": [(commands.guarded(plan.refuse_unreviewed), [pipeline]),
                        (commands.guarded(damage.refuse), [pipeline, chain])], "verbosity": 2}

@@ -28,7 +28,8 @@ from tests.labproject import REPO, next_block
 DOIT = str(Path(sys.executable).parent / "doit")
 WRONG = {schema.STR: ["a", "list"], schema.INT: "many", schema.NUMBER: "fast", schema.BOOL: "maybe",
          schema.LIST: 5, schema.MAP: "text", schema.DIR: "no/such/dir", schema.FILE: "no-such-file.yml",
-         schema.PATH: 42, schema.SECRET: 42, schema.COMMAND: 42, schema.RANGE: [9, 1], schema.RAW: "text"}
+         schema.PATH: 42, schema.SECRET: 42, schema.COMMAND: 42, schema.RANGE: [9, 1], schema.RAW: "text",
+         schema.VARS: ["not", "a", "mapping"]}
 
 
 def _keys():
