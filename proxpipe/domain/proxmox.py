@@ -55,13 +55,14 @@ class Proxmox:
 
     @property
     def light(self):
-        """The standard-library client (API tokens only); see pipeline.pveapi for why."""
+        """The standard-library client (API calls need a token; without one it only reaches what needs no login, like
+        the lab's control endpoint); see proxpipe.domain.pveapi for why."""
         if self._light is None:
             from proxpipe.domain.pveapi import Client
 
-            self._light = Client(self.cfg.url, f"{self.cfg.token_id}={self.cfg.token_secret.reveal()}",
-                                 str(self.cfg.ca_file) if self.cfg.ca_file else None, self.cfg.verify_tls,
-                                 self.cfg.timeout)
+            token = f"{self.cfg.token_id}={self.cfg.token_secret.reveal()}" if self.cfg.token_id else None
+            self._light = Client(self.cfg.url, token, str(self.cfg.ca_file) if self.cfg.ca_file else None,
+                                 self.cfg.verify_tls, self.cfg.timeout)
         return self._light
 
     @property

@@ -25,10 +25,10 @@ class HTTPStatus(Exception):
 
 
 class Client:
-    def __init__(self, url: str, token: str, ca_file: str | None, verify: bool, timeout: float):
+    def __init__(self, url: str, token: str | None, ca_file: str | None, verify: bool, timeout: float):
         parts = urlsplit(url)
         self.host, self.port, self.prefix = parts.hostname, parts.port or 8006, parts.path.rstrip("/")
-        self.headers = {"Authorization": f"PVEAPIToken={token}"}
+        self.headers = {"Authorization": f"PVEAPIToken={token}"} if token else {}
         self.timeout = timeout
         if verify:
             self.context = ssl.create_default_context(cafile=ca_file)
