@@ -21,7 +21,7 @@ from proxpipe.base import schema
 from proxpipe.base.console import console
 from proxpipe.base.errors import HandoffError, PipelineError, ToolError
 from proxpipe.base.schema import Field
-from proxpipe.domain import galaxy, handoff, hclvars, inputs, template_lifecycle, tools
+from proxpipe.domain import galaxy, handoff, hcl, inputs, template_lifecycle, tools
 from proxpipe.domain.inputs import Exclude
 from proxpipe.stages import galaxy_step
 
@@ -254,9 +254,9 @@ class PackerStage(Stage):
         "sensitive-variables")."""
         template = self.options["template"]
         if _legacy(template):
-            return self.declared_sensitive(lambda: {name for name, var in hclvars.legacy_packer_variables(template)
+            return self.declared_sensitive(lambda: {name for name, var in hcl.legacy_packer_variables(template)
                                                     .items() if var["sensitive"]})
-        return self.declared_sensitive(lambda: hclvars.sensitive(template.parent, hclvars.PACKER, self.hcl_cache))
+        return self.declared_sensitive(lambda: hcl.sensitive(template.parent, hcl.PACKER, self.hcl_cache))
 
     @contextmanager
     def _secret_inputs(self, secret: dict[str, Any]) -> Iterator[tuple[list[str], dict[str, str]]]:

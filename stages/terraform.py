@@ -23,7 +23,7 @@ from proxpipe.base import schema
 from proxpipe.base.errors import HandoffError, ToolError
 from proxpipe.base.fsutil import atomic_write, display
 from proxpipe.base.schema import Field
-from proxpipe.domain import handoff, hclvars, inputs, inventory, tools
+from proxpipe.domain import handoff, hcl, inputs, inventory, tools
 from proxpipe.domain.inputs import Exclude
 
 DEFAULT_LINT = [["tflint", "--init"], ["tflint"]]
@@ -131,7 +131,7 @@ class TerraformStage(Stage):
         return job.runner.run(argv, step, env=env, **kwargs)
 
     def sensitive_vars(self) -> set[str]:
-        return self.declared_sensitive(lambda: hclvars.sensitive(self.dir, hclvars.TERRAFORM, self.hcl_cache))
+        return self.declared_sensitive(lambda: hcl.sensitive(self.dir, hcl.TERRAFORM, self.hcl_cache))
 
     def secret_env(self) -> dict[str, str]:
         """TF_VAR_<name> of the secret variables: never in the generated .tfvars.json, never on a command line."""

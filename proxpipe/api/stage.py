@@ -207,11 +207,11 @@ class Stage:
         return set()
 
     def declared_sensitive(self, read: Callable[[], set[str]]) -> set[str]:
-        """sensitive_vars() from read() (see proxpipe.domain.hclvars), once per process. Sources that cannot be
+        """sensitive_vars() from read() (see proxpipe.domain.hcl), once per process. Sources that cannot be
         read make every variable a secret, with a warning: a parse error must not put a secret on a command line."""
         if self._sensitive is None:
             from proxpipe.base.console import console
-            from proxpipe.domain.hclvars import HclError
+            from proxpipe.domain.hcl import HclError
 
             try:
                 self._sensitive = read()
@@ -222,7 +222,7 @@ class Stage:
 
     @property
     def hcl_cache(self) -> Path:
-        """Where proxpipe.domain.hclvars keeps what it read, by the sources' digests."""
+        """Where proxpipe.domain.hcl keeps what it read, by the sources' digests."""
         return self.pipeline.state_dir / "hcl-variables.json"
 
     def secret_var_names(self) -> set[str]:

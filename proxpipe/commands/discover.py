@@ -62,7 +62,7 @@ def discover(root: Path) -> Found:
 
 
 def _packer(paths: list[Path]) -> Guess:
-    templates = [p for p in paths if p.name.endswith(hcl.PACKER)
+    templates = [p for p in paths if p.name.endswith(".pkr.hcl")
                  and any(kind in hcl.parse(p) for kind in ("build", "source"))]
     with_build = [p for p in templates if "build" in hcl.parse(p)]
     chosen = with_build or templates
@@ -91,7 +91,7 @@ def _packer_id_var(template: Path | None) -> Guess:
 
 
 def _is_root_module(directory: Path) -> bool:
-    for path in hcl.files(directory, hcl.TERRAFORM):
+    for path in hcl.source_files(directory, hcl.TERRAFORM):
         data = hcl.parse(path)
         if data.get("provider") or any("backend" in (block or {}) for block in data.get("terraform", [])):
             return True
@@ -99,7 +99,7 @@ def _is_root_module(directory: Path) -> bool:
 
 
 def _terraform(paths: list[Path]) -> Guess:
-    folders = sorted({p.parent for p in paths if p.suffix == hcl.TERRAFORM})
+    folders = sorted({p.parent for p in paths if p.suffix == ".tf"})
     roots = [d for d in folders if _is_root_module(d)]
     if not roots:
         return NOTHING if not folders else Guess(None, tuple(folders), "no folder of .tf files has a provider or "
