@@ -150,8 +150,9 @@ class PackerStage(Stage):
             template_id = self.read_handoff()
         except HandoffError as exc:
             return False, str(exc)
-        problem = proxmox.template_problem(template_id, max_age=5)
-        return (False, problem) if problem else (True, f"template {template_id} exists on {proxmox.node}")
+        problem = proxmox.template_problem(template_id, max_age=proxmox.check_age)
+        return (False, problem) if problem else (True, f"template {template_id} exists on {proxmox.node}"
+                                                       f"{proxmox.answered()}")
 
     def restore_advice(self, last: dict | None) -> tuple[str, str | None]:
         if not last or not last.get("template_id"):

@@ -150,13 +150,14 @@ class TerraformStage(Stage):
         return sorted((h for h in hosts.values() if h.vm_id and h.vm_id not in ids), key=lambda h: h.name)
 
     def remote_check(self) -> tuple[bool | None, str]:
-        missing = self.missing_vms(max_age=5)
+        proxmox = self.pipeline.proxmox
+        missing = self.missing_vms(max_age=proxmox.check_age) if proxmox is not None else None
         if missing is None:
             return None, ""
         if missing:
             names = ", ".join(f"{h.name} (VM {h.vm_id})" for h in missing)
             return False, f"{names} no longer exist{'s' if len(missing) == 1 else ''} on the cluster"
-        return True, "its VMs exist on the cluster"
+        return True, f"its VMs exist on the cluster{proxmox.answered()}"
 
     def _repairs(self, job: StageJob, binary: str, planned: str) -> list[str]:
         """-replace for the `replace` resources of hosts whose VM vanished while the plan keeps them: a

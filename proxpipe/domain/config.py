@@ -75,6 +75,10 @@ PROXMOX_FIELDS = {
     "ca_file": Field(schema.PATH, "CA certificate that signs the API's TLS certificate."),
     "verify_tls": Field(schema.BOOL, "Check the API's TLS certificate.", default=True),
     "timeout": Field(schema.NUMBER, "Seconds one API request may take.", default=10, minimum=0.1),
+    "check_cache": Field(schema.NUMBER, "Seconds the up-to-date checks may reuse the cluster's list of VMs from an "
+                                        "earlier command, so a repeated no-op asks the API nothing (0: always "
+                                        "ask). Anything the pipeline itself runs starts afresh; `doit status` shows "
+                                        "the age.", default=10, minimum=0),
     "retry": Field(schema.MAP, "Retries of API calls that fail for a passing reason.", default={}, fields={
         "attempts": Field(schema.INT, "Tries in all.", default=6, minimum=1, maximum=50),
         "max_seconds": Field(schema.NUMBER, "Give up after this many seconds in all.", default=60, minimum=0),
@@ -124,6 +128,7 @@ class ProxmoxConfig(NamedTuple):
     verify_tls: bool
     timeout: float
     retry: Retry
+    check_cache: float = 0.0  # seconds an up-to-date check may reuse an earlier command's answer
 
 
 class ValidateConfig(NamedTuple):
@@ -339,4 +344,4 @@ def _proxmox(data: dict, where: str, ctx: schema.Context) -> ProxmoxConfig:
     retry = data["retry"]
     return ProxmoxConfig(data["url"].rstrip("/"), data["node"], data["token_id"], data["token_secret"],
                          data["user"], data["password"], data["ca_file"], data["verify_tls"], data["timeout"],
-                         Retry(retry["attempts"], retry["max_seconds"]))
+                         Retry(retry["attempts"], retry["max_seconds"]), data["check_cache"])

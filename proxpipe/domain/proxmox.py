@@ -8,6 +8,7 @@ host name that does not resolve or a TLS certificate that does not verify among 
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 from proxpipe.base.console import console
 from proxpipe.base.errors import PipelineError, ProxmoxError
+from proxpipe.base.fsutil import atomic_write
 from proxpipe.base.retry import Backoff
 from proxpipe.domain.config import ProxmoxConfig
 
@@ -30,13 +32,15 @@ _RETRY_TASK = re.compile(r"got timeout|is locked|lock.*timeout|temporarily", re.
 class Proxmox:
     """One API connection (made on first use) with retried calls."""
 
-    def __init__(self, cfg: ProxmoxConfig, notify: Callable[[str], None] | None = None, prefer_light: bool = False):
+    def __init__(self, cfg: ProxmoxConfig, notify: Callable[[str], None] | None = None, prefer_light: bool = False,
+                 cache_file: Path | None = None):
         self.cfg = cfg
         self.node = cfg.node
         self.prefer_light = prefer_light
+        self.cache_file = cache_file  # the VM list shared with the next commands (ProxmoxConfig.check_cache)
         self._api = None
         self._light = None
-        self._vms: tuple[float, list[dict]] | None = None
+        self._vms: tuple[float, list[dict]] | None = None  # (wall-clock time of the answer, the answer)
         self._notify = notify or console.step
 
     # ------------------------------------------------------------------ connection
@@ -103,6 +107,7 @@ class Proxmox:
 
     def task(self, what: str, start: Callable[[], str], timeout: float = 600) -> None:
         """Start a task (start() returns its UPID) and wait for it; retried as a whole on lock timeouts."""
+        self.forget_answers()  # a task changes the cluster
         backoff = Backoff(self.cfg.retry.attempts, self.cfg.retry.max_seconds)
         while True:
             upid = self.call(what, start)
@@ -132,14 +137,48 @@ class Proxmox:
 
     def vms(self, max_age: float = 0.0) -> list[dict]:
         """Every VM of the cluster (templates included), from /cluster/resources; max_age > 0 accepts an
-        answer that old (the up-to-date checks of several stages ask one after the other)."""
-        if max_age and self._vms and time.monotonic() - self._vms[0] <= max_age:
+        answer that old (the up-to-date checks of several stages ask one after the other), from this process or,
+        with a cache file, from an earlier command."""
+        if max_age and self._vms is None:
+            self._vms = self._cached()
+        if max_age and self._vms and time.time() - self._vms[0] <= max_age:
             return self._vms[1]
         # Looked up on each try: a retry after a refused ticket must use the new login.
         client = (lambda: self.light) if self.cfg.token_id and self._api is None else (lambda: self.api)
         answer = self.call("GET /cluster/resources", lambda: client().cluster.resources.get(type="vm"))
-        self._vms = (time.monotonic(), answer)
+        self._vms = (time.time(), answer)
+        if self.cache_file is not None:
+            atomic_write(self.cache_file, json.dumps({"url": self.cfg.url, "time": self._vms[0], "vms": answer}),
+                         durable=False)
         return answer
+
+    @property
+    def check_age(self) -> float:
+        """How old an answer the up-to-date checks accept: check_cache, and at least a few seconds within one
+        command (several stages ask one after the other)."""
+        return max(self.cfg.check_cache, 5.0)
+
+    def answered(self) -> str:
+        """When the last VM list was fetched, for messages: "" when just now, else ", as of 7s ago"."""
+        age = time.time() - self._vms[0] if self._vms else 0
+        return f", as of {age:.0f}s ago" if age >= 1 else ""
+
+    def forget_answers(self) -> None:
+        """Something changed on the cluster (or may have): the next question asks the API."""
+        self._vms = None
+        if self.cache_file is not None:
+            self.cache_file.unlink(missing_ok=True)
+
+    def _cached(self) -> tuple[float, list[dict]] | None:
+        if self.cache_file is None or not self.cfg.check_cache:
+            return None
+        try:
+            data = json.loads(self.cache_file.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("url") != self.cfg.url or not isinstance(data.get("vms"), list):
+            return None
+        return float(data.get("time", 0)), data["vms"]
 
     def vm(self, vmid: int, max_age: float = 0.0) -> dict | None:
         """vmid's entry in /cluster/resources, or None."""

@@ -93,6 +93,7 @@ def execute(pipeline: Pipeline, stage: Stage, options: dict) -> dict | TaskFaile
         # Until it succeeds, the stage counts as not run: if this process is killed half-way, the next
         # deploy runs it again rather than trusting what the tool may have half changed.
         pipeline.store.forget_stages([stage.name])
+        pipeline.cluster_changed()  # what the stage's tool does is not in an earlier answer of the API
         record = uptodate.current_record(pipeline, stage, options)
         entry.update(inputs=stage.inputs_digest(record["inputs"]), config=record["config"],
                      **{key: options[key] for key in ("plan_id", "approved_by") if options.get(key)})

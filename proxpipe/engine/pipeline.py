@@ -101,8 +101,20 @@ class Pipeline:
         if self._proxmox is None:
             from proxpipe.domain.proxmox import Proxmox
 
-            self._proxmox = Proxmox(self.plugins.proxmox_endpoint(self.env, self.env.proxmox))
+            self._proxmox = Proxmox(self.plugins.proxmox_endpoint(self.env, self.env.proxmox),
+                                    cache_file=self.cluster_cache)
         return self._proxmox
+
+    @property
+    def cluster_cache(self) -> Path:
+        """The cluster's VM list as the last command saw it (see ProxmoxConfig.check_cache)."""
+        return self.state_dir / "cache" / "cluster-vms.json"
+
+    def cluster_changed(self) -> None:
+        """A tool ran that may have changed the cluster: the next up-to-date check asks the API afresh."""
+        if self._proxmox is not None:
+            self._proxmox.forget_answers()
+        self.cluster_cache.unlink(missing_ok=True)
 
     def proxmox_tool_env(self) -> dict[str, str]:
         """The API's address and credentials for tools, in the variables their Proxmox plugins read."""

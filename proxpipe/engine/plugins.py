@@ -11,8 +11,11 @@ from __future__ import annotations
 import contextvars
 import functools
 import importlib
+import json
 import os
+import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -21,6 +24,7 @@ from proxpipe.api import hookspecs
 from proxpipe.base import schema
 from proxpipe.base.console import console
 from proxpipe.base.errors import ConfigError, PipelineError
+from proxpipe.base.fsutil import atomic_write
 
 # The built-in plugins, registered exactly like third-party ones (entry point group proxpipe.plugins); by module
 # name, so the core never imports a plugin itself.
@@ -71,7 +75,7 @@ class Plugins:
             section = {}
         if not isinstance(section, dict):
             raise ctx.error(where, f"expected a mapping of plugin names, got {schema.describe(section)}")
-        available = _available()
+        available = _available(ctx.base / ".pipeline" / ".entry-points.json")
         unknown = sorted(set(section) - set(available))
         if unknown:
             raise ctx.error(f"{where}.{unknown[0]}",
@@ -224,20 +228,50 @@ def _guard(function: Callable, plugin: str, hook: str, on_error: str) -> Callabl
     return call
 
 
-def _available() -> dict[str, tuple[str, Callable[[], Any]]]:
+def _available(cache: Path) -> dict[str, tuple[str, Callable[[], Any]]]:
     """name -> (source, loader) of every built-in and installed plugin, and of the modules named in
     PROXPIPE_PLUGINS (comma-separated; for trying a plugin out without installing it)."""
-    from importlib.metadata import entry_points
-
     found = {name: (module, lambda module=module: importlib.import_module(module))
              for name, module in DEFAULT_PLUGINS.items()}
     for module in filter(None, (m.strip() for m in os.environ.get("PROXPIPE_PLUGINS", "").split(","))):
         found[module.rsplit(".", 1)[-1]] = (module, lambda module=module: importlib.import_module(module))
-    for point in entry_points(group=hookspecs.ENTRY_POINT_GROUP):
-        if point.name in found:
-            raise ConfigError(f"plugin {point.name!r} from entry point {point.value} has the name of a "
-                              "built-in plugin; rename its entry point")
-        found[point.name] = (point.value, point.load)
+    for name, value in _entry_points(cache):
+        if name in found:
+            raise ConfigError(f"plugin {name!r} from entry point {value} has the name of a built-in plugin; rename "
+                              "its entry point")
+        found[name] = (value, lambda value=value: _load_entry_point(value))
+    return found
+
+
+def _entry_points(cache: Path) -> list[tuple[str, str]]:
+    """(name, "module:attr") of the plugins installed through the entry point group. Scanning every installed
+    distribution costs a no-op run a good part of its start-up, so the list is kept beside the state, keyed by the
+    folders Python imports from and their modification times (installing or removing a distribution changes its
+    site-packages folder)."""
+    key = [[entry, os.stat(entry).st_mtime_ns] for entry in sys.path if entry and os.path.isdir(entry)]
+    try:
+        saved = json.loads(cache.read_text())
+        if saved["key"] == key:
+            return [tuple(point) for point in saved["points"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    from importlib.metadata import entry_points
+
+    points = sorted((point.name, point.value) for point in entry_points(group=hookspecs.ENTRY_POINT_GROUP))
+    if cache.parent.is_dir():  # a project's state folder: never made just for this (proxpipe init --dry-run)
+        try:
+            atomic_write(cache, json.dumps({"key": key, "points": points}), durable=False)
+        except OSError:
+            pass  # a read-only project: scan every time
+    return points
+
+
+def _load_entry_point(value: str) -> Any:
+    """What an entry point's value names: a module, or an attribute of one ("module:attr")."""
+    module, _, attribute = value.partition(":")
+    found = importlib.import_module(module.strip())
+    for part in filter(None, attribute.strip().split(".")):
+        found = getattr(found, part)
     return found
 
 

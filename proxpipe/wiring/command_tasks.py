@@ -4,6 +4,7 @@ doctor and lab-stop. Each is a thin task dict around a function of its own modul
 from __future__ import annotations
 
 import atexit
+import importlib
 import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -14,6 +15,21 @@ from proxpipe.base.errors import PipelineError
 
 if TYPE_CHECKING:
     from proxpipe.engine.pipeline import Pipeline
+
+
+class lazy:  # noqa: N801 - used like a function
+    """A command's function, imported only when doit runs (or inspects) it: building the task graph, which every
+    run does, no-op deploys included, never imports the commands."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.__name__, self.__doc__ = module, name, None
+
+    @property
+    def __wrapped__(self):
+        return getattr(importlib.import_module(self.module), self.__name__)
+
+    def __call__(self, *args, **kwargs):
+        return self.__wrapped__(*args, **kwargs)
 
 
 def guarded(fn):
@@ -42,46 +58,49 @@ def _param(name: str, long: str, kind, default, help_text: str) -> dict:
 
 
 def command_tasks(pipeline: Pipeline) -> Iterator[dict]:
-    from proxpipe.commands import docs, doctor, plan, rollback, status, validate
-
+    status, validate, rollback, plan, doctor = (f"proxpipe.commands.{name}" for name in
+                                                ("status", "validate", "rollback", "plan", "doctor"))
     always = {"uptodate": [False], "verbosity": 2}
     yield {"basename": "status", "doc": "each stage: up to date, or stale and why (runs no tool)",
-           "actions": [(guarded(status.show), [pipeline])],
+           "actions": [(guarded(lazy(status, "show")), [pipeline])],
            "params": [_param("inputs", "inputs", str, "", "also list the input files of this stage ('all': of "
                                                           "every stage), and what was left out and why")], **always}
     yield {"basename": "validate", "doc": "run every check (template, lint, state, VMs, SSH, ping, drift); "
                                           "writes validate.json and validate.xml (JUnit)",
-           "actions": [(guarded(validate.validate), [pipeline])],
+           "actions": [(guarded(lazy(validate, "validate")), [pipeline])],
            "params": [_param("check", "check", list, [], "run only this check (repeatable)"),
                       _param("list_checks", "list", bool, False, "list the checks and exit")], **always}
     yield {"basename": "rollback", "doc": "go back one stage: build (--to ID), provision (--mode destroy|replace), "
                                           "configure (--to GIT_REF); --mode restore: a damaged handoff's last "
                                           "valid value",
-           "actions": [(guarded(rollback.rollback), [pipeline])], "task_dep": ["_lock"],
+           "actions": [(guarded(lazy(rollback, "rollback")), [pipeline])], "task_dep": ["_lock"],
            "params": [_param("stage", "stage", str, "", "the stage to roll back"),
                       _param("to", "to", str, "", "build: template id; configure: git ref"),
                       _param("mode", "mode", str, "destroy", "provision: destroy or replace; "
                                                                    "provision, configure: restore")], **always}
     yield {"basename": "plan", "doc": "what a deploy would do, per stage, changing nothing: Packer (would it build), "
                                       "Terraform (a saved plan), Ansible (--check --diff); a record to approve",
-           "actions": [(guarded(plan.plan), [pipeline])], "task_dep": ["_lock"],
+           "actions": [(guarded(lazy(plan, "plan")), [pipeline])], "task_dep": ["_lock"],
            "params": [_param("refresh", "refresh", bool, False, "plan every stage, not only the stale ones "
                                                                  "(drift detection)"),
                       _param("output", "output", str, "", "also write plan.json and plan.md into this directory")],
            **always}
-    yield {"basename": "approve", "doc": "record who approved a plan", "actions": [(guarded(plan.approve), [pipeline])],
+    yield {"basename": "approve", "doc": "record who approved a plan",
+           "actions": [(guarded(lazy(plan, "approve")), [pipeline])],
            "params": [_param("plan_id", "plan", str, "", "the plan (default: the newest)"),
                       _param("by", "by", str, "", "who approves (default: the CI's user, else the local user)")],
            **always}
     yield {"basename": "apply", "doc": "run exactly the stages of a plan, if it still holds (and is approved where "
                                        "approval is required)",
-           "actions": [(guarded(plan.apply), [pipeline])], "task_dep": ["_lock"],
+           "actions": [(guarded(lazy(plan, "apply")), [pipeline])], "task_dep": ["_lock"],
            "params": [_param("plan_id", "plan", str, "", "the plan (default: the newest)")], **always}
     yield {"basename": "destroy", "doc": "tear down what provision made and remove the inventory handoff",
            "actions": [(guarded(_destroy), [pipeline])], "task_dep": ["_lock"], **always}
     yield {"basename": "history", "doc": "builds, deploys and rollbacks, newest first",
            "actions": [(guarded(_history), [pipeline])],
            "params": [_param("limit", "limit", int, 20, "how many entries")], **always}
+    from proxpipe.commands import docs
+
     yield {"basename": "docs", "doc": "render templates/ into docs/deployment/ (handoffs, operation, rollback)",
            "actions": [(guarded(docs.render), [pipeline])],
            "file_dep": [str(p) for p in docs.inputs(pipeline)],
@@ -91,7 +110,7 @@ def command_tasks(pipeline: Pipeline) -> Iterator[dict]:
                       _param("output", "output", str, "", "write into this directory instead")],
            "verbosity": 2}
     yield {"basename": "doctor", "doc": "the tools this environment needs: found, version, how to install",
-           "actions": [(guarded(doctor.check), [pipeline])], **always}
+           "actions": [(guarded(lazy(doctor, "check")), [pipeline])], **always}
     for command in pipeline.plugins.commands().values():
         yield {"basename": command.name, "doc": command.doc, "actions": [(guarded(_run_command), [pipeline, command])],
                "params": [param._asdict() for param in command.params], **always,

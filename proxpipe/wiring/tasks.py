@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from proxpipe.commands import plan
 from proxpipe.engine import damage
 from proxpipe.engine.execute import run_stage
 from proxpipe.engine.pipeline import Pipeline
@@ -52,7 +51,7 @@ def all_tasks(pipeline: Pipeline, argv: list[str]) -> Iterator[dict]:
     for name in chain:  # the stages asked for need their values now; other commands never do
         pipeline.stage(name).require_values()
     yield {"basename": "_handoffs", "doc": "refuse to run unreviewed, or on a damaged handoff", "task_dep": ["_lock"],
-           "actions": [(commands.guarded(plan.refuse_unreviewed), [pipeline]),
+           "actions": [(commands.guarded(commands.lazy("proxpipe.commands.plan", "refuse_unreviewed")), [pipeline]),
                        (commands.guarded(damage.refuse), [pipeline, chain])], "verbosity": 2}
     for stage in pipeline.stages:
         task = stage_task(pipeline, stage)

@@ -4,6 +4,7 @@ The tests share one deployed project and run in order; each leaves it deployed a
 """
 
 import json
+import time
 
 import pytest
 
@@ -156,3 +157,18 @@ def test_provision_from_a_template_id_given_by_hand(deployed):
     assert stages_run(result) == ["provision"]
     result = deployed.ok("provision", env={"TEMPLATE_ID": str(current)})
     assert stages_skipped(result) == ["provision"]
+
+
+def test_repeated_checks_reuse_the_clusters_answer_until_the_pipeline_changes_something(lab_project):
+    project = lab_project(extra={"environments": {"lab": {"proxmox": {"check_cache": 600}}}})
+    project.ok("deploy")
+    project.ok("deploy")  # a no-op: its up-to-date checks saved the cluster's answer for the next commands
+    template = int(project.handoff("template_id.txt"))
+    project.admin("vm", {"vmid": template, "delete": True})  # behind the pipeline's back
+    time.sleep(1.1)  # so that the answer's age shows
+    build = next(line for line in project.ok("status").stdout.splitlines() if line.startswith("build"))
+    assert "up to date" in build and f"template {template} exists on pve1, as of " in build
+    project.ok("configure", "--force")  # the pipeline ran a tool: the next check asks the API again
+    build = next(line for line in project.ok("status").stdout.splitlines() if line.startswith("build"))
+    assert "stale" in build and f"template {template} does not exist on the cluster" in build
+    project.ok("deploy")
