@@ -7,12 +7,13 @@ import tempfile
 
 from proxpipe.api.checks import Check, Skip, failed, passed
 from proxpipe.api.hookspecs import hookimpl
-from proxpipe.domain import inventory, sshwait
-from proxpipe.domain.tools import ToolRunner
+from proxpipe.domain import inventory
 
 
 def ssh(ctx):
     """Every inventory host accepts SSH with its user and key within the configured timeout."""
+    from proxpipe.domain import sshwait  # sockets and processes: only when validate runs
+
     timeout = ctx.settings.ssh_timeout
     for host in ctx.hosts().values():
         problem = sshwait.ssh_banner(host, timeout)
@@ -38,6 +39,8 @@ def ansible_ping(ctx):
         raise Skip(f"stage {stage.name} is not an ansible stage")
     playbook = stage.options["binary"]
     binary = playbook[: -len("-playbook")] if playbook.endswith("ansible-playbook") else "ansible"
+    from proxpipe.domain.tools import ToolRunner
+
     env = stage.tool_env(len(hosts))
     upstream = ctx.pipeline.last_producer("inventory")
     with tempfile.TemporaryDirectory() as scratch:

@@ -15,7 +15,6 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from proxpipe.base import schema
 from proxpipe.base.errors import ToolError
 from proxpipe.base.fsutil import sha256_file
 from proxpipe.base.schema import Field
-from proxpipe.domain import ansiblecfg, galaxy, handoff, inputs, inventory, sshwait, tools
+from proxpipe.domain import ansiblecfg, galaxy, handoff, inputs, inventory, tools
 from proxpipe.domain.inputs import Exclude
 from proxpipe.stages import galaxy_step
 
@@ -181,6 +180,8 @@ class AnsibleStage(Stage):
     # ------------------------------------------------------------------ run
 
     def wait_for_hosts(self, hosts: list[inventory.Host]) -> None:
+        from proxpipe.domain import sshwait  # threads and sockets: only when the stage runs
+
         wait = self.options["ssh_wait"]
         sshwait.wait_for_ssh(hosts, wait["deadline"], wait["connect_timeout"])
         sshwait.wait_until_ready(hosts, self.options["readiness"], self.options["readiness_deadline"],
@@ -218,6 +219,8 @@ class AnsibleStage(Stage):
                                f"pip install ansible-core, or set {self.config.where}.binary")
         self.note_version(job, binary, "ansible")
         hosts = list(inventory.parse(upstream).values())
+        from concurrent.futures import ThreadPoolExecutor
+
         # The requirements install while the hosts are awaited; a failed install is the error to show.
         requirements, galaxy_program = self.requirements(), galaxy.beside(binary)
         with ThreadPoolExecutor(max_workers=1) as pool:

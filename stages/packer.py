@@ -21,7 +21,7 @@ from proxpipe.base import schema
 from proxpipe.base.console import console
 from proxpipe.base.errors import HandoffError, PipelineError, ToolError
 from proxpipe.base.schema import Field
-from proxpipe.domain import galaxy, handoff, hcl, inputs, template_lifecycle, tools
+from proxpipe.domain import galaxy, handoff, hcl, inputs, tools
 from proxpipe.domain.inputs import Exclude
 from proxpipe.stages import galaxy_step
 
@@ -219,6 +219,8 @@ class PackerStage(Stage):
                        (f"+ a new template{where}",), True)
 
     def after_handoff(self, value: int, job: StageJob) -> None:
+        from proxpipe.domain import template_lifecycle
+
         proxmox = self.pipeline.proxmox
         if proxmox is None:
             return
