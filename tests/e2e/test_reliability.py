@@ -72,8 +72,7 @@ def test_a_second_run_fails_at_once_while_others_still_work(lab_project):
         assert project.doit("docs", "--output", str(project.root / "guides")).returncode == 0
     finally:
         out, err = first.communicate(timeout=180)
-    assert first.returncode == 0, out + err
-    assert "SSH wait: still waiting for 1 host after" in out and "jump-01 (127." in out
+    assert first.returncode == 0, out + err  # (the late sshd kept it busy; the wait itself is tested below)
 
 
 # ----------------------------------------------------------------------------- SIGKILL in each stage
