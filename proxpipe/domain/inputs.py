@@ -19,6 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
+from proxpipe.domain.gitrepo import work_tree
+
 GIT_IGNORES = "git ignores it"
 
 
@@ -182,11 +184,3 @@ def explain_ignored(directory: Path, paths: Sequence[str]) -> dict[str, str]:
     fields = done.stdout.decode(errors="replace").split("\0")
     rules = {fields[i + 3]: f"{fields[i]}:{fields[i + 1]}: {fields[i + 2]}" for i in range(0, len(fields) - 3, 4)}
     return {p: rules[f] for p, f in zip(paths, full, strict=True) if f in rules}
-
-
-def work_tree(directory: Path) -> Path | None:
-    """The top of the git work tree holding directory (a folder with a .git directory or file), or None."""
-    for folder in [directory, *directory.parents]:
-        if os.path.exists(os.path.join(folder, ".git")):
-            return folder
-    return None

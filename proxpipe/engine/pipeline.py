@@ -13,6 +13,7 @@ from proxpipe.base.errors import ConfigError, PipelineError
 from proxpipe.base.events import RunInfo, StageInfo, StageOutcome
 from proxpipe.base.fsutil import remove_stale_temps
 from proxpipe.domain import config as config_mod
+from proxpipe.domain.gitrepo import head_commit
 from proxpipe.domain.history import History
 from proxpipe.domain.state import LocalStore, StateStore
 
@@ -168,22 +169,7 @@ class Pipeline:
 
     def git_commit(self) -> str | None:
         """The checked-out commit, read from .git without starting a process."""
-        git = _find_git_dir(self.root)
-        if git is None:
-            return None
-        try:
-            head = (git / "HEAD").read_text().strip()
-            if not head.startswith("ref: "):
-                return head[:12]
-            ref = head[5:]
-            if (git / ref).is_file():
-                return (git / ref).read_text().strip()[:12]
-            for line in (git / "packed-refs").read_text().splitlines():
-                if line.endswith(" " + ref):
-                    return line.split()[0][:12]
-        except OSError:
-            return None
-        return None
+        return head_commit(self.root)
 
 
 def _seconds(text: str) -> float:
@@ -199,15 +185,3 @@ def load_config(path: str | Path = config_mod.DEFAULT_FILE, environ: dict[str, s
     from .plugins import Plugins
 
     return config_mod.load(path, environ, plugins=Plugins.load)
-
-
-def _find_git_dir(start: Path) -> Path | None:
-    for folder in [start, *start.parents]:
-        candidate = folder / ".git"
-        if candidate.is_dir():
-            return candidate
-        if candidate.is_file():  # a worktree: "gitdir: <path>"
-            text = candidate.read_text().strip()
-            if text.startswith("gitdir: "):
-                return Path(os.path.join(folder, text[8:]))
-    return None
