@@ -70,9 +70,26 @@ class _Matcher:
 
 @lru_cache(maxsize=64)
 def _any_of(globs: tuple[str, ...]):
-    if not globs:
-        return lambda _text: None
-    return re.compile("|".join(f"(?:{fnmatch.translate(glob)})" for glob in globs)).match
+    """A test whether text matches any of the globs. Most are a name, "*.ext" or "name*", told by a set lookup or
+    str.endswith/startswith; only the others go through fnmatch. (One regular expression of them all took a no-op
+    run tens of milliseconds to compile.)"""
+    exact, suffixes, prefixes, others = set(), [], [], []
+    for glob in globs:
+        head, last = glob[:-1], glob[-1:]
+        if not _WILD.search(glob):
+            exact.add(glob)
+        elif glob.startswith("*") and not _WILD.search(glob[1:]):
+            suffixes.append(glob[1:])
+        elif last == "*" and not _WILD.search(head):
+            prefixes.append(head)
+        else:
+            others.append(glob)
+    ends, starts = tuple(suffixes), tuple(prefixes)
+    return lambda text: (text in exact or (ends and text.endswith(ends)) or (starts and text.startswith(starts))
+                         or any(fnmatch.fnmatchcase(text, glob) for glob in others))
+
+
+_WILD = re.compile(r"[*?\[]")
 
 
 def scan(top: Path, rules: Sequence[Exclude], ignored: frozenset[str] = frozenset(),
