@@ -50,9 +50,14 @@ def inputs(pipeline: Pipeline) -> list[Path]:
     return sorted(template_dir(pipeline).glob("*.md.j2")) + [pipeline.config.path]
 
 
-def history_digest(pipeline: Pipeline, use_history: bool) -> str:
-    lines = pipeline.store.lines("history") if use_history else []
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest() if lines else "none"
+def state(pipeline: Pipeline, no_history: bool = False, output: str = "") -> dict[str, str] | None:
+    """What the guides were made from: the inputs' contents, the history (unless left out) and the environment;
+    None while a guide is missing."""
+    if not all((output_dir(pipeline, output) / name).is_file() for name in GUIDES):
+        return None
+    lines = [] if no_history else pipeline.store.lines("history")
+    made_from = [path.read_bytes() for path in inputs(pipeline)] + ["\n".join(lines).encode()]
+    return {"inputs": hashlib.sha256(b"\0".join(made_from)).hexdigest(), "env": pipeline.env.name}
 
 
 def render(pipeline: Pipeline, no_history: bool = False, output: str = "") -> list[Path]:

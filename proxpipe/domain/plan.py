@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from proxpipe.base.ids import new_id
 
 RUN, KEEP, LATER = "run", "keep", "later"  # what apply does with a stage
 PLANNED, APPLIED, DISCARDED = "planned", "applied", "discarded"
@@ -50,7 +50,7 @@ class Plan:
 
     @staticmethod
     def new_id() -> str:
-        return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+        return new_id()
 
     @property
     def digest(self) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import secrets as _random
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING
 from proxpipe.base.errors import ConfigError, PipelineError
 from proxpipe.base.events import RunInfo, StageInfo, StageOutcome
 from proxpipe.base.fsutil import remove_stale_temps
+from proxpipe.base.ids import new_id
 from proxpipe.domain import config as config_mod
 from proxpipe.domain.gitrepo import head_commit
 from proxpipe.domain.history import History
@@ -142,7 +142,7 @@ class Pipeline:
         """The current run, created (and announced to plugins) on first use."""
         if self.run is None:
             self.prepare_state_dir()
-            run_id = time.strftime("%Y%m%d-%H%M%S-") + _random.token_hex(2)
+            run_id = new_id()
             self.run = RunInfo(run_id, self.env.name, command, time.time(), self.state_dir,
                                self.state_dir / "logs" / run_id, _options=self.plugins.options, store=self.store)
             self.plugins.run_started(self.run)

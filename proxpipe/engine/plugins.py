@@ -246,9 +246,9 @@ def _available(cache: Path) -> dict[str, tuple[str, Callable[[], Any]]]:
 def _entry_points(cache: Path) -> list[tuple[str, str]]:
     """(name, "module:attr") of the plugins installed through the entry point group. Scanning every installed
     distribution costs a no-op run a good part of its start-up, so the list is kept beside the state, keyed by the
-    folders Python imports from and their modification times (installing or removing a distribution changes its
-    site-packages folder)."""
-    key = [[entry, os.stat(entry).st_mtime_ns] for entry in sys.path if entry and os.path.isdir(entry)]
+    import folders that hold distributions and their modification times (installing or removing a distribution
+    changes its folder)."""
+    key = _distribution_folders()
     try:
         saved = json.loads(cache.read_text())
         if saved["key"] == key:
@@ -264,6 +264,20 @@ def _entry_points(cache: Path) -> list[tuple[str, str]]:
         except OSError:
             pass  # a read-only project: scan every time
     return points
+
+
+def _distribution_folders() -> list[list]:
+    """[folder, mtime] of each folder on sys.path with installed distributions, in a stable order: plain doit puts
+    the project folder on sys.path and the proxpipe command does not, and editing a project file changes the
+    project folder's mtime; neither should cost a rescan."""
+    key = []
+    for entry in sorted(set(filter(None, sys.path))):
+        try:
+            if any(name.endswith((".dist-info", ".egg-info")) for name in os.listdir(entry)):
+                key.append([entry, os.stat(entry).st_mtime_ns])
+        except OSError:
+            continue  # a zip file or a missing folder: no distributions
+    return key
 
 
 def _load_entry_point(value: str) -> Any:

@@ -58,8 +58,8 @@ def _param(name: str, long: str, kind, default, help_text: str) -> dict:
 
 
 def command_tasks(pipeline: Pipeline) -> Iterator[dict]:
-    status, validate, rollback, plan, doctor = (f"proxpipe.commands.{name}" for name in
-                                                ("status", "validate", "rollback", "plan", "doctor"))
+    status, validate, rollback, plan, docs, doctor = (f"proxpipe.commands.{name}" for name in
+                                                      ("status", "validate", "rollback", "plan", "docs", "doctor"))
     always = {"uptodate": [False], "verbosity": 2}
     yield {"basename": "status", "doc": "each stage: up to date, or stale and why (runs no tool)",
            "actions": [(guarded(lazy(status, "show")), [pipeline])],
@@ -99,13 +99,8 @@ def command_tasks(pipeline: Pipeline) -> Iterator[dict]:
     yield {"basename": "history", "doc": "builds, deploys and rollbacks, newest first",
            "actions": [(guarded(_history), [pipeline])],
            "params": [_param("limit", "limit", int, 20, "how many entries")], **always}
-    from proxpipe.commands import docs
-
     yield {"basename": "docs", "doc": "render templates/ into docs/deployment/ (handoffs, operation, rollback)",
-           "actions": [(guarded(docs.render), [pipeline])],
-           "file_dep": [str(p) for p in docs.inputs(pipeline)],
-           "uptodate": [DocsState(pipeline)],
-           "targets": [str(docs.output_dir(pipeline) / name) for name in docs.GUIDES],
+           "actions": [(guarded(lazy(docs, "render")), [pipeline])], "uptodate": [DocsState(pipeline)],
            "params": [_param("no_history", "no-history", bool, False, "leave the history out (for committed docs)"),
                       _param("output", "output", str, "", "write into this directory instead")],
            "verbosity": 2}
@@ -139,7 +134,9 @@ def _history(pipeline: Pipeline, limit: int) -> None:
 
 
 class DocsState:
-    """docs is up to date while the history (unless left out) and the options are what they were."""
+    """docs is up to date while its guides are there and what they were made from (templates, pipeline.yaml, the
+    history unless left out, the environment) is unchanged. Worked out only when docs is asked for: a no-op deploy
+    never reads the templates."""
 
     def __init__(self, pipeline: Pipeline):
         self.pipeline = pipeline
@@ -151,7 +148,8 @@ class DocsState:
         from proxpipe.commands import docs
 
         options = task.options or {}
-        current = {"history": docs.history_digest(self.pipeline, not options.get("no_history")),
-                   "env": self.pipeline.env.name, "options": json.dumps(options, sort_keys=True)}
-        task.value_savers.append(lambda: {"docs": current})
-        return values.get("docs") == current
+        made_from = docs.state(self.pipeline, options.get("no_history", False), options.get("output", ""))
+        # saved after the render, from what it was made of
+        task.value_savers.append(lambda: {"docs": docs.state(self.pipeline, options.get("no_history", False),
+                                                             options.get("output", ""))})
+        return made_from is not None and values.get("docs") == made_from

@@ -50,9 +50,11 @@ def all_tasks(pipeline: Pipeline, argv: list[str]) -> Iterator[dict]:
     chain = requested_stages(pipeline, argv)
     for name in chain:  # the stages asked for need their values now; other commands never do
         pipeline.stage(name).require_values()
+    checks = [(commands.guarded(damage.refuse), [pipeline, chain])]
+    if pipeline.env.approval != "none":
+        checks.insert(0, (commands.guarded(commands.lazy("proxpipe.commands.plan", "refuse_unreviewed")), [pipeline]))
     yield {"basename": "_handoffs", "doc": "refuse to run unreviewed, or on a damaged handoff", "task_dep": ["_lock"],
-           "actions": [(commands.guarded(commands.lazy("proxpipe.commands.plan", "refuse_unreviewed")), [pipeline]),
-                       (commands.guarded(damage.refuse), [pipeline, chain])], "verbosity": 2}
+           "actions": checks, "verbosity": 2}
     for stage in pipeline.stages:
         task = stage_task(pipeline, stage)
         if stage.name in chain[1:]:

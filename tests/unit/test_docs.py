@@ -113,6 +113,8 @@ def test_docs_rerun_only_when_templates_configuration_or_history_change(tmp_path
     project.write_config()
     assert "wrote" in project.ok("docs").stdout
     assert "deadline\n42 s" in (project.root / "docs" / "deployment" / "pipeline-handoffs.md").read_text()
+    guide.unlink()
+    assert "wrote" in project.ok("docs").stdout  # a guide deleted: rendered again
 
 
 def test_doctor_reports_the_lab_tools(tmp_path):

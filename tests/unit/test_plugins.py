@@ -288,3 +288,24 @@ def test_the_run_log_records_every_run(shell):
     assert all(r["run"] and r["started"] and r["ok"] for r in runs)
     result = shell.doit("report")
     assert result.returncode == 0 and runs[0]["run"] in result.stdout and "make skipped" in result.stdout
+
+
+def test_the_installed_plugins_list_is_rescanned_only_when_a_distribution_folder_changes(tmp_path, monkeypatch):
+    from proxpipe.engine import plugins
+
+    site, project = tmp_path / "site", tmp_path / "project"
+    (site / "example-1.0.dist-info").mkdir(parents=True)
+    project.mkdir()
+    cache = tmp_path / "entry-points.json"
+    scans = []
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda group: scans.append(group) or [])
+    monkeypatch.setattr(sys, "path", [str(site), str(project)])
+
+    plugins._entry_points(cache)
+    (project / "notes.txt").write_text("an edited project file")  # changes the project folder's mtime
+    monkeypatch.setattr(sys, "path", [str(project), str(site), str(site)])  # plain doit adds the project first
+    plugins._entry_points(cache)
+    assert len(scans) == 1
+    (site / "another-2.0.dist-info").mkdir()  # a distribution installed
+    plugins._entry_points(cache)
+    assert len(scans) == 2
