@@ -26,8 +26,14 @@ from .settings import lab_config
 START_TIMEOUT = 20.0
 
 
+def home(env: Environment) -> Path:
+    """The lab's own folder: its services' files, SSH keys and VMs (lab.dir, shared by the checkouts that name it;
+    by default the environment's state directory)."""
+    return lab_config(env).dir or env.state_dir
+
+
 def runtime_dir(env: Environment) -> Path:
-    return env.state_dir / "fake-pve"
+    return home(env) / "fake-pve"
 
 
 def ca_file(env: Environment) -> Path:
@@ -63,7 +69,7 @@ def _start(env: Environment) -> None:
         child_env.update(LAB_PVE_TOKEN_ID=proxmox.token_id, LAB_PVE_TOKEN_SECRET=proxmox.token_secret.reveal())
     else:
         child_env.update(LAB_PVE_USER=proxmox.user, LAB_PVE_PASSWORD=proxmox.password.reveal())
-    argv = [sys.executable, "-m", "proxpipe.lab.server", "--state-dir", str(env.state_dir), "--address", lab.address,
+    argv = [sys.executable, "-m", "proxpipe.lab.server", "--state-dir", str(home(env)), "--address", lab.address,
             "--port", str(lab.port), "--boot-seconds", str(lab.boot_seconds), "--idle-minutes",
             str(lab.idle_minutes), "--base-vmid", str(lab.base_template_id), "--base-name", lab.base_template_name]
     (folder / "server.pid").unlink(missing_ok=True)

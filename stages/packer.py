@@ -141,6 +141,13 @@ class PackerStage(Stage):
             return reused
         self.note_version(job, binary, "packer")
         allocated = self._allocate()
+        try:
+            return self._build(job, binary, allocated)
+        finally:
+            self._release(allocated)
+
+    def _build(self, job: StageJob, binary: str, allocated: int | None) -> int:
+        opts = self.options
         args = self._var_args(allocated)
         template = str(opts["template"].relative_to(self.dir))
         if opts["init"] == "always" or (opts["init"] == "auto" and "required_plugins" in opts["template"].read_text()):
@@ -182,14 +189,27 @@ class PackerStage(Stage):
         if not low_high or not self.options["template_id_var"]:
             return None
         proxmox = self.pipeline.require_proxmox("allocate a template id from template_id_range")
-        used = proxmox.used_ids()
         low, high = low_high
-        for candidate in range(low, high + 1):
-            if candidate not in used:
-                return candidate
+        # Reserved in the state store until the build ends, so that builds running at once (other checkouts, other
+        # environments on the same cluster) get different ids.
+        chosen = self.pipeline.store.allocate_template_id(self._id_scope(), low, high, proxmox.used_ids)
+        if chosen is not None:
+            return chosen
         raise PipelineError(f"{self.config.where}.template_id_range: no free VMID in [{low}, {high}]: all "
                             f"{high - low + 1} are in use on the cluster; widen the range, lower "
                             "keep_templates, or delete templates the pipeline no longer needs")
+
+    def _id_scope(self) -> str:
+        """VMIDs are unique across a Proxmox cluster: reservations are per API."""
+        return self.pipeline.require_proxmox("allocate a template id").cfg.url
+
+    def _release(self, allocated: int | None) -> None:
+        if allocated is None:
+            return
+        try:
+            self.pipeline.store.release_template_id(self._id_scope(), allocated)
+        except PipelineError as exc:  # the reservation ends with this process anyway
+            console.warn(f"{self.name}: template id {allocated} stays reserved until this run ends: {exc}")
 
     def _var_args(self, allocated: int | None) -> list[str]:
         args = [f"-var-file={Path(f).relative_to(self.dir) if Path(f).is_relative_to(self.dir) else f}"
