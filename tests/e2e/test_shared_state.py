@@ -263,7 +263,8 @@ def test_the_database_going_away_mid_stage_fails_in_one_line_and_keeps_the_hando
     out, err = run.communicate(timeout=120)
     shared.outputs += [out, err]
     assert run.returncode == 1 and "Traceback" not in out + err
-    failure = next(line for line in out.splitlines() if "✗ configure failed" in line)
+    (failure,) = [line for line in (out + err).splitlines() if f"{a.address}:5433" in line]
+    assert "✗ configure failed" in failure
     assert f"lost the connection to database {a.address}:5433/proxpipe (schema {SCHEMA})" in failure
     revert(a)
     result = shared.run(a, "status", SHARED)  # the lab starts its database again
