@@ -40,10 +40,8 @@ def backend_type(directory: Path) -> str | None:
 def pg_backend(directory: Path, store, tool: str) -> PgBackend | None:
     """The connection for a project that declares the pg backend, when the environment's state is in a database;
     None otherwise (a project's own backend settings, in init_args or its environment, then apply as they are)."""
-    if backend_type(directory) != "pg":
-        return None
-    database = store.tool_database(tool)
-    if database is None:
+    database = store.tool_database(tool)  # first: local state never needs the project parsed
+    if database is None or backend_type(directory) != "pg":
         return None
     environ = dict(database.environ)
     environ["PGSSLMODE"] = _sslmode(environ)

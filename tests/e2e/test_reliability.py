@@ -63,8 +63,8 @@ def test_a_second_run_fails_at_once_while_others_still_work(lab_project):
         for command in (["deploy"], ["build"], ["configure"], ["rollback", "--stage", "build"], ["destroy"]):
             result = project.doit(*command)
             assert result.returncode == 1, command
-            assert (f"environment lab is locked by pid {holder['pid']} (deploy, since {holder['since']})"
-                    in result.stderr), result.stderr
+            assert (f"environment lab is locked by {holder['user']}@{holder['host']} pid {holder['pid']} "
+                    f"(deploy, since {holder['since']})" in result.stderr), result.stderr
         assert project.doit("status").returncode == 0
         assert "locked" not in project.doit("validate").stderr
         assert project.doit("history").returncode == 0

@@ -155,6 +155,8 @@ def test_a_deploys_and_b_starts_no_tool_and_shows_as_run(shared):
     assert [line.split()[2:4] for line in history.splitlines()[2:]] == [["configure", "configure"],
                                                                         ["provision", "provision"], ["build", "build"]]
     assert run_id in shared.run(b, "report", SHARED).stdout
+    checks = shared.run(b, "validate", SHARED).stdout  # a fresh checkout: Terraform's state comes from the database
+    assert "terraform-state" in checks and " FAIL " not in checks
     # B's copies of the handoffs, for its tools, are A's
     assert {name: (b.root / ".pipeline" / "lab-shared" / name).read_text() for name in HANDOFFS} == handoffs
 

@@ -111,11 +111,16 @@ class PostgresStore(StateStore):
                                          application_name=f"proxpipe {self.environment}", keepalives=1,
                                          keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
         except psycopg.Error as exc:
-            raise StateError(f"cannot reach {self.where}: {_reason(exc)}") from None
+            self._lost = f"cannot reach {self.where}: {_reason(exc)}"  # once: the rest of the run fails as fast
+            raise StateError(self._lost) from None
         atexit.register(self.close)
-        with self._errors():
-            self._key = self._setup()
-            self._serial = self._current_serial(self._conn)
+        try:
+            with self._errors():
+                self._key = self._setup()
+                self._serial = self._current_serial(self._conn)
+        except StateError as exc:
+            self._lost = self._lost or str(exc)
+            raise
 
     def _setup(self) -> int:
         """The environment's lock key; its schema and tables made on first use."""
