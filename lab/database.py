@@ -94,7 +94,8 @@ def ensure(home: Path, wanted: Endpoint) -> None:
         if not same and not fresh:
             stop(home)
             _single_user(folder, _set_credentials_sql(wanted))
-        _configure(data, wanted)
+        if _configure(data, wanted) and server_pid(home) is not None:
+            stop(home)  # it listens elsewhere now
         if server_pid(home) is None:
             _run(["pg_ctl", "-D", str(data), "-l", str(folder / "server.log"), "-w", "-t", str(TIMEOUT), "start"],
                  folder, f"the lab's PostgreSQL did not start on {wanted.address}:{wanted.port}")
@@ -163,8 +164,8 @@ def _initdb(folder: Path, wanted: Endpoint) -> None:
         secret.unlink(missing_ok=True)
 
 
-def _configure(data: Path, wanted: Endpoint) -> None:
-    """Where it listens, and who may log in: password logins over loopback TCP only."""
+def _configure(data: Path, wanted: Endpoint) -> bool:
+    """Where it listens, and who may log in: password logins over loopback TCP only. True when that changed."""
     settings = {"proxpipe.conf": (f"listen_addresses = '{wanted.address}'\nport = {wanted.port}\n"
                                   "unix_socket_directories = ''\n"),
                 "pg_hba.conf": "# proxpipe's lab: password logins over loopback TCP, nothing else\n"
@@ -172,11 +173,14 @@ def _configure(data: Path, wanted: Endpoint) -> None:
     conf = data / "postgresql.conf"
     if "include_if_exists = 'proxpipe.conf'" not in conf.read_text():
         settings["postgresql.conf"] = conf.read_text() + "\ninclude_if_exists = 'proxpipe.conf'\n"
+    changed = False
     for name, text in settings.items():
         if not (data / name).exists() or (data / name).read_text() != text:
             atomic_write(data / name, text, 0o600, durable=False)
             if os.geteuid() == 0:
                 shutil.chown(data / name, RUN_AS, RUN_AS)
+            changed = True
+    return changed
 
 
 def _single_user(folder: Path, sql: str) -> None:

@@ -141,10 +141,10 @@ class PostgresStore(StateStore):
                 self._conn.execute(statement)
             self._conn.execute("INSERT INTO proxpipe.environments (project, environment, schema) VALUES (%s, %s, %s) "
                                "ON CONFLICT DO NOTHING", (project, self.environment, schema))
-            key, owner = self._conn.execute("SELECT key, project || ' ' || environment FROM proxpipe.environments "
-                                            "WHERE schema = %s", (schema,)).fetchone()
-            if owner != f"{project} {self.environment}":
-                raise StateError(f"{self.where}: the schema belongs to {owner.replace(' ', ', environment ')}; "
+            key, *owner = self._conn.execute("SELECT key, project, environment FROM proxpipe.environments "
+                                             "WHERE schema = %s", (schema,)).fetchone()
+            if owner != [project, self.environment]:
+                raise StateError(f"{self.where}: the schema belongs to project {owner[0]}, environment {owner[1]}; "
                                  "give this project another name (project: in pipeline.yaml)")
             for statement in _ENVIRONMENT_DDL:
                 self._conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
