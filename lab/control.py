@@ -27,8 +27,14 @@ from proxpipe.lab.settings import lab_config
 START_TIMEOUT = 20.0
 
 
+def home(env: Environment) -> Path:
+    """The lab's own folder: its services' files, SSH keys and VMs (lab.dir, shared by the checkouts that name it;
+    by default the environment's state directory)."""
+    return lab_config(env).dir or env.state_dir
+
+
 def runtime_dir(env: Environment) -> Path:
-    return env.state_dir / "fake-pve"
+    return home(env) / "fake-pve"
 
 
 def ca_file(env: Environment) -> Path:
@@ -65,7 +71,7 @@ def _start(env: Environment) -> None:
         child_env.update(LAB_PVE_TOKEN_ID=proxmox.token_id, LAB_PVE_TOKEN_SECRET=proxmox.token_secret.reveal())
     else:
         child_env.update(LAB_PVE_USER=proxmox.user, LAB_PVE_PASSWORD=proxmox.password.reveal())
-    argv = [sys.executable, "-m", "proxpipe.lab.server", "--state-dir", str(env.state_dir), "--address", lab.address,
+    argv = [sys.executable, "-m", "proxpipe.lab.server", "--state-dir", str(home(env)), "--address", lab.address,
             "--port", str(lab.port), "--boot-seconds", str(lab.boot_seconds), "--idle-minutes",
             str(lab.idle_minutes), "--base-vmid", str(lab.base_template_id), "--base-name", lab.base_template_name]
     (folder / "server.pid").unlink(missing_ok=True)
@@ -145,11 +151,11 @@ def _accepts(env: Environment, tries: int = 3) -> bool:
 
 def admin(env: Environment, path: str, body: dict | None = None) -> object:
     """Call the lab's control endpoint (/_lab/...): faults, VM edits, state. Used by tests and `pipeline-lab`."""
-    from proxpipe.domain.pveapi import HTTPStatus
+    from proxpipe.domain.pveapi import Client, HTTPStatus
 
     secret = (runtime_dir(env) / "admin.secret").read_text().strip()
-    transport = _client(env).light
-    transport.timeout = 10
+    # The control endpoint checks the admin secret alone, whatever credentials the environment logs in with.
+    transport = Client(env.proxmox.url, "lab-admin=", str(ca_file(env)), True, 10)
     try:
         return transport.send("POST", f"{transport.prefix}/_lab/{path}", json.dumps(body or {}).encode(),
                               {"X-Lab-Admin": secret, "Content-Type": "application/json"})

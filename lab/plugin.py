@@ -1,5 +1,6 @@
 """The local lab as a plugin: an environment with a `lab:` section gets its Proxmox API from the lab's stand-in
-(started on first use), `doit lab-stop`, and the lab's programs in `doit doctor`. The core never imports the lab;
+(started on first use), with `lab: {postgres: true}` the database of its shared state from the lab's own PostgreSQL
+(started on first use too), `doit lab-stop`, and the lab's programs in `doit doctor`. The core never imports the lab;
 it is registered like any plugin (proxpipe.engine.plugins.DEFAULT_PLUGINS)."""
 
 from __future__ import annotations
@@ -24,6 +25,20 @@ def proxmox_endpoint(environment, proxmox):
 
     control.ensure(environment)
     return proxmox if proxmox.ca_file else proxmox._replace(ca_file=control.ca_file(environment))
+
+
+@hookimpl
+def state_endpoint(environment, state):
+    lab = lab_config(environment)
+    if lab is None or not lab.postgres:
+        return None
+    from . import control, database
+
+    wanted = database.endpoint(state.url.reveal(), state.where)
+    if environment.proxmox is not None:
+        control.ensure(environment)  # first: the lab's services start together, and its idle timer stops both
+    database.ensure(control.home(environment), wanted)
+    return None
 
 
 @hookimpl
@@ -55,9 +70,11 @@ def _install_tools(root: Path) -> list[str]:
 
 
 def _stop(pipeline) -> None:
-    from . import control
+    from . import control, database
 
     control.stop(pipeline.env, verbose=True)
+    if database.stop(control.home(pipeline.env)):  # normally the stand-in stopped it already
+        print(f"stopped the lab's PostgreSQL of environment {pipeline.env.name}")
 
 
 @hookimpl
@@ -70,5 +87,11 @@ def docs_context(environment):
 def doctor_tools(environment):
     if lab_config(environment) is None:
         return None
-    return [ToolSpec("sshd", (), "", "", "apt-get install openssh-server", "the lab"),
-            ToolSpec("ssh-keygen", (), "", "", "apt-get install openssh-client", "the lab")]
+    specs = [ToolSpec("sshd", (), "", "", "apt-get install openssh-server", "the lab"),
+             ToolSpec("ssh-keygen", (), "", "", "apt-get install openssh-client", "the lab")]
+    if lab_config(environment).postgres:
+        from .database import program
+
+        specs.append(ToolSpec(program("postgres"), ("--version",), r"(\d+\.\d+)", "13", "apt-get install postgresql",
+                              "the lab's PostgreSQL"))
+    return specs

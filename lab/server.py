@@ -271,8 +271,21 @@ async def serve(args) -> None:
         pve.save()
         pve.stop_hosts()
         await pve.stop()
+        _stop_database(state_dir)
         (pve.dir / "server.pid").unlink(missing_ok=True)
         print("lab Proxmox stopped", flush=True)
+
+
+def _stop_database(state_dir: Path) -> None:
+    """The lab's PostgreSQL, if it runs one, stops with it (so it too stops when the lab is idle)."""
+    from proxpipe.base.errors import PipelineError
+    from proxpipe.lab import database
+
+    try:
+        if database.stop(state_dir):
+            print("lab PostgreSQL stopped", flush=True)
+    except PipelineError as exc:
+        print(f"stopping the lab's PostgreSQL: {exc}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

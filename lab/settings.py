@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import NamedTuple
 
 from proxpipe.api import Field, schema
@@ -29,6 +30,11 @@ LAB_FIELDS = {
                           default=0.2, minimum=0),
     "idle_minutes": Field(schema.NUMBER, "Stop the lab's services after this long without an API request "
                                          "(0: never).", default=120, minimum=0),
+    "dir": Field(schema.PATH, "Where the lab keeps its services' files, its SSH keys and its VMs. Checkouts that name "
+                              "the same folder (and address) share one lab. Default: the environment's state_dir."),
+    "postgres": Field(schema.BOOL, "Also run a PostgreSQL server of the lab's own for the environment's shared "
+                                   "state, at the loopback address, port, user, password and database of state.url "
+                                   "(Debian's postgresql package).", default=False),
 }
 
 
@@ -39,6 +45,8 @@ class LabConfig(NamedTuple):
     base_template_name: str
     boot_seconds: float
     idle_minutes: float
+    dir: Path | None = None
+    postgres: bool = False
 
 
 def lab_config(environment) -> LabConfig | None:
@@ -48,4 +56,4 @@ def lab_config(environment) -> LabConfig | None:
         return None
     base = data["base_template"]
     return LabConfig(data["address"], data["port"], base["vmid"], base["name"], data["boot_seconds"],
-                     data["idle_minutes"])
+                     data["idle_minutes"], data["dir"], data["postgres"])

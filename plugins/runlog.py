@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
-from proxpipe.api import Command, Param, hookimpl
+from proxpipe.api import Command, Param, PipelineError, hookimpl
 from proxpipe.domain.history import Journal
 
 LOG = "runs"
@@ -16,13 +16,18 @@ LOG = "runs"
 
 @hookimpl
 def run_finished(run, ok, outcomes):
-    Journal(run.store, LOG).append({
-        "run": run.id, "environment": run.environment, "command": run.command,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(run.started)),
-        "duration": round((run.finished or time.time()) - run.started, 2), "ok": ok,
-        **({"interrupted": run.interrupted} if run.interrupted else {}),
-        "stages": [{k: v for k, v in asdict(o).items() if v not in (None, "", {})} for o in outcomes],
-    })
+    try:
+        Journal(run.store, LOG).append({
+            "run": run.id, "environment": run.environment, "command": run.command,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(run.started)),
+            "duration": round((run.finished or time.time()) - run.started, 2), "ok": ok,
+            **({"interrupted": run.interrupted} if run.interrupted else {}),
+            "stages": [{k: v for k, v in asdict(o).items() if v not in (None, "", {})} for o in outcomes],
+        })
+    except PipelineError:
+        if ok:
+            raise
+        # A failed run whose state store failed too (its database went away): the run's own error says so.
 
 
 def recent(store, count: int = 10) -> list[dict]:

@@ -48,9 +48,11 @@ def terraform_state(ctx):
     on_disk = ctx.handoff("provision")  # Skip before anything was provisioned
     target = ctx.pipeline.relative(stage.dir)
     binary = stage.binary()
+    job = ctx.job("terraform-state", stage)
     with _lock(stage):
-        result = stage.step(ctx.job("terraform-state", stage), [binary, "show", "-no-color", "-json"],
-                            f"{stage.binary_name} show", capture=True, check=False, retryable=False)
+        stage.init(job, binary)  # a fresh checkout (a CI runner) has no data directory yet
+        result = stage.step(job, [binary, "show", "-no-color", "-json"], f"{stage.binary_name} show",
+                            capture=True, check=False, retryable=False)
     if result.returncode != 0:
         last = (result.output.strip().splitlines() or ["no output"])[-1]
         yield failed(target, f"{stage.binary_name} show failed: {last}")

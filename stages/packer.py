@@ -185,6 +185,14 @@ class PackerStage(Stage):
         self.note_version(job, binary, "packer")
         plain, secret = self.tool_vars()
         allocated = self._allocate()
+        try:
+            return self._build(job, binary, plain, secret, allocated)
+        finally:
+            self._release(allocated)
+
+    def _build(self, job: StageJob, binary: str, plain: dict[str, Any], secret: dict[str, Any],
+               allocated: int | None) -> int:
+        opts = self.options
         template = str(opts["template"].relative_to(self.dir))
         if opts["init"] == "always" or (opts["init"] == "auto" and "required_plugins" in opts["template"].read_text()):
             job.runner.run([binary, "init", template], "packer init")
@@ -243,14 +251,27 @@ class PackerStage(Stage):
         if not low_high or not self.options["template_id_var"]:
             return None
         proxmox = self.pipeline.require_proxmox("allocate a template id from template_id_range")
-        used = proxmox.used_ids()
         low, high = low_high
-        for candidate in range(low, high + 1):
-            if candidate not in used:
-                return candidate
+        # Reserved in the state store until the build ends, so that builds running at once (other checkouts, other
+        # environments on the same cluster) get different ids.
+        chosen = self.pipeline.store.allocate_template_id(self._id_scope(), low, high, proxmox.used_ids)
+        if chosen is not None:
+            return chosen
         raise PipelineError(f"{self.config.where}.template_id_range: no free VMID in [{low}, {high}]: all "
                             f"{high - low + 1} are in use on the cluster; widen the range, lower "
                             "keep_templates, or delete templates the pipeline no longer needs")
+
+    def _id_scope(self) -> str:
+        """VMIDs are unique across a Proxmox cluster: reservations are per API."""
+        return self.pipeline.require_proxmox("allocate a template id").cfg.url
+
+    def _release(self, allocated: int | None) -> None:
+        if allocated is None:
+            return
+        try:
+            self.pipeline.store.release_template_id(self._id_scope(), allocated)
+        except PipelineError as exc:  # the reservation ends with this process anyway
+            console.warn(f"{self.name}: template id {allocated} stays reserved until this run ends: {exc}")
 
     def sensitive_vars(self) -> set[str]:
         """Declared in the template's directory (the template itself, or a legacy template's

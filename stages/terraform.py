@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from proxpipe.base.fsutil import atomic_write, display
 from proxpipe.base.schema import Field
 from proxpipe.domain import handoff, hcl, inputs, inventory, tools
 from proxpipe.domain.inputs import Exclude
+
+from .tfbackend import PgBackend, pg_backend
 
 DEFAULT_LINT = [["tflint", "--init"], ["tflint"]]
 
@@ -88,8 +91,14 @@ class TerraformStage(Stage):
     def plan_file(self) -> Path:
         return self.pipeline.state_dir / self.name / "plan.tfplan"
 
+    @cached_property
+    def pg_backend(self) -> PgBackend | None:
+        """The shared state's database, when the project declares `backend "pg" {}` (see stages.tfbackend)."""
+        return pg_backend(self.dir, self.pipeline.store, self.name)
+
     def tool_env(self) -> dict[str, str]:
-        env = {"TF_DATA_DIR": str(self.data_dir), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"}
+        env = {"TF_DATA_DIR": str(self.data_dir), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0",
+               **(self.pg_backend.environ if self.pg_backend else {})}
         if self.options["cli_config"]:
             if not self.options["cli_config"].is_file():
                 raise ToolError(f"{self.config.where}.cli_config: {display(self.options['cli_config'])} "
@@ -248,14 +257,22 @@ class TerraformStage(Stage):
         if self.data_dir.is_dir() and marker.is_file() and marker.read_text() == digest:
             job.notes["init"] = "skipped (nothing it depends on changed)"
             return
-        self.step(job, [binary, "init", "-input=false", "-no-color", *(self.options["init_args"] or [])],
-                  f"{self.binary_name} init")
+        backend = self.data_dir.parent / "backend.pg.tfbackend"  # no password in it; removed once init read it
+        extra = [f"-backend-config={backend}", "-reconfigure"] if self.pg_backend else []
+        try:
+            if self.pg_backend:
+                atomic_write(backend, self.pg_backend.config, 0o600)
+            self.step(job, [binary, "init", "-input=false", "-no-color", *extra, *(self.options["init_args"] or [])],
+                      f"{self.binary_name} init")
+        finally:
+            backend.unlink(missing_ok=True)
         atomic_write(marker, self._init_digest(binary))  # init may have written the lock file
 
     def _init_digest(self, binary: str) -> str:
         """What init depends on: the configuration's modules, providers and backend, the lock file,
         the CLI configuration and the program itself."""
-        digest = hashlib.sha256(f"{binary}\0{self.options['init_args']}".encode())
+        backend = self.pg_backend.config if self.pg_backend else ""
+        digest = hashlib.sha256(f"{binary}\0{self.options['init_args']}\0{backend}".encode())
         for path in sorted(self.dir.glob("*.tf")) + [self.dir / ".terraform.lock.hcl"]:
             if path.is_file():
                 digest.update(path.name.encode() + b"\0" + path.read_bytes())

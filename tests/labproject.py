@@ -9,6 +9,7 @@ own children included, with its command line.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import os
@@ -51,6 +52,7 @@ class LabProject:
         self.calls = root / "tool-calls.log"
         self.git_log = root / "git-calls.log"
         self.shims = root / "shims"
+        self.extra_env: dict[str, str] = {}  # for every command of this project
         root.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "dodo.py", root / "dodo.py")
         shutil.copytree(REPO / "lab", root / "lab", ignore=shutil.ignore_patterns(
@@ -76,6 +78,7 @@ class LabProject:
     def default_config(self, vms: int, shims: bool = True) -> dict:
         config = yaml.safe_load((REPO / "pipeline.yaml").read_text())
         config["environments"].pop("production")
+        config["environments"].pop("lab-shared")  # share_state() adds it back, on this project's own addresses
         lab = config["environments"]["lab"]
         lab["lab"]["address"] = self.address
         lab["lab"]["boot_seconds"] = 0.2
@@ -99,6 +102,40 @@ class LabProject:
     def env(self) -> dict:
         return self.config["environments"]["lab"]
 
+    # ------------------------------------------------------------------ shared state: two checkouts of one project
+
+    def share_state(self, lab_dir: Path, port: int = 5433) -> None:
+        """Add the environment lab-shared: this project's lab kept in lab_dir (where any checkout finds it), with a
+        PostgreSQL of its own for the state, and a Terraform project that declares the pg backend."""
+        shared = copy.deepcopy(self.env)
+        shared["description"] = "the lab with shared state"
+        shared["lab"].update(dir=str(lab_dir), postgres=True)
+        shared["state"] = {"url": f"postgresql://proxpipe:${{LAB_PG_PASSWORD}}@{self.address}:{port}/proxpipe"}
+        shared["stages"]["provision"]["dir"] = "lab/terraform-shared"
+        shared["stages"]["provision"]["vars"]["lab_dir"] = str(lab_dir)
+        self.config["environments"]["lab-shared"] = shared
+        self.write_config()
+
+    def commit(self) -> None:
+        (self.root / ".gitignore").write_text("/shims/\n/tool-calls.log\n/git-calls.log\n/.pipeline/\n/.tools\n"
+                                             "manifest.json\n")
+        subprocess.run(["git", "add", "-A"], cwd=self.root, check=True)
+        subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "-q", "-m",
+                        "the project"], cwd=self.root, check=True)
+
+    def clone(self, root: Path) -> LabProject:
+        """A second checkout of this project (git clone of what is committed), with its own shims and tool log."""
+        subprocess.run(["git", "clone", "-q", str(self.root), str(root)], check=True)
+        other = LabProject.__new__(LabProject)
+        other.root, other.block, other.address = root, self.block, self.address
+        other.calls, other.shims, other.extra_env = root / "tool-calls.log", root / "shims", dict(self.extra_env)
+        other.git_log = root / "git-calls.log"
+        os.symlink(REPO / ".tools", root / ".tools")
+        if self.shims.exists():
+            other._shims()
+        other.config = yaml.safe_load((root / "pipeline.yaml").read_text())
+        return other
+
     # ------------------------------------------------------------------ running
 
     def environ(self, extra: dict | None = None) -> dict:
@@ -106,6 +143,7 @@ class LabProject:
         env["PATH"] = os.pathsep.join(([str(self.shims)] if self.shims.exists() else [])
                                       + [str(VENV_BIN), env.get("PATH", "")])
         env["NO_COLOR"] = "1"
+        env.update(self.extra_env)
         env.update(extra or {})
         return env
 
@@ -167,11 +205,11 @@ class LabProject:
         path = self.state / "history.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
-    def admin(self, path: str, body: dict | None = None):
+    def admin(self, path: str, body: dict | None = None, environment: str = "lab"):
         from proxpipe.engine.pipeline import load_config as load
         from proxpipe.lab import control
 
-        env = load(self.root / "pipeline.yaml", environ={}).environment("lab")
+        env = load(self.root / "pipeline.yaml", environ=self.extra_env).environment(environment)
         return control.admin(env, path, body)
 
     def edit(self, relative: str, old: str, new: str) -> None:

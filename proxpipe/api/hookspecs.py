@@ -12,7 +12,7 @@ Hooks are grouped by phase:
   :func:`register_stage_kinds`, :func:`register_checks`, :func:`register_commands`,
   :func:`register_examples`, :func:`environment_fields`;
 * the environment: :func:`proxmox_endpoint` when the Proxmox API is first needed,
-  :func:`doctor_tools` for ``doit doctor``;
+  :func:`state_endpoint` when its shared state's database is, :func:`doctor_tools` for ``doit doctor``;
 * lifecycle events of a run (``deploy``, one stage, ``rollback`` or ``destroy``), in this order:
   :func:`run_started`, then per stage :func:`stage_started` / :func:`stage_skipped`,
   :func:`handoff_written`, :func:`stage_finished` / :func:`stage_failed`, and last
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from proxpipe.base.events import RunInfo, StageInfo, StageOutcome
     from proxpipe.base.schema import Field
     from proxpipe.domain.config import Environment, ProxmoxConfig
+    from proxpipe.domain.state import StateConfig
 
 PROJECT = "proxpipe"
 ENTRY_POINT_GROUP = "proxpipe.plugins"
@@ -126,6 +127,20 @@ def proxmox_endpoint(environment: Environment, proxmox: ProxmoxConfig) -> Proxmo
 
     :param environment: the chosen ``proxpipe.domain.config.Environment``.
     :param proxmox: its ``proxmox`` settings from ``pipeline.yaml``.
+    :return: the settings to use, or None to leave them as they are.
+    """
+
+
+@hookspec(firstresult=True)
+def state_endpoint(environment: Environment, state: StateConfig) -> StateConfig | None:
+    """The environment's shared state (its ``state:`` database) is needed for the first time in this process.
+
+    Called only for an environment with ``state:`` in ``pipeline.yaml``, before the first connection. A plugin
+    that provides the database (the local lab starts its PostgreSQL server here) may return the settings to use
+    instead of ``state``. The first non-None result wins.
+
+    :param environment: the chosen ``proxpipe.domain.config.Environment``.
+    :param state: its ``state`` settings: ``url`` (a Secret), ``project``, ``schema``.
     :return: the settings to use, or None to leave them as they are.
     """
 

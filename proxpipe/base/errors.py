@@ -48,3 +48,8 @@ class LockedError(PipelineError):
 
 class CheckFailed(PipelineError):
     """A validation check found a problem."""
+
+
+class StateError(PipelineError):
+    """The environment's shared state cannot be read or written (its database is unreachable, or another writer
+    moved it)."""

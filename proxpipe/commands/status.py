@@ -20,7 +20,7 @@ def stage_states(pipeline: Pipeline) -> list[dict]:
     rows, upstream_stale = [], None
     for stage in pipeline.stages:
         why = stale_reasons(pipeline, stage, {})
-        if not why and RemoteState(pipeline, stage.name)() is False:
+        if not why and RemoteState(pipeline, stage.name)() is False:  # None: the stage has no remote opinion
             why = [stage.remote_reason]
         if why:
             state = "stale"

@@ -15,12 +15,13 @@ from proxpipe.base import schema
 from proxpipe.base.errors import ConfigError
 from proxpipe.base.schema import Field
 from proxpipe.base.secrets import Secret
+from proxpipe.domain.state import settings as state_settings
 
 DEFAULT_FILE = "pipeline.yaml"
 # Task names of the pipeline's own commands and of doit's; a stage may not take one.
 RESERVED_NAMES = {"deploy", "status", "validate", "rollback", "destroy", "docs", "doctor", "history",
-                  "report", "lab-stop", "plan", "approve", "apply", "init", "run", "list", "info", "clean",
-                  "forget", "ignore", "help",
+                  "report", "lab-stop", "plan", "approve", "apply", "init", "state-push", "state-pull", "run",
+                  "list", "info", "clean", "forget", "ignore", "help",
                   "auto", "dumpdb", "strace", "reset-dep", "tabcompletion"}
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -93,7 +94,11 @@ VALIDATE_FIELDS = {
 
 ENVIRONMENT_FIELDS = {
     "description": Field(schema.STR, "One line for status and the docs."),
-    "state_dir": Field(schema.PATH, "Where handoffs, history and logs go. Default: .pipeline/<environment>."),
+    "state_dir": Field(schema.PATH, "Where handoffs, history and logs go (with `state`, only logs and caches). "
+                                    "Default: .pipeline/<environment>."),
+    "state": Field(schema.MAP, "Keep the environment's state (handoffs, history, run log, template ids, lock, "
+                               "up-to-date records) in PostgreSQL, shared by every checkout and CI runner. "
+                               "Omitted: local files in state_dir.", fields=state_settings.STATE_FIELDS),
     "proxmox": Field(schema.MAP, "The Proxmox VE API.", fields=PROXMOX_FIELDS),
     "stages": Field(schema.MAP, "The stages in order: name -> settings.", required=True,
                     values=Field(schema.RAW)),
@@ -105,6 +110,9 @@ ENVIRONMENT_FIELDS = {
 }
 
 TOP_FIELDS = {
+    "project": Field(schema.STR, "The project's name, the same in every checkout; an environment with `state` keeps "
+                                 "it in the database schema proxpipe_<project>_<environment>.",
+                     check=state_settings.project_problem),
     "default_environment": Field(schema.STR, "The environment used when none is chosen."),
     "plugins": Field(schema.RAW, "Plugins: name -> {enabled, on_error, and the plugin's own options}."),
     "environments": Field(schema.MAP, "name -> environment.", required=True, values=Field(schema.RAW)),
@@ -164,6 +172,7 @@ class Environment(NamedTuple):
     raw: Any = None  # the environment as written, ${VAR} references unresolved (for the docs)
     extras: dict[str, Any] = {}  # keys that plugins add (the environment_fields hook), validated; e.g. lab
     approval: str = "none"  # none, required or second-person
+    state: state_settings.StateConfig | None = None  # None: local files in state_dir
 
     def stage(self, name: str) -> StageConfig:
         for stage in self.stages:
@@ -207,8 +216,9 @@ def load(path: Path | str, environ: dict[str, str] | None, plugins: Callable[[An
     fields = {**loaded.environment_fields(), **ENVIRONMENT_FIELDS}
     if not top["environments"]:
         raise ctx.error("environments", "no environment defined")
-    envs = {str(name): _environment(str(name), data, ctx, kinds, fields)
+    envs = {str(name): _environment(str(name), data, ctx, kinds, fields, top["project"])
             for name, data in top["environments"].items()}
+    state_settings.check_distinct(envs, ctx)
     default = top["default_environment"]
     if default is not None and default not in envs:
         raise ctx.error("default_environment", f"{default!r} is not an environment (known: {', '.join(envs)})")
@@ -260,7 +270,7 @@ def _parse_yaml(path: Path, text: str) -> Any:
 
 
 def _environment(name: str, data: Any, ctx: schema.Context, kinds: dict[str, type],
-                 fields: dict[str, Field]) -> Environment:
+                 fields: dict[str, Field], project: str | None = None) -> Environment:
     where = f"environments.{name}"
     if not _NAME.match(name):
         raise ctx.error(where, "environment names use lower-case letters, digits, - and _")
@@ -273,7 +283,8 @@ def _environment(name: str, data: Any, ctx: schema.Context, kinds: dict[str, typ
     extras = {key: env[key] for key in fields if key not in ENVIRONMENT_FIELDS}
     return Environment(name, ctx.base, ctx.file, Path(state_dir), env["description"] or "", proxmox, stages,
                        ValidateConfig(validate["group"], validate["ssh_timeout"], tuple(validate["skip"] or ())),
-                       data, extras, env["approval"])
+                       data, extras, env["approval"],
+                       state_settings.state_config(env["state"], project, name, f"{where}.state", ctx))
 
 
 def _stages(data: dict, where: str, ctx: schema.Context, kinds: dict[str, type]) -> tuple[StageConfig, ...]:

@@ -61,6 +61,12 @@ def locked_error(environment: str, info: dict | None, local: bool = True) -> Loc
                        "or pass --wait-lock SECONDS (status, validate, docs and history still work)")
 
 
+def warn_taken_over(environment: str, previous: dict) -> None:
+    """The lock was free, but its holder record says who died holding it."""
+    console.warn(f"taking over the lock of environment {environment} left by {describe(previous, False)}, "
+                 "which no longer runs")
+
+
 def retrying(try_once: Callable[[], bool], wait: float) -> bool:
     """Call try_once() until it returns True or `wait` seconds have passed; whether it succeeded."""
     deadline = time.monotonic() + wait
@@ -93,8 +99,7 @@ def acquire(state_dir: Path, environment: str, command: str, wait: float = 0.0) 
         raise locked_error(environment, holder(state_dir))
     previous = holder(state_dir)
     if previous and previous.get("pid") != os.getpid():
-        console.warn(f"taking over the lock of environment {environment} left by {describe(previous, False)}, "
-                     "which no longer runs")
+        warn_taken_over(environment, previous)
     atomic_write(state_dir / "lock.json", json.dumps(holder_info(command)), 0o600, durable=False)
     _held[state_dir] = fd
 

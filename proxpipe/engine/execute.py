@@ -70,7 +70,11 @@ def stage_job(pipeline: Pipeline, stage: Stage, log_name: str, upstream_path: Pa
 
 def run_stage(pipeline: Pipeline, stage_name: str, task) -> dict | TaskFailed:
     """The doit action of a stage task."""
-    return execute(pipeline, pipeline.stage(stage_name), task.options or {})
+    try:
+        return execute(pipeline, pipeline.stage(stage_name), task.options or {})
+    except PipelineError as exc:  # the state store failed after the stage's own steps (its database went away)
+        console.error(str(exc))
+        return TaskFailed(str(exc))
 
 
 def execute(pipeline: Pipeline, stage: Stage, options: dict) -> dict | TaskFailed:
@@ -150,7 +154,10 @@ def _after_handoff(stage: Stage, value: Any, job) -> None:
 def _failed(pipeline, stage, info, entry, started, exc: PipelineError, tool_versions) -> TaskFailed:
     duration = time.monotonic() - started
     message = str(exc)
-    pipeline.record(stage, stage.ACTION, **entry, outcome="failed", message=message, duration=round(duration, 2))
+    try:
+        pipeline.record(stage, stage.ACTION, **entry, outcome="failed", message=message, duration=round(duration, 2))
+    except PipelineError:
+        pass  # the history is in a state store that failed too, which is what `message` says
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "failed", duration, None, message,
                                           dict(tool_versions)))
     try:

@@ -15,7 +15,7 @@ from proxpipe.base.ids import new_id
 from proxpipe.domain import config as config_mod
 from proxpipe.domain.gitrepo import head_commit
 from proxpipe.domain.history import History
-from proxpipe.domain.state import LocalStore, StateStore
+from proxpipe.domain.state import StateStore, open_store
 
 if TYPE_CHECKING:
     from proxpipe.api.stage import Stage
@@ -29,7 +29,7 @@ class Pipeline:
         self.plugins = config.plugins
         self.root = env.root
         self.state_dir = env.state_dir
-        self.store: StateStore = LocalStore(self.state_dir, env.name)
+        self.store: StateStore = open_store(self.state_dir, env, lambda state: self.plugins.state_endpoint(env, state))
         self.history = History(self.store)
         self._stages: list[Stage] | None = None
         self._proxmox: Proxmox | None = None

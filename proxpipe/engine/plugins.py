@@ -157,6 +157,9 @@ class Plugins:
     def proxmox_endpoint(self, environment, proxmox):
         return self.hook.proxmox_endpoint(environment=environment, proxmox=proxmox) or proxmox
 
+    def state_endpoint(self, environment, state):
+        return self.hook.state_endpoint(environment=environment, state=state) or state
+
     def doctor_tools(self, environment) -> list:
         return [spec for specs in self.hook.doctor_tools(environment=environment) for spec in specs or []]
 

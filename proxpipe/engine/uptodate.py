@@ -121,7 +121,10 @@ class StageState:
 
     def __call__(self, task, values):
         stage = self.pipeline.stage(self.stage_name)
-        stage.stale_reasons = stale_reasons(self.pipeline, stage, getattr(task, "options", None))
+        try:
+            stage.stale_reasons = stale_reasons(self.pipeline, stage, getattr(task, "options", None))
+        except PipelineError as exc:  # the state cannot be read: the stage's run says why, in one line
+            stage.stale_reasons = [str(exc)]
         return not stage.stale_reasons
 
 

@@ -1,11 +1,10 @@
 """The doit tasks besides the stages: status, validate, rollback, destroy, history, report, docs,
-doctor and lab-stop. Each is a thin task dict around a function of its own module."""
+state-push, state-pull, doctor and lab-stop. Each is a thin task dict around a function of its own module."""
 
 from __future__ import annotations
 
 import atexit
 import importlib
-import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -58,8 +57,9 @@ def _param(name: str, long: str, kind, default, help_text: str) -> dict:
 
 
 def command_tasks(pipeline: Pipeline) -> Iterator[dict]:
-    status, validate, rollback, plan, docs, doctor = (f"proxpipe.commands.{name}" for name in
-                                                      ("status", "validate", "rollback", "plan", "docs", "doctor"))
+    status, validate, rollback, plan, docs, statecopy, doctor = (
+        f"proxpipe.commands.{name}" for name in
+        ("status", "validate", "rollback", "plan", "docs", "statecopy", "doctor"))
     always = {"uptodate": [False], "verbosity": 2}
     yield {"basename": "status", "doc": "each stage: up to date, or stale and why (runs no tool)",
            "actions": [(guarded(lazy(status, "show")), [pipeline])],
@@ -104,6 +104,17 @@ def command_tasks(pipeline: Pipeline) -> Iterator[dict]:
            "params": [_param("no_history", "no-history", bool, False, "leave the history out (for committed docs)"),
                       _param("output", "output", str, "", "write into this directory instead")],
            "verbosity": 2}
+    yield {"basename": "state-push", "doc": "copy the environment's local state into its database (state.url); "
+                                            "refused when the database has state of it, unless --force",
+           "actions": [(guarded(lazy(statecopy, "push")), [pipeline])], "task_dep": ["_lock"],
+           "params": [_param("force", "force", bool, False, "replace the state the database holds"),
+                      _param("source", "from", str, "", "copy this state directory [default: the environment's]")],
+           **always}
+    yield {"basename": "state-pull", "doc": "write the environment's state from its database out as local files "
+                                            "(a backup, or the way back to local state)",
+           "actions": [(guarded(lazy(statecopy, "pull")), [pipeline])], "task_dep": ["_lock"],
+           "params": [_param("target", "to", str, "", "write into this directory [default: the environment's "
+                                                        "state directory]")], **always}
     yield {"basename": "doctor", "doc": "the tools this environment needs: found, version, how to install",
            "actions": [(guarded(lazy(doctor, "check")), [pipeline])], **always}
     for command in pipeline.plugins.commands().values():

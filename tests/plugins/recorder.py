@@ -150,6 +150,12 @@ def proxmox_endpoint(environment, proxmox):
 
 
 @hookimpl
+def state_endpoint(environment, state):
+    record("state_endpoint", environment=environment.name, schema=state.schema)
+    return None
+
+
+@hookimpl
 def doctor_tools(environment):
     return [ToolSpec("sh", (), "", "", "apt-get install dash", "the recorder")]
 

@@ -108,7 +108,7 @@ def test_invalid_yaml(project):
 def test_unknown_environment(project):
     root, config = project
     loaded = load(write(root, config), environ={})
-    with pytest.raises(ConfigError, match="no environment 'staging' \\(known: lab, production\\)"):
+    with pytest.raises(ConfigError, match="no environment 'staging' \\(known: lab, lab-shared, production\\)"):
         loaded.environment("staging")
 
 

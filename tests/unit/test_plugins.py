@@ -186,6 +186,20 @@ def test_hook_proxmox_endpoint(shell):
                                                  "recorded": "r"}]
 
 
+def test_hook_state_endpoint(shell):
+    shell.config["project"] = "rec"
+    shell.config["environments"]["local"]["state"] = {
+        "url": "postgresql://someone:${REC_DB_PASSWORD}@127.0.0.1:1/nowhere?connect_timeout=5"}
+    shell.write()
+    result = shell.doit("status", env={"REC_DB_PASSWORD": "s3cret-pa55word"})
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert ("cannot reach database 127.0.0.1:1/nowhere (schema proxpipe_rec_local): connection to server at "
+            '"127.0.0.1", port 1 failed: Connection refused') in result.stderr
+    assert "s3cret-pa55word" not in result.stdout + result.stderr and "someone" not in result.stderr
+    assert shell.events("state_endpoint") == [{"hook": "state_endpoint", "environment": "local",
+                                               "schema": "proxpipe_rec_local"}]
+
+
 def test_hook_doctor_tools(shell):
     result = shell.doit("doctor")
     row = next(line for line in result.stdout.splitlines() if line.startswith("sh "))

@@ -5,7 +5,7 @@
     stages.json                                                what each stage's last success was made from
     template-ids.json                                          template ids reserved by builds in progress
     lock, lock.json                                            the environment's lock and who holds it
-    plans/, plan-files/, ...                                   documents
+    plans/, plan-files/, ...                                   documents (a folder per kind, marked .document-kind)
 """
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from proxpipe.base.fsutil import atomic_write, display, pid_alive
 from proxpipe.domain import lock
-from proxpipe.domain.state.store import HISTORY, StateStore
+from proxpipe.domain.state.store import HISTORY, LOGS, Snapshot, StateStore
 
 _DURABLE = {HISTORY}  # fsync every line of the history; the run log can do without
+_KIND_MARK = ".document-kind"  # marks a folder of the state directory as a kind of documents
 
 
 class LocalStore(StateStore):
@@ -92,13 +93,13 @@ class LocalStore(StateStore):
 
     # ------------------------------------------------------------------ template ids
 
-    def allocate_template_id(self, scope: str, low: int, high: int, used: set[int]) -> int | None:
+    def allocate_template_id(self, scope: str, low: int, high: int, used: Callable[[], set[int]]) -> int | None:
         with self._edit("template-ids.json") as reserved:
             mine = reserved.setdefault(scope, {})
             for vmid, holder in list(mine.items()):
                 if not pid_alive(int(holder.get("pid", 0))):
                     del mine[vmid]  # its build was killed
-            taken = used | {int(vmid) for vmid in mine}
+            taken = used() | {int(vmid) for vmid in mine}
             chosen = next((vmid for vmid in range(low, high + 1) if vmid not in taken), None)
             if chosen is not None:
                 mine[str(chosen)] = lock.holder_info("build")
@@ -121,6 +122,8 @@ class LocalStore(StateStore):
     def put_document(self, kind: str, name: str, data: bytes) -> None:
         folder = self.cache_dir / kind
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not (folder / _KIND_MARK).exists():
+            atomic_write(folder / _KIND_MARK, "", 0o600, durable=False)
         atomic_write(folder / name, data, 0o600)
 
     def get_document(self, kind: str, name: str) -> bytes | None:
@@ -136,8 +139,37 @@ class LocalStore(StateStore):
         folder = self.cache_dir / kind
         if not folder.is_dir():
             return []
-        found = [p for p in folder.iterdir() if p.is_file() and ".tmp-" not in p.name]
+        found = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
         return [p.name for p in sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name))]
+
+    def document_kinds(self) -> list[str]:
+        return sorted(p.parent.name for p in self.cache_dir.glob(f"*/{_KIND_MARK}"))
+
+    # ------------------------------------------------------------------ copying
+
+    def import_state(self, snapshot: Snapshot, handoffs: list[str]) -> None:
+        for name in handoffs:
+            if name in snapshot.handoffs:
+                atomic_write(self.cache_dir / name, snapshot.handoffs[name], 0o600)
+            else:
+                self.delete_handoff(name)
+        for log in {*LOGS, *snapshot.logs}:
+            lines = snapshot.logs.get(log) or []
+            path = self.cache_dir / f"{log}.jsonl"
+            if lines:
+                atomic_write(path, "".join(line + "\n" for line in lines), 0o600)
+            else:
+                path.unlink(missing_ok=True)
+        with self._edit("stages.json") as records:
+            records.clear()
+            records.update(snapshot.stages)
+        if not snapshot.stages:
+            (self.cache_dir / "stages.json").unlink()
+        for kind in self.document_kinds():
+            for name in self.document_names(kind):
+                self.delete_document(kind, name)
+        for (kind, name), data in snapshot.documents.items():
+            self.put_document(kind, name, data)
 
     # ------------------------------------------------------------------ helpers
 

@@ -3,10 +3,32 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 HISTORY, RUNS = "history", "runs"  # the append-only logs
+LOGS = (HISTORY, RUNS)
+
+
+class Snapshot(NamedTuple):
+    """An environment's whole state, as state-push and state-pull copy it between stores."""
+
+    handoffs: dict[str, str]  # name -> text
+    logs: dict[str, list[str]]  # log -> lines, oldest first
+    stages: dict[str, dict[str, Any]]  # stage -> record
+    documents: dict[tuple[str, str], bytes]  # (kind, name) -> data
+
+    def is_empty(self) -> bool:
+        return not (self.handoffs or any(self.logs.values()) or self.stages or self.documents)
+
+
+class ToolDatabase(NamedTuple):
+    """How a tool that keeps its own state reaches the store's database (Terraform's pg backend)."""
+
+    environ: dict[str, str]  # libpq's variables: PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE, ...
+    schema: str  # a schema of the tool's own, beside the environment's
+    where: str  # host:port/dbname, for messages
 
 
 class StateStore(ABC):
@@ -68,10 +90,10 @@ class StateStore(ABC):
     # ------------------------------------------------------------------ template ids
 
     @abstractmethod
-    def allocate_template_id(self, scope: str, low: int, high: int, used: set[int]) -> int | None:
-        """The lowest id in [low, high] that is neither in `used` (the cluster's VMIDs) nor allocated in this scope
-        (the cluster) by another build that has not finished; it is reserved until released. None when there is
-        none free."""
+    def allocate_template_id(self, scope: str, low: int, high: int, used: Callable[[], set[int]]) -> int | None:
+        """The lowest id in [low, high] that is neither in `used()` (the cluster's VMIDs, asked inside the
+        allocation, so a template another build just finished is seen) nor allocated in this scope (the cluster) by
+        another build that has not finished; it is reserved until released. None when there is none free."""
 
     @abstractmethod
     def release_template_id(self, scope: str, vmid: int) -> None:
@@ -102,6 +124,33 @@ class StateStore(ABC):
     @abstractmethod
     def document_names(self, kind: str) -> list[str]:
         """The names of a kind's documents, oldest first."""
+
+    @abstractmethod
+    def document_kinds(self) -> list[str]:
+        """The kinds that have documents."""
+
+    # ------------------------------------------------------------------ copying (state-push, state-pull)
+
+    def export_state(self, handoffs: list[str], stages: list[str]) -> Snapshot:
+        """Everything the environment has: these handoffs and stage records (the pipeline's), every log and
+        document."""
+        texts = {name: text for name in handoffs if (text := self.read_handoff(name)) is not None}
+        records = {stage: record for stage in stages if (record := self.stage_record(stage)) is not None}
+        documents = {(kind, name): data for kind in self.document_kinds() for name in self.document_names(kind)
+                     if (data := self.get_document(kind, name)) is not None}
+        return Snapshot(texts, {log: self.lines(log) for log in LOGS}, records, documents)
+
+    @abstractmethod
+    def import_state(self, snapshot: Snapshot, handoffs: list[str]) -> None:
+        """Make the environment's state the snapshot's: its logs, stage records and documents replace these, and of
+        the handoffs named, those it lacks are removed."""
+
+    # ------------------------------------------------------------------ tools that share the store
+
+    def tool_database(self, tool: str) -> ToolDatabase | None:
+        """The database connection for a tool that keeps its own state beside the environment's (`tool` names it,
+        e.g. a Terraform stage); None when the state is not in a database."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - the local store holds nothing to give back
         """Give back what the store holds (connections); the lock is released with it."""

@@ -1,0 +1,66 @@
+"""`doit state-push` and `doit state-pull`: an environment's state between its local files and its database.
+
+state-push copies the local files (.pipeline/<env>/, or --from DIR) into the database named by the environment's
+`state.url`, refusing when the database already holds state of the environment unless --force. state-pull writes
+what the database holds out as local files (the environment's state directory, or --to DIR): a backup, and the way
+back to local state. Both copy the handoffs, the history, the run log, the stages' up-to-date records and the
+documents (plans), byte for byte, and take the environment's lock, so the copy is of one moment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from proxpipe.base.console import console
+from proxpipe.base.errors import PipelineError
+from proxpipe.domain.state import LocalStore
+from proxpipe.domain.state.store import HISTORY, RUNS, Snapshot
+
+if TYPE_CHECKING:
+    from proxpipe.engine.pipeline import Pipeline
+
+
+def push(pipeline: Pipeline, force: bool = False, source: str = "") -> None:
+    """The doit action of `doit state-push [--force] [--from DIR]`."""
+    _require_database(pipeline, "state-push copies the local state into it")
+    local = LocalStore(Path(source) if source else pipeline.state_dir, pipeline.env.name)
+    handoffs, stages = _names(pipeline)
+    snapshot = local.export_state(handoffs, stages)
+    if snapshot.is_empty():
+        raise PipelineError(f"nothing to push: {local.where} holds no state of environment {pipeline.env.name}")
+    there = pipeline.store.export_state(handoffs, stages)
+    if not there.is_empty() and not force:
+        raise PipelineError(f"{pipeline.store.where} already holds state of environment {pipeline.env.name} "
+                            f"({summary(there)}); keep a copy with `doit state-pull --to DIR`, then pass --force "
+                            "to replace it")
+    pipeline.store.import_state(snapshot, handoffs)
+    console.out(f"pushed {summary(snapshot)} from {local.where} to {pipeline.store.where}")
+
+
+def pull(pipeline: Pipeline, target: str = "") -> None:
+    """The doit action of `doit state-pull [--to DIR]`."""
+    _require_database(pipeline, "state-pull writes what it holds out as local files")
+    local = LocalStore(Path(target) if target else pipeline.state_dir, pipeline.env.name)
+    handoffs, stages = _names(pipeline)
+    snapshot = pipeline.store.export_state(handoffs, stages)
+    local.import_state(snapshot, handoffs)
+    console.out(f"pulled {summary(snapshot)} from {pipeline.store.where} into {local.where}")
+
+
+def summary(snapshot: Snapshot) -> str:
+    counts = [(len(snapshot.handoffs), "handoff"), (len(snapshot.logs.get(HISTORY, [])), "history entry"),
+              (len(snapshot.logs.get(RUNS, [])), "run"), (len(snapshot.stages), "stage record"),
+              (len(snapshot.documents), "document")]
+    return ", ".join(f"{n} {what if n == 1 else what.replace('entry', 'entrie') + 's'}" for n, what in counts)
+
+
+def _names(pipeline: Pipeline) -> tuple[list[str], list[str]]:
+    return [stage.config.handoff for stage in pipeline.stages], [stage.name for stage in pipeline.stages]
+
+
+def _require_database(pipeline: Pipeline, what: str) -> None:
+    if pipeline.env.state is None:
+        raise PipelineError(f"environment {pipeline.env.name} keeps its state in local files ({pipeline.store.where}); "
+                            f"give it a database with `state: {{url: ...}}` in {pipeline.env.file} first ({what}; "
+                            "see docs/shared-state.md)")
