@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from proxpipe.base import secrets
 from proxpipe.base.errors import HandoffError
-from proxpipe.base.fsutil import display, sha256_file
+from proxpipe.base.fsutil import display
 from proxpipe.base.schema import Field
 from proxpipe.base.secrets import Secret
 from proxpipe.domain import handoff, inputs
@@ -180,8 +180,11 @@ class Stage:
         return self.input_scan().files
 
     def input_digests(self) -> dict[str, str]:
-        """path relative to dir -> sha256 of every input."""
-        return {os.path.relpath(path, self.dir): sha256_file(path) for path in self.inputs()}
+        """path relative to dir -> sha256 of every input (files unchanged since an earlier run are not read)."""
+        cache = self.pipeline.digests
+        digests = {os.path.relpath(path, self.dir): cache.sha256(path) for path in self.inputs()}
+        cache.save()
+        return digests
 
     def inputs_digest(self, digests: dict[str, str] | None = None) -> str:
         """One digest of every input's path and content (for the history and drift checks)."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import atexit
 import os
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from proxpipe.base.digests import DigestCache
 from proxpipe.base.errors import ConfigError, PipelineError
 from proxpipe.base.events import RunInfo, StageInfo, StageOutcome
 from proxpipe.base.fsutil import remove_stale_temps
@@ -105,6 +107,11 @@ class Pipeline:
             self._proxmox = Proxmox(self.plugins.proxmox_endpoint(self.env, self.env.proxmox),
                                     cache_file=self.cluster_cache)
         return self._proxmox
+
+    @cached_property
+    def digests(self) -> DigestCache:
+        """The input files' sha256, kept between runs while their stat() is unchanged."""
+        return DigestCache(self.state_dir / "cache" / "input-digests.json")
 
     @property
     def cluster_cache(self) -> Path:
