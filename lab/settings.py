@@ -1,7 +1,5 @@
 """The `lab:` section of an environment in pipeline.yaml, contributed by the lab plugin."""
 
-from __future__ import annotations
-
 import ipaddress
 from pathlib import Path
 from typing import NamedTuple

@@ -25,7 +25,7 @@ def ssh(ctx):
         yield failed(label, problem) if problem else passed(label, f"logged in as {host.user or 'default user'}")
 
 
-_LINE = re.compile(r"^(\S+) \| (SUCCESS|UNREACHABLE!|FAILED!)")
+_LINE = r"^(\S+) \| (SUCCESS|UNREACHABLE!|FAILED!)"
 
 
 def ansible_ping(ctx):
@@ -53,7 +53,7 @@ def ansible_ping(ctx):
                             retryable=False, env={"ANSIBLE_STDOUT_CALLBACK": "oneline"})
     seen = {}
     for line in result.output.splitlines():
-        found = _LINE.match(line)
+        found = re.match(_LINE, line)
         if found:
             seen[found.group(1)] = (found.group(2), line.split("|", 2)[-1].strip())
     for name in hosts:

@@ -28,7 +28,7 @@ from proxpipe.domain import ansiblecfg, galaxy, handoff, inputs, inventory, tool
 from proxpipe.domain.inputs import Exclude
 from proxpipe.stages import galaxy_step
 
-_RECAP_LINE = re.compile(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$")
+_RECAP_LINE = r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$"
 
 
 def parse_recap(output: str) -> dict[str, dict[str, int]]:
@@ -40,25 +40,25 @@ def parse_recap(output: str) -> dict[str, dict[str, int]]:
             in_recap = True
             continue
         if in_recap:
-            found = _RECAP_LINE.match(line.strip())
+            found = re.match(_RECAP_LINE, line.strip())
             if found:
                 recap[found.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found.group(2))}
     return recap
 
 
-_TASK = re.compile(r"^TASK \[(.+)\] \**$")
-_CHANGED = re.compile(r"^changed: \[([^\]]+)\]")
+_TASK = r"^TASK \[(.+)\] \**$"
+_CHANGED = r"^changed: \[([^\]]+)\]"
 
 
 def check_changes(output: str) -> list[tuple[str, str]]:
     """(host, task) of every task that reported "changed" in ansible-playbook's output (--check: would change)."""
     changes, task = [], ""
     for line in output.splitlines():
-        header = _TASK.match(line.strip())
+        header = re.match(_TASK, line.strip())
         if header:
             task = header.group(1)
             continue
-        found = _CHANGED.match(line.strip())
+        found = re.match(_CHANGED, line.strip())
         if found and task:
             changes.append((found.group(1).split(" -> ")[0], task))
     return changes

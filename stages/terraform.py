@@ -94,7 +94,7 @@ class TerraformStage(Stage):
     @cached_property
     def pg_backend(self) -> PgBackend | None:
         """The shared state's database, when the project declares `backend "pg" {}` (see stages.tfbackend)."""
-        return pg_backend(self.dir, self.pipeline.store, self.name)
+        return pg_backend(self.dir, self.pipeline.store, self.name, self.hcl_cache)
 
     def tool_env(self) -> dict[str, str]:
         env = {"TF_DATA_DIR": str(self.data_dir), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0",
@@ -111,7 +111,7 @@ class TerraformStage(Stage):
         pipeline's own data directory is under the state directory)."""
         rules = inputs.anchored(self.dir, os.environ.get("TF_DATA_DIR") or ".terraform", "Terraform's data directory")
         rules += inputs.anchored(self.dir, "terraform.tfstate.d", "Terraform's local state of workspaces")
-        for path in _local_backend_paths(self.dir):
+        for path in hcl.facts(self.dir, hcl.TERRAFORM, self.hcl_cache)["local_state"]:
             rules += inputs.anchored(self.dir, path, 'Terraform\'s local state (backend "local")')
         return rules
 
@@ -175,7 +175,7 @@ class TerraformStage(Stage):
         missing = [host.name for host in self.missing_vms(max_age=5) or []]
         if not missing or not self.options["replace"]:
             return []
-        remade = [a for a in _REMADE.findall(planned) if self._replaceable(a)]
+        remade = [a for a in re.findall(_REMADE, planned) if self._replaceable(a)]
         kept = [name for name in missing if not _owned_by(remade, [name])]
         chosen = _owned_by(self.replace_instances(job, binary), kept) if kept else []
         job.notes["repaired"] = chosen
@@ -368,26 +368,8 @@ class TofuStage(TerraformStage):
         return specs
 
 
-_PLAN = re.compile(r"Plan: (\d+) to add, (\d+) to change, (\d+) to destroy")
-_REMADE = re.compile(r"^\s*# (\S+) (?:will be created|must be replaced)", re.M)
-
-
-_LOCAL_BACKEND = re.compile(r'backend\s+"local"\s*\{([^}]*)\}')
-_BACKEND_PATH = re.compile(r'\b(?:path|workspace_dir)\s*=\s*"([^"$]+)"')
-
-
-def _local_backend_paths(directory: Path) -> list[str]:
-    """The state paths a `backend "local"` block of the configuration names (a textual look: no HCL parser)."""
-    found = []
-    for path in sorted(directory.glob("*.tf")):
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            continue
-        if "backend" in text:
-            for block in _LOCAL_BACKEND.findall(text):
-                found += _BACKEND_PATH.findall(block)
-    return found
+_PLAN = r"Plan: (\d+) to add, (\d+) to change, (\d+) to destroy"
+_REMADE = r"(?m)^\s*# (\S+) (?:will be created|must be replaced)"
 
 
 def _owned_by(addresses: list[str], hosts: list[str]) -> list[str]:
@@ -398,11 +380,11 @@ def _owned_by(addresses: list[str], hosts: list[str]) -> list[str]:
     return owned or (addresses if unnamed else [])
 
 
-_RESOURCE = re.compile(r"^\s*# (\S+) (will be created|will be updated in-place|must be replaced|will be destroyed"
-                       r"|will be read during apply)")
+_RESOURCE = (r"^\s*# (\S+) (will be created|will be updated in-place|must be replaced|will be destroyed"
+             r"|will be read during apply)")
 _ACTIONS = {"will be created": "+", "will be updated in-place": "~", "must be replaced": "-/+",
             "will be destroyed": "-"}
-_OUTPUT = re.compile(r"^\s*([+~-]) (\w+)\s*=")
+_OUTPUT = r"^\s*([+~-]) (\w+)\s*="
 
 
 def plan_changes(output: str) -> list[str]:
@@ -410,14 +392,13 @@ def plan_changes(output: str) -> list[str]:
     (Read from its text, not `show -json`, whose output would carry the variables' values into the log.)"""
     changes, outputs = [], False
     for line in output.splitlines():
-        found = _RESOURCE.match(line)
+        found = re.match(_RESOURCE, line)
         if found and found.group(2) in _ACTIONS:
             changes.append(f"{_ACTIONS[found.group(2)]} {found.group(1)}")
         elif line.startswith("Changes to Outputs:"):
             outputs = True
-        elif outputs and _OUTPUT.match(line):
-            symbol, name = _OUTPUT.match(line).groups()
-            changes.append(f"{symbol} output.{name}")
+        elif outputs and (output := re.match(_OUTPUT, line)):
+            changes.append(f"{output.group(1)} output.{output.group(2)}")
         elif outputs and line and not line.startswith(" "):
             outputs = False
     return changes
@@ -426,7 +407,7 @@ def plan_changes(output: str) -> list[str]:
 def _plan_summary(output: str) -> str:
     if "No changes." in output:
         return "no changes"
-    found = _PLAN.search(output)
+    found = re.search(_PLAN, output)
     if found:
         return f"{found.group(1)} to add, {found.group(2)} to change, {found.group(3)} to destroy"
     return "changes to outputs"

@@ -7,8 +7,6 @@ sslmode, in a backend configuration file readable by the owner only and removed 
 password reaches Terraform, and the lib/pq driver inside it, as PGPASSWORD in its environment, and is written nowhere.
 """
 
-from __future__ import annotations
-
 import ipaddress
 import json
 from pathlib import Path
@@ -29,19 +27,16 @@ class PgBackend(NamedTuple):
     where: str  # host:port/dbname (schema), for messages
 
 
-def backend_type(directory: Path) -> str | None:
+def backend_type(directory: Path, cache: Path | None = None) -> str | None:
     """The backend the Terraform project declares (`terraform { backend "TYPE" {} }`), or None."""
-    for _path, block in hcl.blocks(directory, hcl.TERRAFORM, "terraform"):
-        for backend in block.get("backend") or []:
-            return next(iter(backend), None)
-    return None
+    return hcl.facts(directory, hcl.TERRAFORM, cache)["backend"]
 
 
-def pg_backend(directory: Path, store, tool: str) -> PgBackend | None:
+def pg_backend(directory: Path, store, tool: str, cache: Path | None = None) -> PgBackend | None:
     """The connection for a project that declares the pg backend, when the environment's state is in a database;
     None otherwise (a project's own backend settings, in init_args or its environment, then apply as they are)."""
     database = store.tool_database(tool)  # first: local state never needs the project parsed
-    if database is None or backend_type(directory) != "pg":
+    if database is None or backend_type(directory, cache) != "pg":
         return None
     environ = dict(database.environ)
     environ["PGSSLMODE"] = _sslmode(environ)

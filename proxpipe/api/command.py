@@ -1,8 +1,6 @@
 """What plugins contribute besides stage kinds and checks: commands (the ``register_commands`` hook: ``doit
 lab-stop``, ``doit report``) and demo projects (the ``register_examples`` hook: ``proxpipe init --example lab``)."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple

@@ -1,7 +1,5 @@
 """What lifecycle hooks receive: the run, the stage, and each stage's outcome."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -3,8 +3,6 @@
 Any problem ends in one ConfigError line naming the file, the key path and the problem.
 """
 
-from __future__ import annotations
-
 import os
 import re
 from collections.abc import Callable

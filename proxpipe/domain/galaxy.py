@@ -129,8 +129,8 @@ def _swap(new: Path, root: Path) -> None:
 
 # ----------------------------------------------------------------------------- failures
 
-_NOT_INSTALLED = re.compile(r"- (\S+) was NOT installed successfully: (.*)")
-_ERROR = re.compile(r"^(?:\[ERROR\]:|ERROR!)\s*(.*)")
+_NOT_INSTALLED = r"- (\S+) was NOT installed successfully: (.*)"
+_ERROR = r"^(?:\[ERROR\]:|ERROR!)\s*(.*)"
 
 
 def failure(path: Path, name: str, exc: ToolError) -> str:
@@ -146,14 +146,14 @@ def failure(path: Path, name: str, exc: ToolError) -> str:
 def _reason(lines: list[str], fallback: str) -> tuple[str | None, str]:
     """(the requirement ansible-galaxy names, if it does; why it failed) from the tail of its output."""
     for line in lines:
-        found = _NOT_INSTALLED.search(line)
+        found = re.search(_NOT_INSTALLED, line)
         if found:  # roles: "- NAME was NOT installed successfully: WHY"
             culprit, reason = found.group(1), found.group(2)
             break
     else:
         culprit = None
-        reason = next((m.group(1) for m in map(_ERROR.match, lines) if m and not m.group(1).startswith("- you can")),
-                      fallback)
+        errors = (re.match(_ERROR, line) for line in lines)
+        reason = next((m.group(1) for m in errors if m and not m.group(1).startswith("- you can")), fallback)
     git = next((line for line in lines if line.startswith("fatal: ")), None)
     if git and "command" in reason and "git" in reason:  # git's own words say more than ansible-galaxy's
         reason = f"git: {git[len('fatal: '):]}"

@@ -5,8 +5,6 @@ value. A failed check never replaces a good file: the previous one stays until a
 replaces it in one rename.
 """
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Any, NamedTuple

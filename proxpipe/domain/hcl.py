@@ -60,22 +60,44 @@ def legacy_packer_variables(template: Path) -> dict[str, dict[str, Any]]:
 
 
 def sensitive(directory: Path, kind: str, cache: Path | None = None) -> set[str]:
-    """The names of the variables declared sensitive, from the cache while the source files are the same."""
+    """The names of the variables declared sensitive."""
+    return set(facts(directory, kind, cache)["sensitive"])
+
+
+def facts(directory: Path, kind: str, cache: Path | None = None) -> dict[str, Any]:
+    """What the pipeline needs of a directory's sources, from the cache while the files are the same:
+    {"sensitive": names of the variables declared sensitive, "backend": the Terraform backend type declared (or
+    None), "local_state": the state paths a `backend "local"` block names}."""
     files = source_files(directory, kind)
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     key, current = f"{kind}:{Path(directory).resolve()}", digest.hexdigest()
     entries = _read_cache(cache)
-    if entries.get(key, {}).get("digest") == current:
-        return set(entries[key]["sensitive"])
-    names = sorted(name for name, var in variables(directory, kind).items() if var["sensitive"])
+    if entries.get(key, {}).get("digest") == current and "facts" in entries[key]:
+        return entries[key]["facts"]
+    backend, local_state = _backend(directory) if kind == TERRAFORM else (None, [])
+    found = {"sensitive": sorted(name for name, var in variables(directory, kind).items() if var["sensitive"]),
+             "backend": backend, "local_state": local_state}
     if cache is not None:
         from proxpipe.base.fsutil import atomic_write
 
-        entries[key] = {"digest": current, "sensitive": names}
+        entries[key] = {"digest": current, "facts": found}
         atomic_write(cache, json.dumps(entries, indent=1, sort_keys=True), durable=False)
-    return set(names)
+    return found
+
+
+def _backend(directory: Path) -> tuple[str | None, list[str]]:
+    """(type, local state paths) of the backend a Terraform configuration declares: `terraform { backend "TYPE"
+    {...} }`; paths only for the local backend's path and workspace_dir, when they are plain strings."""
+    for _path, block in blocks(directory, TERRAFORM, "terraform"):
+        for backend in block.get("backend") or []:
+            for name, body in backend.items():
+                body = body if isinstance(body, dict) else {}
+                paths = [body[key] for key in ("path", "workspace_dir")
+                         if name == "local" and isinstance(body.get(key), str) and "${" not in body[key]]
+                return name, paths
+    return None, []
 
 
 def _read_cache(cache: Path | None) -> dict:

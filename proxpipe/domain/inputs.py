@@ -7,8 +7,6 @@ per process and work tree answers for every stage directory in it, and a directo
 tree costs no process at all.
 """
 
-from __future__ import annotations
-
 import fnmatch
 import os
 import re

@@ -23,10 +23,10 @@ from proxpipe.base.retry import Backoff
 from proxpipe.domain.config import ProxmoxConfig
 
 # 5xx messages that will not change by retrying.
-_PERMANENT = re.compile(r"does not exist|already exists|already running|not running|no such|"
-                        r"permission|not allowed|invalid|can't convert|you can't|protection", re.I)
+_PERMANENT = (r"(?i)does not exist|already exists|already running|not running|no such|"
+              r"permission|not allowed|invalid|can't convert|you can't|protection")
 # Task errors that are worth another try: another task held the VM's lock.
-_RETRY_TASK = re.compile(r"got timeout|is locked|lock.*timeout|temporarily", re.I)
+_RETRY_TASK = r"(?i)got timeout|is locked|lock.*timeout|temporarily"
 
 
 class Proxmox:
@@ -114,7 +114,7 @@ class Proxmox:
             status = self._wait(what, upid, timeout)
             if status == "OK":
                 return
-            delay = backoff.next_delay() if _RETRY_TASK.search(status) else None
+            delay = backoff.next_delay() if re.search(_RETRY_TASK, status) else None
             if delay is None:
                 raise ProxmoxError(f"Proxmox task {what} ended in TASK ERROR: {status}")
             self._notify(f"Proxmox task {what}: {status}; retrying in {delay:.1f}s")
@@ -222,7 +222,7 @@ def _http(status: int, message: str) -> tuple[str, bool, bool]:
     cause = f"HTTP {status}: {message}"
     if status == 401:
         return cause + " (check the token or password)", False, True
-    if status >= 500 and not _PERMANENT.search(message):
+    if status >= 500 and not re.search(_PERMANENT, message):
         return cause, True, False
     return cause, False, False
 

@@ -267,14 +267,14 @@ def _now() -> str:
     return time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
 
 
-_ERROR_LINE = re.compile(r"(error|fatal|failed|unreachable)", re.I)
+_ERROR_LINE = r"(?i)(error|fatal|failed|unreachable)"
 
 
 def _reason(tail: list[str]) -> str:
     """The most telling line of a failed tool's output: its first error line near the end."""
     for line in tail:
         text = line.strip().lstrip("│╷╵ ").strip()
-        if _ERROR_LINE.search(text) and len(text) > 6:
+        if re.search(_ERROR_LINE, text) and len(text) > 6:
             return text[:300]
     return tail[-1].strip()[:300] if tail else ""
 

@@ -37,6 +37,9 @@ class AtomicJsonDB(JsonDB):
             return {}
 
     def set(self, task_id, dependency, value):
+        stored = self._db.get(task_id, {}).get(dependency, self)
+        if task_id not in self._removed and stored == (list(value) if isinstance(value, tuple) else value):
+            return  # unchanged (as JSON gives it back), like the tasks that run every time: no write
         super().set(task_id, dependency, value)
         self._dirty.add(task_id)
         self._removed.discard(task_id)

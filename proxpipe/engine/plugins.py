@@ -14,6 +14,7 @@ import importlib
 import json
 import os
 import sys
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ class Plugins:
             fields = {**COMMON_OPTIONS, **getattr(plugin, "OPTIONS", {})}
             options[name] = schema.validate_map(raw, fields, f"{where}.{name}", ctx)
             sources[name] = source
-            pm.register(_Guarded(plugin, name, options[name]["on_error"]), name=name)
+            pm.register(_guarded(plugin, name, options[name]["on_error"]), name=name)
         _check_pending(pm)
         return cls(pm, options, sources)
 
@@ -195,18 +196,20 @@ class Plugins:
         return merged
 
 
-class _Guarded:
+def _guarded(plugin: Any, name: str, on_error: str) -> types.ModuleType:
     """A plugin as pluggy sees it: the same hook implementations (markers, argument names, tryfirst/trylast and
-    wrappers kept), each run with the plugin's name known and, for event hooks, its exceptions guarded."""
-
-    def __init__(self, plugin: Any, name: str, on_error: str):
-        self.plugin = plugin
-        for attr in dir(plugin):
-            function = getattr(plugin, attr, None)
-            options = getattr(function, f"{hookspecs.PROJECT}_impl", None)
-            if callable(function) and options is not None:
-                wrapper = options.get("wrapper") or options.get("hookwrapper")
-                setattr(self, attr, function if wrapper else _guard(function, name, attr, on_error))
+    wrappers kept), each run with the plugin's name known and, for event hooks, its exceptions guarded. A bare
+    module object holds them because pluggy inspects every name dir() gives, and an instance of a class has dozens
+    more (a few milliseconds of every run)."""
+    guarded = types.ModuleType(f"proxpipe-plugin:{name}")
+    guarded.plugin = plugin
+    for attr in dir(plugin):
+        function = getattr(plugin, attr, None)
+        options = getattr(function, f"{hookspecs.PROJECT}_impl", None)
+        if callable(function) and options is not None:
+            wrapper = options.get("wrapper") or options.get("hookwrapper")
+            setattr(guarded, attr, function if wrapper else _guard(function, name, attr, on_error))
+    return guarded
 
 
 def _guard(function: Callable, plugin: str, hook: str, on_error: str) -> Callable:

@@ -15,7 +15,6 @@ import os
 from collections.abc import Iterator
 
 from proxpipe.engine import damage
-from proxpipe.engine.execute import run_stage
 from proxpipe.engine.pipeline import Pipeline
 from proxpipe.engine.uptodate import RemoteState, StageState
 from proxpipe.wiring import command_tasks as commands
@@ -70,7 +69,7 @@ def stage_task(pipeline: Pipeline, stage) -> dict:
     task = {
         "basename": stage.name,
         "doc": f"{stage.kind}: {stage.config.description or stage.description}".rstrip(": "),
-        "actions": [(run_stage, [pipeline, stage.name])],
+        "actions": [(commands.lazy("proxpipe.engine.execute", "run_stage"), [pipeline, stage.name])],
         "uptodate": [StageState(pipeline, stage.name), RemoteState(pipeline, stage.name)],
         "task_dep": ["_handoffs"],
         "verbosity": 2,

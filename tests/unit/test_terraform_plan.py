@@ -1,5 +1,6 @@
 """Which instances a Terraform plan re-creates, and which belong to a host (stages/terraform.py)."""
 
+import re
 import textwrap
 
 from proxpipe.stages.terraform import _REMADE, _owned_by
@@ -19,12 +20,12 @@ Plan: 2 to add, 1 to change, 2 to destroy.
 
 
 def test_the_plan_names_what_it_creates_or_replaces():
-    assert _REMADE.findall(PLAN) == ['null_resource.vm["db-01"]',
+    assert re.findall(_REMADE, PLAN) == ['null_resource.vm["db-01"]',
                                      'module.web.proxmox_virtual_environment_vm.vm["web-01"]']
 
 
 def test_instances_belong_to_the_host_named_in_their_key():
-    remade = _REMADE.findall(PLAN)
+    remade = re.findall(_REMADE, PLAN)
     assert _owned_by(remade, ["web-01"]) == ['module.web.proxmox_virtual_environment_vm.vm["web-01"]']
     assert _owned_by(remade, ["jump-01"]) == []  # updated in place is not re-created
 

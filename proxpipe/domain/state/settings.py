@@ -4,8 +4,6 @@ An environment's schema is named from the top-level `project:` and the environme
 folder, so every checkout of the project (a laptop, a CI runner) finds the same one.
 """
 
-from __future__ import annotations
-
 import re
 from typing import Any, NamedTuple
 

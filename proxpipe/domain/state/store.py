@@ -1,7 +1,5 @@
 """The StateStore interface: every read and write of an environment's state goes through it."""
 
-from __future__ import annotations
-
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
