@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -31,9 +32,14 @@ _counter = itertools.count((os.getpid() % 97) * 250)
 
 
 def next_block() -> str:
-    """A fresh "127.a.b" prefix for one project's lab addresses."""
-    n = next(_counter) % (100 * 250)
-    return f"127.{100 + n // 250}.{n % 250}"
+    """A fresh "127.a.b" prefix for one project's lab addresses: one whose API port is free (another test run, a
+    benchmark or a worktree's lab may hold the block its pid picked)."""
+    while True:
+        n = next(_counter) % (100 * 250)
+        block = f"127.{100 + n // 250}.{n % 250}"
+        with socket.socket() as probe:
+            if probe.connect_ex((f"{block}.1", 8006)) != 0:
+                return block
 
 
 def _real(tool: str) -> str:
