@@ -170,7 +170,10 @@ def _failed(pipeline, stage, info, entry, started, exc: PipelineError, tool_vers
             console.out(console.paint(f"    │ {line}", "dim"))
         if exc.log:
             console.out(f"    full log: {display(Path(exc.log))}")
-    kept = "kept" if stage.handoff_text() is not None else "not written"
+    try:
+        kept = "kept" if stage.handoff_text() is not None else "not written"
+    except PipelineError:  # the state store went away (the failure says so): nothing was written to it
+        kept = "left as it was"
     console.out(f"    {pipeline.relative(stage.handoff_path)} {kept}; fix the cause and run "
                 f"`doit deploy` again to resume at {stage.name}")
     return TaskFailed(message)
