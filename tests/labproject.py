@@ -42,6 +42,16 @@ def next_block() -> str:
                 return block
 
 
+
+def wait_for(condition, what: str, timeout: float = 120) -> None:
+    """Poll condition() until it is true; fail naming `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
 def _real(tool: str) -> str:
     if tool == "terraform":
         return str(REPO / ".tools" / "bin" / "terraform")
@@ -156,6 +166,11 @@ class LabProject:
     def doit(self, *args: str, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
         return subprocess.run([str(VENV_BIN / "doit"), *args], cwd=self.root, env=self.environ(env),
                               capture_output=True, text=True, timeout=timeout)
+
+    def start(self, *args: str, env: dict | None = None) -> subprocess.Popen:
+        """doit in the background (for a second command, or a signal, while it runs)."""
+        return subprocess.Popen([str(VENV_BIN / "doit"), *args], cwd=self.root, env=self.environ(env),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def ok(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
         result = self.doit(*args, **kwargs)

@@ -5,29 +5,16 @@ import getpass
 import json
 import signal
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
-from tests.labproject import VENV_BIN, stages_run
+from tests.labproject import stages_run, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-def start(project, *args, env=None):
-    return subprocess.Popen([str(VENV_BIN / "doit"), *args], cwd=project.root, env=project.environ(env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def handoffs(project):
@@ -58,7 +45,7 @@ def clean(deployed):
 def test_a_second_run_fails_at_once_while_others_still_work(lab_project):
     project = lab_project(extra={"environments": {"lab": {"stages": {"provision": {"vars": {
         "sshd_delays": {"jump-01": 8}}}}}}})
-    first = start(project, "deploy")
+    first = project.start("deploy")
     try:
         wait_for(lambda: any(c.startswith("terraform apply") for c in project.tool_calls()), "the first deploy")
         holder = json.loads((project.state / "lock.json").read_text())
@@ -90,7 +77,7 @@ def test_sigkill_in_the_middle_of_a_stage(clean, stage, command, tool):
     faults(lab, time_scale=1)
     call(lab, "slow_network", 0.4)  # every API call takes 0.4 s: the tools are caught in the middle
     lab.reset_calls()
-    victim = start(lab, *command)
+    victim = lab.start(*command)
     wait_for(lambda: any(c.startswith(tool) for c in lab.tool_calls()), tool)
     time.sleep(0.3)  # in the middle: ansible-playbook alone takes a second to start
     assert victim.poll() is None, "the stage finished before it could be killed"

@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.labproject import REPO, VENV_BIN, LabProject, stages_run, stages_skipped
+from tests.labproject import REPO, VENV_BIN, LabProject, stages_run, stages_skipped, wait_for
 from tests.statestore import store
 
 pytestmark = pytest.mark.e2e
@@ -54,18 +54,6 @@ class Shared:
                 self.query(f"SELECT line FROM {schema}.logs WHERE log = 'history' ORDER BY seq")]
 
 
-def start(project: LabProject, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([str(VENV_BIN / "doit"), *args], cwd=project.root, env=project.environ(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def slow_play(project: LabProject, seconds: int) -> None:
@@ -198,7 +186,7 @@ def test_the_lock_holds_across_checkouts_and_goes_with_its_holder(shared):
     slow_play(a, 20)
     a.reset_calls()
     b.reset_calls()
-    first = start(a, "deploy", SHARED)
+    first = a.start("deploy", SHARED)
     try:
         wait_for(lambda: any(c.startswith("ansible-playbook") for c in a.tool_calls()), "A's play")
         refused = shared.run(b, "deploy", SHARED, ok=False)
@@ -230,7 +218,7 @@ def test_two_runners_building_at_once_get_different_template_ids(shared):
     a.admin("settings", {"time_scale": 1}, environment="lab-shared")
     a.admin("call", {"method": "slow_network", "args": [0.3]}, environment="lab-shared")
     try:
-        builds = [start(a, "build", "--rebuild", SHARED), start(b, "build", "--rebuild", SECOND)]
+        builds = [a.start("build", "--rebuild", SHARED), b.start("build", "--rebuild", SECOND)]
         results = [proc.communicate(timeout=240) for proc in builds]
     finally:
         a.admin("settings", {"clear_faults": True, "time_scale": 0}, environment="lab-shared")
@@ -259,7 +247,7 @@ def test_the_database_going_away_mid_stage_fails_in_one_line_and_keeps_the_hando
     before = shared.handoffs()
     slow_play(a, 4)
     a.reset_calls()
-    run = start(a, "deploy", SHARED)
+    run = a.start("deploy", SHARED)
     wait_for(lambda: any(c.startswith("ansible-playbook") for c in a.tool_calls()), "A's play")
     assert database.stop(shared.lab_dir)
     out, err = run.communicate(timeout=120)

@@ -8,7 +8,6 @@ The signals are real: the tools below send them to this test process, as a termi
 import os
 import signal
 import threading
-import time
 
 import pytest
 
@@ -19,6 +18,7 @@ from proxpipe.domain import sshwait
 from proxpipe.domain.config import Retry
 from proxpipe.domain.inventory import Host
 from proxpipe.domain.tools import ToolRunner
+from tests.labproject import wait_for
 
 
 @pytest.fixture
@@ -44,14 +44,6 @@ def tool(tmp_path, on_int: str) -> str:
 def runner(tmp_path, grace=30.0):
     return ToolRunner(tmp_path / "stage.log", tmp_path, {}, 60, Retry(3, 60, ("retry me",)), "stage", grace)
 
-
-def wait_for(condition, what, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_tool_gets_sigint_and_may_stop_cleanly(handled, tmp_path):
