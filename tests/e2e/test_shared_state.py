@@ -274,16 +274,20 @@ def test_state_push_then_pull_round_trips_the_state_byte_for_byte(shared, tmp_pa
     try:
         local.ok("deploy")
         local.ok("deploy")
-        LocalStore(local.state, "lab").put_document("plans", "first.json", b'{"plan": 1}\n')
+        store = LocalStore(local.state, "lab")
+        store.put_document("plans", "first.json", b'{"plan": 1}\n')
+        documents = [f"{kind}/{name}" for kind in store.document_kinds() for name in store.document_names(kind)]
+        assert "plans/first.json" in documents and len(documents) > 1  # and the handoffs' last valid copies
         names = ["template_id.txt", "ansible_inventory.json", "configure.json", "history.jsonl", "runs.jsonl",
-                 "stages.json", "plans/first.json"]
+                 "stages.json", *documents]
         original = {name: (local.state / name).read_bytes() for name in names}
         local.env["state"] = {"url": shared.url.replace(PASSWORD, "${LAB_PG_PASSWORD}")}
         local.write_config()
 
         pushed = shared.run(local, "state-push")
         entries = original["history.jsonl"].count(b"\n")
-        assert f"pushed 3 handoffs, {entries} history entries, 2 runs, 3 stage records, 1 document" in pushed.stdout
+        assert (f"pushed 3 handoffs, {entries} history entries, 2 runs, 3 stage records, {len(documents)} documents"
+                in pushed.stdout)
         local.reset_calls()
         assert stages_skipped(shared.run(local, "deploy")) == ["build", "provision", "configure"]
         assert local.tool_calls() == []  # the records moved too: nothing is stale
