@@ -37,7 +37,17 @@ def empty_argument(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _run(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:  # Ctrl-C while Python loads, before the pipeline's own handling is in place
+        print("interrupted while starting; nothing was run", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `proxpipe list | head`, `proxpipe init --dry-run | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _run(argv: list[str]) -> int:
     problem = empty_argument(argv)
     if problem:
         print(f"ERROR: {problem}", file=sys.stderr)
@@ -45,11 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["init"]:
         from proxpipe.commands import init
 
-        try:
-            return init.main(argv[1:])
-        except BrokenPipeError:  # e.g. `proxpipe init --dry-run | head`
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 1
+        return init.main(argv[1:])
     from proxpipe.wiring.loader import PipelineLoader
 
     return ProxpipeMain(PipelineLoader(), config_filenames=()).run(loader_options_first(argv))

@@ -72,3 +72,12 @@ def test_nothing_is_loaded_when_the_command_is_imported(tmp_path):
 def test_a_missing_pipeline_points_at_proxpipe_init(tmp_path):
     result = subprocess.run([PROXPIPE, "status"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 3 and "create one with `proxpipe init`" in result.stderr
+
+
+def test_ctrl_c_while_starting_is_one_line_and_exit_130(shell):
+    # A SIGINT that lands while Python imports (before the pipeline handles signals itself).
+    code = ("import os, signal, proxpipe.wiring.cli as cli\n"
+            "cli.ProxpipeMain.run = lambda self, argv: os.kill(os.getpid(), signal.SIGINT)\n"
+            "raise SystemExit(cli.main(['deploy']))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=shell.root, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 130 and result.stderr == "interrupted while starting; nothing was run\n"
