@@ -10,7 +10,8 @@ seed's scripts; stages 2 + 3 for 30 VMs at most 4x one VM, and at most 1.10x the
 pipeline's own peak memory at 30 VMs under 100 MB.
 
 The machine's load average is shown with every comparison: on a shared machine the ratios, measured side by side,
-mean more than the times.
+mean more than the times. Where the CPU of a 1- and a 30-VM run goes (the pipeline and its tools, the lab's VMs,
+the lab's API) is shown too: the lab's VMs run on this machine's CPUs, which a real cluster's VMs do not.
 """
 
 from __future__ import annotations
@@ -89,8 +90,11 @@ def row(name: str, values: list[float]) -> str:
 
 
 def load_line(loads: list[float]) -> str:
+    """The 1-minute load average before each run. It counts the benchmark's own processes too: at 30 VMs, Ansible
+    alone runs 30 workers at once."""
     mid, low, high = stats(loads)
-    return f"  (load average over the runs: median {mid:.1f}, {low:.1f} .. {high:.1f}, on {os.cpu_count()} CPUs)"
+    return (f"  (load average before each run: median {mid:.1f}, {low:.1f} .. {high:.1f}, on {os.cpu_count()} CPUs; "
+            "it counts the benchmark's own processes)")
 
 
 class Report:
