@@ -17,13 +17,19 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from proxpipe.base.errors import PipelineError
-from proxpipe.domain.proxmox import Proxmox, config_from_tool_env
+
+if TYPE_CHECKING:
+    from proxpipe.domain.proxmox import Proxmox
 
 
 def _client() -> Proxmox:
-    # The light client: Terraform starts this once per VM, and proxmoxer alone would take 0.1 s to import.
+    # The light client: Terraform starts this once per VM, and proxmoxer alone would take 0.1 s to import. Imported
+    # here: `received` needs no client.
+    from proxpipe.domain.proxmox import Proxmox, config_from_tool_env
+
     return Proxmox(config_from_tool_env(dict(os.environ)), notify=lambda text: print(text, flush=True),
                    prefer_light=True)
 

@@ -81,17 +81,21 @@ class LabPve(FakePve):
                     config={"cores": 1, "memory": 1024, "ostype": "l26", "agent": "1", "template": 1,
                             "net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0", "description": "lab base image"})
 
-    def snapshot(self) -> str:
+    def snapshot(self, indent: int | None = 1) -> str:
         vms = [{"vmid": vm.vmid, "name": vm.name, "node": vm.node, "status": vm.status,
                 "template": bool(vm.template), "config": vm.config, "lock": vm.lock}
                for vm in sorted(self.vms, key=lambda v: v.vmid)]
-        return json.dumps({"vms": vms}, indent=1, sort_keys=True, default=str)
+        return json.dumps({"vms": vms}, indent=indent, sort_keys=True, default=str)
 
     def save(self) -> None:
-        text = self.snapshot()
-        if text != self._saved:
-            atomic_write(self.dir / "state.json", text)
-            self._saved = text
+        """Write state.json when the VMs changed. Asked every tick: the comparison uses the compact form, which
+        the json module's C encoder makes (an indented one is made in Python, 20 times a second)."""
+        compact = self.snapshot(indent=None)
+        if compact != self._saved:
+            # Not fsync'd: a lab's VMs need not outlive a power cut, and an fsync holds the event loop (and so
+            # every API call) back for as long as the disk takes.
+            atomic_write(self.dir / "state.json", self.snapshot(), durable=False)
+            self._saved = compact
 
     # ------------------------------------------------------------------ the hypervisor
 

@@ -65,6 +65,8 @@ class TerraformStage(Stage):
                                       "re-creates.", items=Field(schema.STR)),
         "init_args": Field(schema.LIST, "More arguments for `init`, e.g. -backend-config=...",
                            items=Field(schema.STR)),
+        "parallelism": Field(schema.INT, "Resources that plan and apply work on at once (-parallelism). Default: "
+                                         "Terraform's own, 10; more VMs than that are made in rounds.", minimum=1),
     }
 
     @classmethod
@@ -148,6 +150,13 @@ class TerraformStage(Stage):
 
     # ------------------------------------------------------------------ up to date
 
+    def fingerprint(self) -> dict[str, Any]:
+        """parallelism says how fast, not what: setting it (or a pipeline.yaml from before it) leaves provision up to
+        date."""
+        found = super().fingerprint()
+        found["options"].pop("parallelism", None)
+        return found
+
     def missing_vms(self, max_age: float = 0.0) -> list[inventory.Host] | None:
         """Hosts of the inventory handoff whose VM (host variable vm_id) no longer exists; None: cannot tell."""
         proxmox = self.pipeline.proxmox
@@ -188,7 +197,7 @@ class TerraformStage(Stage):
         self.note_version(job, binary, self.binary_name.rsplit("/", 1)[-1])
         self.init(job, binary)
         if job.options.get("plan_file"):  # `doit apply`: exactly the reviewed plan
-            self.step(job, [binary, "apply", "-input=false", "-no-color", "-auto-approve",
+            self.step(job, [binary, "apply", "-input=false", "-no-color", "-auto-approve", *self.parallelism_args(),
                             str(job.options["plan_file"])], f"{self.binary_name} apply (plan {job.options['plan_id']})")
             job.notes.update(plan=f"applied plan {job.options['plan_id']}", changed_resources=True)
             return self.inventory(job, binary)
@@ -246,8 +255,8 @@ class TerraformStage(Stage):
     def apply(self, job: StageJob, binary: str) -> None:
         """Apply exactly the plan in plan_file, then remove it."""
         try:
-            self.step(job, [binary, "apply", "-input=false", "-no-color", "-auto-approve", str(self.plan_file)],
-                      f"{self.binary_name} apply")
+            self.step(job, [binary, "apply", "-input=false", "-no-color", "-auto-approve", *self.parallelism_args(),
+                            str(self.plan_file)], f"{self.binary_name} apply")
         finally:
             self.plan_file.unlink(missing_ok=True)
 
@@ -307,6 +316,9 @@ class TerraformStage(Stage):
             values[self.options["template_id_var"]] = int(template_id)
         atomic_write(self.vars_file, json.dumps(values, indent=2, sort_keys=True, default=str) + "\n", 0o600)
 
+    def parallelism_args(self) -> list[str]:
+        return [f"-parallelism={self.options['parallelism']}"] if self.options["parallelism"] else []
+
     def var_args(self) -> list[str]:
         args = [f"-var-file={f}" for f in self.options["var_files"] or []]
         return args + [f"-var-file={self.vars_file}"]
@@ -314,7 +326,8 @@ class TerraformStage(Stage):
     def plan(self, job: StageJob, binary: str, extra: list[str] = (), out: Path | None = None) -> str:
         """Plan into plan_file (or out); its summary goes to job.notes["plan"]; returns its output."""
         result = self.step(job, [binary, "plan", "-input=false", "-no-color", f"-out={out or self.plan_file}",
-                                 *self.var_args(), *extra], f"{self.binary_name} plan", with_vars=True)
+                                 *self.parallelism_args(), *self.var_args(), *extra], f"{self.binary_name} plan",
+                           with_vars=True)
         job.notes["plan"] = _plan_summary(result.output)
         return result.output
 

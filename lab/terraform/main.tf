@@ -83,18 +83,26 @@ resource "null_resource" "vm" {
     command = "pipeline-lab vm-create --template ${var.template_id} --vmid ${each.value.vm_id} --name ${each.key} --address ${each.value.address} --sshd-delay ${lookup(var.sshd_delays, each.key, 0)} --delay ${var.apply_delay}"
   }
 
-  # Digests of the secrets Terraform got (this provisioner's output is suppressed: its config is sensitive).
+  provisioner "local-exec" {
+    when    = destroy
+    command = "pipeline-lab vm-destroy --vmid ${self.triggers.vm_id}"
+  }
+}
+
+# Digests of the secrets Terraform got, recorded again whenever VMs are (re)created: once, not once per VM (a
+# Python process each: at 30 VMs, 1.6 s of a 6.9 s apply). This provisioner's output is suppressed: its config is
+# sensitive.
+resource "null_resource" "received" {
+  triggers = {
+    vms = join(",", [for name, vm in null_resource.vm : vm.id])
+  }
+
   provisioner "local-exec" {
     command = "pipeline-lab received --dir '${var.lab_dir}' terraform.vm_salt=VM_SALT terraform.lab_api_key=LAB_API_KEY"
     environment = {
       VM_SALT     = var.vm_salt
       LAB_API_KEY = var.lab_api_key
     }
-  }
-
-  provisioner "local-exec" {
-    when    = destroy
-    command = "pipeline-lab vm-destroy --vmid ${self.triggers.vm_id}"
   }
 }
 

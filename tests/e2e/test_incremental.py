@@ -110,6 +110,8 @@ def test_a_vm_deleted_on_the_proxmox_side_is_re_created_and_configured(deployed)
     terraform = [c for c in deployed.tool_calls() if c.startswith("terraform")]
     assert [c.split()[1] for c in terraform] == ["plan", "state", "plan", "apply", "output"]
     assert '-replace=null_resource.vm["jump-01"]' in terraform[2]
+    # the stage's parallelism (the lab's: 30) reaches both plans and the apply
+    assert [c.split()[1] for c in terraform if "-parallelism=30" in c.split()] == ["plan", "plan", "apply"]
     assert 201 in _used_ids(deployed) and conf.exists()
 
 

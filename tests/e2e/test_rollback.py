@@ -18,7 +18,7 @@ def vm_source(project, vmid=201) -> int:
 
 def state_template(project) -> int:
     state = json.loads((project.root / "lab" / "terraform" / "terraform.tfstate").read_text())
-    (resource,) = [r for r in state["resources"] if r["type"] == "null_resource"]
+    (resource,) = [r for r in state["resources"] if r["type"] == "null_resource" and r["name"] == "vm"]
     return int(resource["instances"][0]["attributes"]["triggers"]["template_id"])
 
 

@@ -61,3 +61,19 @@ def test_the_changes_of_a_plan_are_read_from_its_text():
         """)
     assert plan_changes(output) == ['-/+ null_resource.vm["jump-01"]', '+ null_resource.vm["jump-02"]',
                                     "~ output.ansible_inventory"]
+
+
+def test_parallelism_does_not_make_provision_stale(tmp_path):
+    """-parallelism says how fast, not what: setting or changing it (or a pipeline.yaml from before the option)
+    keeps the stage's configuration digest; another output does not."""
+    from tests.unit.test_secret_vars import make_pipeline
+
+    def digest(folder, options):
+        stage = make_pipeline(tmp_path / folder, {"provision": options}).stage("provision")
+        return stage.config_digest(), stage.parallelism_args()
+
+    lab, lab_args = digest("lab", {})  # the lab's pipeline.yaml sets 30
+    assert lab_args == ["-parallelism=30"]
+    assert digest("five", {"parallelism": 5}) == (lab, ["-parallelism=5"])
+    assert digest("unset", {"parallelism": None}) == (lab, [])
+    assert digest("other", {"output": "hosts"})[0] != lab
