@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o600, durable: bool
     first, so a power cut cannot lose it (handoffs); caches and bookkeeping skip that."""
     path = Path(path)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+    tmp = _temporary(path)
     raw = data.encode() if isinstance(data, str) else data
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -44,7 +45,7 @@ def private_file(path: Path, data: str) -> Iterator[Path]:
     carries the temporary marker, so remove_stale_temps() deletes one that a killed process left behind."""
     path = Path(path)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+    tmp = _temporary(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "w") as out:
@@ -79,6 +80,12 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _temporary(path: Path) -> Path:
+    """A hidden name next to path, its own per process and per thread (checks write the same cache at once); the
+    pid comes last, so remove_stale_temps() knows whose it is."""
+    return path.with_name(f".{path.name}.{threading.get_native_id()}{TMP_MARK}{os.getpid()}")
 
 
 def remove_stale_temps(directory: Path) -> list[Path]:

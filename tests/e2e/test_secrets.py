@@ -121,7 +121,9 @@ def test_secrets_never_reach_a_command_line_a_log_or_a_file(lab_project):
                         ["status"], ["history"], ["report"], ["doctor"]):
             result = project.traced(*command, env=env)
             outputs += [result.stdout, result.stderr]
-            assert result.returncode == 0, (command, result.stdout, result.stderr)
+            if result.returncode:
+                print(result.stdout, result.stderr)  # pytest shows it whole; the assertion's repr is cut short
+            assert result.returncode == 0, command
         fail_the_play(project)
         failing = project.traced("deploy", env=env)
         outputs += [failing.stdout, failing.stderr]
