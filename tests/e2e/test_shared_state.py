@@ -153,8 +153,9 @@ def test_terraform_state_and_lock_are_in_the_same_server(shared):
     (name, data), = shared.query(f"SELECT name, data FROM {SCHEMA}_provision.states")
     state = json.loads(data)
     template_id = int(shared.handoffs()["template_id.txt"])
-    assert name == "default" and [r["type"] for r in state["resources"]] == ["null_resource"]
-    assert state["resources"][0]["instances"][0]["attributes"]["triggers"]["template_id"] == str(template_id)
+    resources = {f'{r["type"]}.{r["name"]}': r for r in state["resources"]}
+    assert name == "default" and set(resources) == {"null_resource.vm", "null_resource.received"}
+    assert resources["null_resource.vm"]["instances"][0]["attributes"]["triggers"]["template_id"] == str(template_id)
     data_dir = shared.a.root / ".pipeline" / "lab-shared" / "provision"
     local = json.loads((data_dir / "data" / "terraform.tfstate").read_text())
     assert local["backend"]["type"] == "pg" and "password" not in local["backend"]["config"]["conn_str"]
