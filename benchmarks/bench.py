@@ -234,7 +234,7 @@ def bench_scaling(projects: dict[int, LabProject], tools: dict[int, Tools], reps
     counts = sorted(projects)
     most = counts[-1]
     print(f"\nscaling: stages 2 + 3 with {', '.join(map(str, counts))} lab VMs, from a template id to configured VMs "
-          f"(the VMs destroyed before each run), and the bare tools at {most} VMs")
+          f"(the VMs destroyed before each run), and the bare tools at {counts[0]} and {most}")
     for project in projects.values():
         project.ok("deploy")
     label = {n: f"ours, {n} VM{'s' if n > 1 else ''}" for n in counts}
