@@ -71,8 +71,10 @@ class LabProject:
         self.extra_env: dict[str, str] = {}  # for every command of this project
         root.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "dodo.py", root / "dodo.py")
+        # Not what the checkout's own runs left (`./doitw deploy` before `./doitw test`): state, manifests, and the
+        # fact cache, which a test project's git would otherwise track.
         shutil.copytree(REPO / "lab", root / "lab", ignore=shutil.ignore_patterns(
-            "*.py", "__pycache__", ".terraform", "*.tfstate*", "manifest.json"))
+            "*.py", "__pycache__", ".terraform", "*.tfstate*", "manifest.json", ".ansible-cache"))
         os.symlink(REPO / ".tools", root / ".tools")
         if shims:
             self._shims()
