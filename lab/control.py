@@ -8,7 +8,6 @@ stand-in for a git server (gitserver) up to date.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import signal
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from proxpipe.base.errors import PipelineError, ProxmoxError
 from proxpipe.base.fsutil import atomic_write, pid_alive
+from proxpipe.base.secrets import credentials_digest, same_credentials
 from proxpipe.domain.config import Environment
 from proxpipe.domain.proxmox import Proxmox
 from proxpipe.lab import gitserver
@@ -57,7 +57,7 @@ def ensure(env: Environment) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         gitserver.ensure(env)
         if server_pid(env) is not None:
-            if _same_credentials(env):
+            if same_credentials(runtime_dir(env) / "credentials", *_credentials(env)):
                 return  # running with these credentials; no need to ask it over the network
             stop(env)  # it was started with other credentials
         _start(env)
@@ -75,7 +75,7 @@ def _start(env: Environment) -> None:
             "--port", str(lab.port), "--boot-seconds", str(lab.boot_seconds), "--idle-minutes",
             str(lab.idle_minutes), "--base-vmid", str(lab.base_template_id), "--base-name", lab.base_template_name]
     (folder / "server.pid").unlink(missing_ok=True)
-    atomic_write(folder / "credentials", _credentials(env), 0o600)
+    atomic_write(folder / "credentials", credentials_digest(*_credentials(env)), 0o600)
     with open(folder / "server.log", "a") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=child_env, start_new_session=True, cwd=env.root, umask=0o077)
@@ -109,22 +109,12 @@ def stop(env: Environment, verbose: bool = False) -> bool:
     return True
 
 
-def _credentials(env: Environment, salt: str | None = None) -> str:
-    """A salted digest of the credentials the lab must accept ("salt:digest"; never the credentials)."""
+def _credentials(env: Environment) -> tuple[str, str]:
+    """Who the lab must accept, and their secret."""
     proxmox = env.proxmox
-    secret = proxmox.token_secret if proxmox.token_id else proxmox.password
-    who = proxmox.token_id or proxmox.user
-    salt = salt or os.urandom(16).hex()
-    digest = hashlib.pbkdf2_hmac("sha256", f"{who}\0{secret.reveal()}".encode(), salt.encode(), 1000).hex()
-    return f"{salt}:{digest}"
-
-
-def _same_credentials(env: Environment) -> bool:
-    try:
-        recorded = (runtime_dir(env) / "credentials").read_text()
-    except OSError:
-        return False
-    return recorded == _credentials(env, salt=recorded.split(":")[0])
+    if proxmox.token_id:
+        return proxmox.token_id, proxmox.token_secret.reveal()
+    return proxmox.user, proxmox.password.reveal()
 
 
 def _client(env: Environment, attempts: int = 1) -> Proxmox:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import glob
-import hashlib
-import ipaddress
 import os
 import shutil
 import subprocess
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from proxpipe.base import secrets
+from proxpipe.base.addresses import is_loopback
 from proxpipe.base.errors import ConfigError, PipelineError
 from proxpipe.base.fsutil import atomic_write, pid_alive
 from proxpipe.domain.state.urls import parse
@@ -41,11 +40,7 @@ def endpoint(url: str, where: str) -> Endpoint:
     keywords = parse(url, f"{where}.url")
     host = keywords.get("host", "")
     address = "127.0.0.1" if host == "localhost" else host
-    try:
-        loopback = ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback(address):
         raise ConfigError(f"{where}.url: the lab's PostgreSQL listens on a loopback address only; name one as the "
                           f"host (127.x.y.z), not {host or 'a Unix socket'}")
     if not keywords.get("user") or not keywords.get("password"):
@@ -90,7 +85,7 @@ def ensure(home: Path, wanted: Endpoint) -> None:
         fresh = not (data / "PG_VERSION").exists()
         if fresh:
             _initdb(folder, wanted)
-        same = _same_credentials(folder, wanted)
+        same = secrets.same_credentials(folder / "credentials", wanted.user, wanted.password)
         if not same and not fresh:
             stop(home)
             _single_user(folder, _set_credentials_sql(wanted))
@@ -101,7 +96,7 @@ def ensure(home: Path, wanted: Endpoint) -> None:
                  folder, f"the lab's PostgreSQL did not start on {wanted.address}:{wanted.port}")
         _create_database(folder, wanted)
         if not same or fresh:
-            atomic_write(folder / "credentials", _credentials(wanted), 0o600)
+            atomic_write(folder / "credentials", secrets.credentials_digest(wanted.user, wanted.password), 0o600)
 
 
 def stop(home: Path) -> bool:
@@ -170,9 +165,9 @@ def _configure(data: Path, wanted: Endpoint) -> bool:
                                   "unix_socket_directories = ''\n"),
                 "pg_hba.conf": "# proxpipe's lab: password logins over loopback TCP, nothing else\n"
                                "host all all 127.0.0.0/8 scram-sha-256\n"}
-    conf = data / "postgresql.conf"
-    if "include_if_exists = 'proxpipe.conf'" not in conf.read_text():
-        settings["postgresql.conf"] = conf.read_text() + "\ninclude_if_exists = 'proxpipe.conf'\n"
+    conf = (data / "postgresql.conf").read_text()
+    if "include_if_exists = 'proxpipe.conf'" not in conf:
+        settings["postgresql.conf"] = conf + "\ninclude_if_exists = 'proxpipe.conf'\n"
     changed = False
     for name, text in settings.items():
         if not (data / name).exists() or (data / name).read_text() != text:
@@ -216,17 +211,3 @@ def _create_database(folder: Path, wanted: Endpoint) -> None:
 def _identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
-
-def _credentials(wanted: Endpoint, salt: str | None = None) -> str:
-    """A salted digest of the user and password the server accepts ("salt:digest"; never the password)."""
-    salt = salt or os.urandom(16).hex()
-    digest = hashlib.pbkdf2_hmac("sha256", f"{wanted.user}\0{wanted.password}".encode(), salt.encode(), 1000).hex()
-    return f"{salt}:{digest}"
-
-
-def _same_credentials(folder: Path, wanted: Endpoint) -> bool:
-    try:
-        recorded = (folder / "credentials").read_text()
-    except OSError:
-        return False
-    return recorded == _credentials(wanted, salt=recorded.split(":")[0])

@@ -1,18 +1,14 @@
 """The `lab:` section of an environment in pipeline.yaml, contributed by the lab plugin."""
 
-import ipaddress
 from pathlib import Path
 from typing import NamedTuple
 
 from proxpipe.api import Field, schema
+from proxpipe.base.addresses import is_loopback
 
 
 def _loopback(value: str) -> str | None:
-    try:
-        ok = ipaddress.ip_address(value).is_loopback
-    except ValueError:
-        ok = False
-    return None if ok else f"{value!r} is not a loopback address; the lab only listens on 127.0.0.0/8"
+    return None if is_loopback(value) else f"{value!r} is not a loopback address; the lab only listens on 127.0.0.0/8"
 
 
 LAB_FIELDS = {

@@ -113,7 +113,7 @@ class TerraformStage(Stage):
         pipeline's own data directory is under the state directory)."""
         rules = inputs.anchored(self.dir, os.environ.get("TF_DATA_DIR") or ".terraform", "Terraform's data directory")
         rules += inputs.anchored(self.dir, "terraform.tfstate.d", "Terraform's local state of workspaces")
-        for path in hcl.facts(self.dir, hcl.TERRAFORM, self.hcl_cache)["local_state"]:
+        for path in self.hcl_facts["local_state"]:
             rules += inputs.anchored(self.dir, path, 'Terraform\'s local state (backend "local")')
         return rules
 
@@ -141,8 +141,13 @@ class TerraformStage(Stage):
         env = {**self.tool_env(), **(self.secret_env() if with_vars else {})}
         return job.runner.run(argv, step, env=env, **kwargs)
 
+    @cached_property
+    def hcl_facts(self) -> dict:
+        """What the project's sources declare (see proxpipe.domain.hcl), read once per process."""
+        return hcl.facts(self.dir, hcl.TERRAFORM, self.hcl_cache)
+
     def sensitive_vars(self) -> set[str]:
-        return self.declared_sensitive(lambda: hcl.sensitive(self.dir, hcl.TERRAFORM, self.hcl_cache))
+        return self.declared_sensitive(lambda: set(self.hcl_facts["sensitive"]))
 
     def secret_env(self) -> dict[str, str]:
         """TF_VAR_<name> of the secret variables: never in the generated .tfvars.json, never on a command line."""

@@ -7,11 +7,11 @@ sslmode, in a backend configuration file readable by the owner only and removed 
 password reaches Terraform, and the lib/pq driver inside it, as PGPASSWORD in its environment, and is written nowhere.
 """
 
-import ipaddress
 import json
 from pathlib import Path
 from typing import NamedTuple
 
+from proxpipe.base.addresses import is_loopback
 from proxpipe.domain import hcl
 
 # lib/pq knows no "prefer" or "allow", and takes an unset sslmode for "require".
@@ -52,14 +52,7 @@ def _sslmode(environ: dict[str, str]) -> str:
     if mode in _LIB_PQ_SSLMODES:
         return mode
     host = environ.get("PGHOST", "localhost").split(",")[0]
-    return "disable" if host in ("", "localhost") or host.startswith("/") or _loopback(host) else "require"
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return "disable" if host in ("", "localhost") or host.startswith("/") or is_loopback(host) else "require"
 
 
 def _escape(value: str) -> str:

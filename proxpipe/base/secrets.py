@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import threading
+from pathlib import Path
 from typing import Any
 
 from proxpipe.base.errors import ConfigError
@@ -133,3 +136,19 @@ def expand(text: str, environ: dict[str, str]) -> tuple[str | None, list[str]]:
 
     value = _REF.sub(sub, text)
     return (None if missing else value), names
+
+
+def credentials_digest(who: str, secret: str, salt: str | None = None) -> str:
+    """A salted digest of credentials ("salt:digest"; never the credentials): what a lab server was started with."""
+    salt = salt or os.urandom(16).hex()
+    digest = hashlib.pbkdf2_hmac("sha256", f"{who}\0{secret}".encode(), salt.encode(), 1000).hex()
+    return f"{salt}:{digest}"
+
+
+def same_credentials(recorded: Path, who: str, secret: str) -> bool:
+    """True when the file holds credentials_digest() of these credentials."""
+    try:
+        text = recorded.read_text()
+    except OSError:
+        return False
+    return text == credentials_digest(who, secret, salt=text.split(":")[0])

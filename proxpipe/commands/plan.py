@@ -19,6 +19,7 @@ from proxpipe.base import interrupts
 from proxpipe.base.console import console, table
 from proxpipe.base.errors import PipelineError
 from proxpipe.base.fsutil import atomic_write, display
+from proxpipe.base.ids import new_id
 from proxpipe.domain.plan import APPLIED, DISCARDED, KEEP, LATER, PLAN_FILES, PLANNED, PLANS, RUN, Plan, StagePlan
 from proxpipe.engine import uptodate
 from proxpipe.engine.execute import execute, read_upstream, stage_job
@@ -44,7 +45,7 @@ def who(given: str = "") -> str:
 def plan(pipeline: Pipeline, refresh: bool = False, output: str = "") -> None:
     """The doit action of `doit plan [--refresh] [--output DIR]`."""
     pipeline.start_run("plan")
-    made = Plan(Plan.new_id(), pipeline.env.name, who(), time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    made = Plan(new_id(), pipeline.env.name, who(), time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 pipeline.git_commit(), refresh, [])
     changing = None  # the first stage whose handoff would change: the ones after it are planned later
     for stage in pipeline.stages:

@@ -14,8 +14,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from proxpipe.base.ids import new_id
-
 RUN, KEEP, LATER = "run", "keep", "later"  # what apply does with a stage
 PLANNED, APPLIED, DISCARDED = "planned", "applied", "discarded"
 PLANS, PLAN_FILES = "plans", "plan-files"  # the store's document kinds
@@ -47,10 +45,6 @@ class Plan:
     approvals: list[dict[str, str]] = field(default_factory=list)
     status: str = PLANNED
     applied: dict[str, Any] | None = None
-
-    @staticmethod
-    def new_id() -> str:
-        return new_id()
 
     @property
     def digest(self) -> str:

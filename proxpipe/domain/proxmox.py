@@ -147,7 +147,7 @@ class Proxmox:
         client = (lambda: self.light) if self.cfg.token_id and self._api is None else (lambda: self.api)
         answer = self.call("GET /cluster/resources", lambda: client().cluster.resources.get(type="vm"))
         self._vms = (time.time(), answer)
-        if self.cache_file is not None:
+        if self.cache_file is not None and self.cfg.check_cache:  # else no command reads it
             atomic_write(self.cache_file, json.dumps({"url": self.cfg.url, "time": self._vms[0], "vms": answer}),
                          durable=False)
         return answer

@@ -121,8 +121,9 @@ class Pipeline:
     def cluster_changed(self) -> None:
         """A tool ran that may have changed the cluster: the next up-to-date check asks the API afresh."""
         if self._proxmox is not None:
-            self._proxmox.forget_answers()
-        self.cluster_cache.unlink(missing_ok=True)
+            self._proxmox.forget_answers()  # its cache file is cluster_cache
+        else:
+            self.cluster_cache.unlink(missing_ok=True)
 
     def proxmox_tool_env(self) -> dict[str, str]:
         """The API's address and credentials for tools, in the variables their Proxmox plugins read."""

@@ -160,7 +160,7 @@ class DocsState:
 
         options = task.options or {}
         made_from = docs.state(self.pipeline, options.get("no_history", False), options.get("output", ""))
-        # saved after the render, from what it was made of
-        task.value_savers.append(lambda: {"docs": docs.state(self.pipeline, options.get("no_history", False),
-                                                             options.get("output", ""))})
+        # saved after the render: what it was made of (worked out again only when a guide was missing)
+        task.value_savers.append(lambda: {"docs": made_from or docs.state(
+            self.pipeline, options.get("no_history", False), options.get("output", ""))})
         return made_from is not None and values.get("docs") == made_from

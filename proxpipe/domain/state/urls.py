@@ -75,6 +75,6 @@ def address(url: str) -> str:
     return f"{host}:{keywords.get('port') or 5432}/{keywords.get('dbname') or keywords.get('user') or '?'}"
 
 
-def libpq_environ(url: str, where: str = "state.url") -> dict[str, str]:
+def libpq_environ(url: str, where: str = "state") -> dict[str, str]:
     """The connection as libpq's environment variables (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, ...)."""
     return {ENVIRONMENT[key]: value for key, value in parse(url, f"{where}.url").items() if key in ENVIRONMENT}
