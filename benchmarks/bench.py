@@ -116,7 +116,7 @@ class Tools:
 
     def __init__(self, project: LabProject):
         os.environ.pop("PROXPIPE_PLUGINS", None)
-        from proxpipe.domain.tools import tool_path_env
+        from proxpipe.domain.toolrunner import tool_path_env
         from proxpipe.engine.pipeline import Pipeline
 
         pipeline = Pipeline.load(project.root / "pipeline.yaml", "lab")
@@ -164,7 +164,7 @@ class Tools:
 
 
 def ours(project: LabProject) -> None:
-    run([DOIT, "-a", "provision", "configure"], project.root, project.environ())
+    run([DOIT, "provision", "--force", "configure", "--force"], project.root, project.environ())
 
 
 # ----------------------------------------------------------------------------- the benchmarks
@@ -208,7 +208,7 @@ def bench_stages(project: LabProject, reps: int, seed_reps: int, report: Report)
         run(["bash", str(SEED / "stage-2-terraform.sh"), template_id], tools.tf_dir, seed_env)
         run(["bash", str(SEED / "stage-3-ansible.sh"), str(seed_inventory)], tools.ansible_dir, seed_env)
 
-    names = {"ours": "ours: doit -a provision configure",
+    names = {"ours": "ours: doit provision --force configure --force",
              "bare": "bare: plan -out, apply it, output, playbook",
              "one-shot": "bare, one-shot: apply -auto-approve, ...",
              "seed": "seed: stage-2-terraform.sh + stage-3-ansible.sh"}

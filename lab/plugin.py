@@ -1,7 +1,7 @@
 """The local lab as a plugin: an environment with a `lab:` section gets its Proxmox API from the lab's stand-in
 (started on first use), with `lab: {postgres: true}` the database of its shared state from the lab's own PostgreSQL
 (started on first use too), `doit lab-stop`, and the lab's programs in `doit doctor`. The core never imports the lab;
-it is registered like any plugin (proxpipe.engine.plugins.DEFAULT_PLUGINS)."""
+it is registered like any plugin (proxpipe.engine.plugin_manager.DEFAULT_PLUGINS)."""
 
 from __future__ import annotations
 
@@ -64,9 +64,9 @@ def _example_files() -> dict[str, str | Path]:
 
 
 def _install_tools(root: Path) -> list[str]:
-    from . import tools
+    from . import terraform_install
 
-    return ["lab tools: " + "; ".join(tools.install(root / ".tools"))]
+    return ["lab tools: " + "; ".join(terraform_install.install(root / ".tools"))]
 
 
 def _stop(pipeline) -> None:

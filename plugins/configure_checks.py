@@ -11,10 +11,10 @@ from proxpipe.base.fsutil import sha256_file
 
 def configure_current(ctx):
     """configure.json exists and its inventory and input digests equal today's."""
-    recap = ctx.handoff("configure")
-    stage = ctx.stage("configure")
+    recap = ctx.handoff()
+    stage = ctx.stage()
     target = stage.handoff_path.name
-    inventory_file = ctx.pipeline.last_producer("inventory").handoff_path
+    inventory_file = ctx.stage("inventory").handoff_path
     problems = []
     if inventory_file.exists() and recap.get("inventory_sha256") != sha256_file(inventory_file):
         problems.append(f"{inventory_file.name} changed since the last configure")

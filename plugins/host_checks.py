@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 import tempfile
 
+from proxpipe.api import inventory
 from proxpipe.api.checks import Check, Skip, failed, passed
 from proxpipe.api.hookspecs import hookimpl
-from proxpipe.domain import inventory
 
 
 def ssh(ctx):
     """Every inventory host accepts SSH with its user and key within the configured timeout."""
-    from proxpipe.domain import sshwait  # sockets and processes: only when validate runs
+    from proxpipe.api import sshwait  # sockets and processes: only when validate runs
 
     timeout = ctx.settings.ssh_timeout
     for host in ctx.hosts().values():
@@ -30,23 +30,21 @@ _LINE = r"^(\S+) \| (SUCCESS|UNREACHABLE!|FAILED!)"
 
 def ansible_ping(ctx):
     """`ansible -m ping` against the inventory's validation group (the seed's jump_hosts)."""
-    stage = ctx.stage("configure")
+    stage = ctx.stage()
     group = ctx.settings.group
     hosts = inventory.in_group(ctx.hosts(), group)
     if not hosts:
         raise Skip(f"group {group!r} has no host in the inventory (set validate.group in pipeline.yaml)")
-    if stage.kind != "ansible":
-        raise Skip(f"stage {stage.name} is not an ansible stage")
     playbook = stage.options["binary"]
     binary = playbook[: -len("-playbook")] if playbook.endswith("ansible-playbook") else "ansible"
-    from proxpipe.domain.tools import ToolRunner
+    from proxpipe.api import toolrunner
 
     env = stage.tool_env(len(hosts))
-    upstream = ctx.pipeline.last_producer("inventory")
+    upstream = ctx.stage("inventory")
     with tempfile.TemporaryDirectory() as scratch:
         # A scratch control path: a persisted connection from the last deploy must not answer for a dead sshd.
         env = {**env, "ANSIBLE_LOCAL_TEMP": scratch, "ANSIBLE_SSH_CONTROL_PATH_DIR": scratch}
-        runner = ToolRunner(ctx.log_dir / "ansible-ping.log", stage.dir, env, 120, stage.config.retry,
+        runner = toolrunner.ToolRunner(ctx.log_dir / "ansible-ping.log", stage.dir, env, 120, stage.config.retry,
                             stage.config.where)
         result = runner.run([binary, "-i", str(upstream.handoff_path), group, "-m", "ansible.builtin.ping",
                              "-o", "-T", str(int(ctx.settings.ssh_timeout))], "ansible ping", check=False,
@@ -68,4 +66,4 @@ def ansible_ping(ctx):
 def register_checks(register):
     register(Check("ssh", "every inventory host accepts SSH with the inventory's user and key", "configure", ssh))
     register(Check("ansible-ping", "`ansible -m ping` answers for every host of the validation group",
-                   "configure", ansible_ping))
+                   "configure", ansible_ping, ("ansible",)))

@@ -8,7 +8,7 @@ from proxpipe.api.hookspecs import hookimpl
 
 def template(ctx):
     """The id in template_id.txt exists on the node and is a template."""
-    template_id = ctx.handoff("build")
+    template_id = ctx.handoff()
     proxmox = ctx.need_proxmox()
     problem = proxmox.template_problem(template_id)
     target = f"template {template_id}"
@@ -43,6 +43,6 @@ def vm(ctx):
 
 @hookimpl
 def register_checks(register):
-    register(Check("template", "the template in template_id.txt exists on the node and is a template", "build",
+    register(Check("template", "the template in template_id.txt exists on the node and is a template", "template_id",
                    template))
-    register(Check("vm", "every inventory host's VM exists and runs, at the inventory's address", "provision", vm))
+    register(Check("vm", "every inventory host's VM exists and runs, at the inventory's address", "inventory", vm))

@@ -5,20 +5,15 @@ from __future__ import annotations
 import json
 import threading
 
+from proxpipe.api import handoff
 from proxpipe.api.checks import Check, Skip, failed, passed
 from proxpipe.api.hookspecs import hookimpl
 from proxpipe.base.errors import ToolError
-from proxpipe.domain import handoff
+
+KINDS = ("terraform", "tofu")  # the kinds whose lint gate and state these checks read
 
 # lint may run `init`, which rewrites the data directory `show` reads: one at a time per stage.
 _busy: dict[str, threading.Lock] = {}
-
-
-def _terraform(ctx):
-    stage = ctx.stage("provision")
-    if not hasattr(stage, "lint"):
-        raise Skip(f"stage {stage.name} is not a terraform or tofu stage")
-    return stage
 
 
 def _lock(stage) -> threading.Lock:
@@ -27,7 +22,7 @@ def _lock(stage) -> threading.Lock:
 
 def lint(ctx):
     """The provision stage's lint gate passes (tflint, or what pipeline.yaml configures)."""
-    stage = _terraform(ctx)
+    stage = ctx.stage()
     job = ctx.job("lint", stage)
     commands = stage.lint_commands()
     if not commands:
@@ -44,8 +39,8 @@ def lint(ctx):
 
 def terraform_state(ctx):
     """`show -json` parses, the state has resources, and its inventory output equals the handoff."""
-    stage = _terraform(ctx)
-    on_disk = ctx.handoff("provision")  # Skip before anything was provisioned
+    stage = ctx.stage()
+    on_disk = ctx.handoff()  # Skip before anything was provisioned
     target = ctx.pipeline.relative(stage.dir)
     binary = stage.binary()
     job = ctx.job("terraform-state", stage)
@@ -96,6 +91,6 @@ def _difference(expected, actual, path="") -> str:
 
 @hookimpl
 def register_checks(register):
-    register(Check("lint", "the provision stage's lint gate passes", "provision", lint))
+    register(Check("lint", "the provision stage's lint gate passes", "inventory", lint, KINDS))
     register(Check("terraform-state", "the Terraform state has resources and its inventory output equals "
-                                      "the inventory handoff", "provision", terraform_state))
+                                      "the inventory handoff", "inventory", terraform_state, KINDS))

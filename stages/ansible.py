@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,14 +21,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from proxpipe.api.stage import Preview, Stage, StageJob, ToolSpec
+from proxpipe.api import Exclude, Preview, Rollback, Stage, StageJob, ToolSpec, anchored, handoff, inventory
+from proxpipe.api import toolrunner as tools
 from proxpipe.base import schema
-from proxpipe.base.errors import ToolError
+from proxpipe.base.console import console
+from proxpipe.base.errors import PipelineError, ToolError
 from proxpipe.base.fsutil import sha256_file
 from proxpipe.base.schema import Field
-from proxpipe.domain import ansiblecfg, galaxy, handoff, inputs, inventory, tools
-from proxpipe.domain.inputs import Exclude
-from proxpipe.stages import galaxy_step
+from proxpipe.stages import ansiblecfg, galaxy, galaxy_step
 
 _RECAP_LINE = r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$"
 
@@ -88,6 +90,7 @@ class AnsibleStage(Stage):
     UPSTREAM_PARAM = {"name": "inventory", "long": "inventory", "env_var": "INVENTORY", "is_path": True,
                       "help": "configure the hosts of this inventory file instead of the provision stage's handoff"}
     CACHE_GLOBS = ("*.retry", ".ansible", "collections/ansible_collections/*/*/tests/output")
+    ROLLBACK_MODES = {"git-ref": "run the playbook as it was at --to GIT_REF against today's inventory"}
     RETRY_PATTERNS = (r"UNREACHABLE!", r"Connection timed out during banner exchange",
                       r"Connection reset by peer", r"Failed to connect to the host via ssh", *galaxy.RETRY_PATTERNS)
     OPTIONS = {
@@ -142,7 +145,7 @@ class AnsibleStage(Stage):
 
     def tool_writes(self) -> list[Exclude]:
         return [rule for path, why in ansiblecfg.read(self.config_file()).written()
-                for rule in inputs.anchored(self.dir, path, why)]
+                for rule in anchored(self.dir, path, why)]
 
     def tool_env(self, hosts: int) -> dict[str, str]:
         forks = self.options["forks"] or min(max(hosts, 5), 50)
@@ -180,7 +183,7 @@ class AnsibleStage(Stage):
     # ------------------------------------------------------------------ run
 
     def wait_for_hosts(self, hosts: list[inventory.Host]) -> None:
-        from proxpipe.domain import sshwait  # threads and sockets: only when the stage runs
+        from proxpipe.api import sshwait  # threads and sockets: only when the stage runs
 
         wait = self.options["ssh_wait"]
         sshwait.wait_for_ssh(hosts, wait["deadline"], wait["connect_timeout"])
@@ -213,6 +216,45 @@ class AnsibleStage(Stage):
                    f"host{'s' if count != 1 else ''}") if changes else "no task would change"
         return Preview(bool(changes), summary, tuple(f"{host}: {task}" for host, task in changes), False)
 
+    def rollback(self, mode: str, to: str, upstream: Any, job: StageJob) -> Rollback:
+        """Run the playbook as it was at git ref `to` (from a temporary worktree) against today's inventory; the
+        stage is stale afterwards, so the next deploy runs today's playbook again."""
+        if not to:
+            raise PipelineError("rollback of configure needs --to GIT_REF, the commit whose playbook to run")
+        root = self.pipeline.root
+        top = _git(root, "rev-parse", "--show-toplevel")
+        if top.returncode != 0:
+            raise PipelineError(f"{root} is not a git repository; configure rollback runs the playbook of a git ref")
+        commit = _git(root, "rev-parse", "--verify", "--quiet", f"{to}^{{commit}}")
+        if commit.returncode != 0:
+            raise PipelineError(f"--to {to}: unknown git ref (see `git log`)")
+        sha = commit.stdout.strip()
+        relative = Path(self.dir).resolve().relative_to(Path(top.stdout.strip()).resolve())
+        with tempfile.TemporaryDirectory(prefix="proxpipe-rollback-") as scratch:
+            tree = Path(scratch) / "tree"
+            added = _git(root, "worktree", "add", "--detach", "--force", str(tree), sha)
+            if added.returncode != 0:
+                raise PipelineError(f"git worktree add {to} failed: {added.stderr.strip().splitlines()[-1:]}")
+            try:
+                value = self._run_as_of(tree / relative, to, sha, upstream, job)
+            finally:
+                _git(root, "worktree", "remove", "--force", str(tree))
+                shutil.rmtree(tree, ignore_errors=True)
+        return Rollback(value, f"ran the playbook as of {to} ({sha[:12]}) against today's inventory", current=False,
+                        notes={"git_ref": to, "git": sha[:12], "message": f"ran the playbook as of {to}"})
+
+    def _run_as_of(self, old_dir: Path, ref: str, sha: str, upstream: Any, job: StageJob) -> dict:
+        if not old_dir.is_dir():
+            raise PipelineError(f"--to {ref}: {old_dir.name} does not exist at that ref")
+        options = {key: (old_dir / Path(value).relative_to(self.dir) if isinstance(value, Path)
+                         and Path(value).is_relative_to(self.dir) else value) for key, value in self.options.items()}
+        if not Path(options["playbook"]).is_file():
+            raise PipelineError(f"--to {ref}: the playbook {Path(options['playbook']).name} does not exist at that ref")
+        console.info(f"↶ {self.name}: running the playbook as of {ref} ({sha[:12]}) against today's inventory")
+        old = type(self)(self.config._replace(dir=old_dir, options=options), self.pipeline)
+        job.runner.cwd = old_dir
+        return old.run(upstream, job)
+
     def _prepare(self, upstream: Any, job: StageJob) -> tuple[str, list[inventory.Host]]:
         """The program, and the hosts once they answer; the requirements install meanwhile."""
         binary = tools.require(self.options["binary"], self.pipeline.root,
@@ -237,3 +279,7 @@ class AnsibleStage(Stage):
             result = job.runner.run([binary, "-i", str(job.upstream_path), *variables, playbook,
                                      *(self.options["extra_args"] or []), *extra], step, env=self.tool_env(len(hosts)))
         return playbook, result
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)

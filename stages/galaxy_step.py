@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from proxpipe.api.stage import Stage, StageJob, ToolSpec
+from proxpipe.api import Stage, StageJob, ToolSpec
+from proxpipe.api import toolrunner as tools
 from proxpipe.base import schema
 from proxpipe.base.console import console
 from proxpipe.base.fsutil import display
 from proxpipe.base.schema import Field
-from proxpipe.domain import ansiblecfg, galaxy, tools
+from proxpipe.stages import ansiblecfg, galaxy
 
 OPTION = Field(schema.LIST, "Requirements files installed with ansible-galaxy before the tool runs, relative to "
                             "dir. Default: those of requirements.yml, collections/requirements.yml and "

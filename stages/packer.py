@@ -16,14 +16,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from proxpipe.api.stage import Preview, Stage, StageJob, ToolSpec, env_text, history_note
+from proxpipe.api import (
+    Exclude,
+    Preview,
+    Rollback,
+    Stage,
+    StageJob,
+    ToolSpec,
+    anchored,
+    env_text,
+    handoff,
+    hcl,
+    history_note,
+)
+from proxpipe.api import toolrunner as tools
 from proxpipe.base import schema
 from proxpipe.base.console import console
 from proxpipe.base.errors import HandoffError, PipelineError, ToolError
 from proxpipe.base.schema import Field
-from proxpipe.domain import galaxy, handoff, hcl, inputs, tools
-from proxpipe.domain.inputs import Exclude
-from proxpipe.stages import galaxy_step
+from proxpipe.stages import galaxy, galaxy_step, templates
 
 COMMA = "%!(PACKER_COMMA)"
 
@@ -92,6 +103,8 @@ class PackerStage(Stage):
     PARAMS = ({"name": "rebuild", "long": "rebuild", "type": bool, "default": False, "forces": True,
                "help": "build a new template even if the current one was built from the same inputs"},)
     KEEP_COPY = False  # the history has every template id; `doit rollback --stage build --to ID` restores one
+    ROLLBACK_MODES = {"template": "point the handoff at an earlier template (--to ID; default: the one before) and "
+                                  "re-create what depends on it"}
     OPTIONS = {
         "template": Field(schema.FILE, "The Packer template (.pkr.hcl), relative to dir.", required=True,
                           check=lambda path: None if path.name.endswith((".pkr.hcl", ".pkr.json", ".json")) else
@@ -120,9 +133,9 @@ class PackerStage(Stage):
 
     def tool_writes(self) -> list[Exclude]:
         cache = self.config.env.get("PACKER_CACHE_DIR") or os.environ.get("PACKER_CACHE_DIR") or "packer_cache"
-        return (inputs.anchored(self.dir, self.options["manifest"], "the output of Packer's manifest post-processor "
+        return (anchored(self.dir, self.options["manifest"], "the output of Packer's manifest post-processor "
                                                                     "(the stage's manifest option)")
-                + inputs.anchored(self.dir, cache, "Packer's download cache (PACKER_CACHE_DIR)"))
+                + anchored(self.dir, cache, "Packer's download cache (PACKER_CACHE_DIR)"))
 
     def required_inputs(self) -> list[Path]:
         return galaxy.requirement_files(self.dir, self.options["galaxy_requirements"])
@@ -144,19 +157,19 @@ class PackerStage(Stage):
 
     def remote_check(self) -> tuple[bool | None, str]:
         proxmox = self.pipeline.proxmox
-        if proxmox is None or self.handoff_text() is None:
+        if proxmox is None or self.pipeline.handoffs.text(self) is None:
             return None, ""
         try:
-            template_id = self.read_handoff()
+            template_id = self.pipeline.handoffs.read(self)
         except HandoffError as exc:
             return False, str(exc)
         problem = proxmox.template_problem(template_id, max_age=proxmox.check_age)
         return (False, problem) if problem else (True, f"template {template_id} exists on {proxmox.node}"
                                                        f"{proxmox.answered()}")
 
-    def restore_advice(self, last: dict | None) -> tuple[str, str | None]:
+    def restore_advice(self, last: dict | None, kept: bool) -> tuple[str, str | None]:
         if not last or not last.get("template_id"):
-            return super().restore_advice(last)
+            return super().restore_advice(last, kept)
         template_id, note = int(last["template_id"]), history_note(last)
         restore = f"doit rollback --stage {self.name} --to {template_id}"
         proxmox = self.pipeline.proxmox
@@ -227,16 +240,21 @@ class PackerStage(Stage):
                        (f"+ a new template{where}",), True)
 
     def after_handoff(self, value: int, job: StageJob) -> None:
-        from proxpipe.domain import template_lifecycle
-
         proxmox = self.pipeline.proxmox
         if proxmox is None:
             return
-        inventory_stage = self.pipeline.last_producer("inventory")
-        in_use = template_lifecycle.templates_in_use(inventory_stage.handoff_value() if inventory_stage else None)
-        template_lifecycle.apply_retention(
-            self.pipeline.history, proxmox, self.options["keep_templates"], in_use | {value},
-            lambda **fields: self.pipeline.record(self, "retention", outcome="ok", **fields))
+        in_use = {vmid for stage in self.pipeline.producers("inventory")
+                  for vmid in templates.templates_in_use(stage.handoff_value())}
+        templates.apply_retention(self.pipeline, self.options["keep_templates"], in_use | {value},
+                                  lambda **fields: self.pipeline.record(self, "retention", outcome="ok", **fields))
+
+    def rollback(self, mode: str, to: str, upstream: Any, job: StageJob) -> Rollback:
+        """Point the handoff at an earlier template this pipeline built; what depends on it is re-created."""
+        current = self.handoff_value()
+        chosen = templates.rollback_target(self.pipeline, current, to)
+        damaged = "damaged" if self.pipeline.handoffs.text(self) is not None else "none"
+        return Rollback(chosen, f"{self.handoff_path.name} now {chosen} (was {current or damaged}); re-creating the "
+                                "VMs from it", notes={"template_id": chosen, "from": current})
 
     def _progress(self, line: str, lines: list[str]) -> None:
         lines.append(line)

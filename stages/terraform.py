@@ -19,13 +19,26 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from proxpipe.api.stage import Preview, Stage, StageJob, ToolSpec, env_text, stable_digest
+from proxpipe.api import (
+    Exclude,
+    Preview,
+    Rollback,
+    Stage,
+    StageJob,
+    ToolSpec,
+    anchored,
+    env_text,
+    handoff,
+    hcl,
+    inventory,
+    stable_digest,
+)
+from proxpipe.api import toolrunner as tools
 from proxpipe.base import schema
-from proxpipe.base.errors import HandoffError, ToolError
+from proxpipe.base.console import console
+from proxpipe.base.errors import HandoffError, PipelineError, ToolError
 from proxpipe.base.fsutil import atomic_write, display
 from proxpipe.base.schema import Field
-from proxpipe.domain import handoff, hcl, inputs, inventory, tools
-from proxpipe.domain.inputs import Exclude
 
 from .tfbackend import PgBackend, pg_backend
 
@@ -40,6 +53,8 @@ class TerraformStage(Stage):
     produces = handoff.INVENTORY
     UPSTREAM_PARAM = {"name": "template_id", "long": "template-id", "env_var": "TEMPLATE_ID",
                       "help": "provision from this template id instead of the build stage's handoff"}
+    ROLLBACK_MODES = {"destroy": "tear down what it made and remove the inventory handoff",
+                      "replace": "re-create the resources listed in its `replace` option, then what depends on them"}
     CACHE_GLOBS = (".terraform", "*.tfstate", "*.tfstate.backup", ".terraform.tfstate.lock.info", "*.tfplan",
                    "crash.log", "*.tfvars.json.example")
     WANTS_PROXMOX = True
@@ -111,10 +126,10 @@ class TerraformStage(Stage):
     def tool_writes(self) -> list[Exclude]:
         """Terraform's data directory and local state, where a run by hand or a local backend puts them (the
         pipeline's own data directory is under the state directory)."""
-        rules = inputs.anchored(self.dir, os.environ.get("TF_DATA_DIR") or ".terraform", "Terraform's data directory")
-        rules += inputs.anchored(self.dir, "terraform.tfstate.d", "Terraform's local state of workspaces")
+        rules = anchored(self.dir, os.environ.get("TF_DATA_DIR") or ".terraform", "Terraform's data directory")
+        rules += anchored(self.dir, "terraform.tfstate.d", "Terraform's local state of workspaces")
         for path in self.hcl_facts["local_state"]:
-            rules += inputs.anchored(self.dir, path, 'Terraform\'s local state (backend "local")')
+            rules += anchored(self.dir, path, 'Terraform\'s local state (backend "local")')
         return rules
 
     def binary(self) -> str:
@@ -130,6 +145,9 @@ class TerraformStage(Stage):
                 specs.append(ToolSpec(command[0], ("--version",), r"(\d+\.\d+\.\d+)", "",
                                       "see https://github.com/terraform-linters/tflint#installation", "lint"))
         return specs
+
+    def docs_facts(self) -> dict[str, Any]:
+        return {"lint": self.lint_commands()}
 
     def lint_commands(self) -> list[list[str]]:
         lint = self.options["lint"]
@@ -350,17 +368,55 @@ class TerraformStage(Stage):
             raise HandoffError(f"output {output!r} of {display(self.dir)} is not a usable inventory: "
                                f"{exc}") from None
 
-    # ------------------------------------------------------------------ rollback helpers
+    # ------------------------------------------------------------------ destroy, rollback, restore
 
-    def restore_value(self, job: StageJob) -> Any:
+    def destroy(self, upstream: Any, job: StageJob) -> bool:
+        """`terraform destroy` with the variables it provisioned with (the template id: the upstream handoff, else
+        the one it last used); False when it has provisioned nothing."""
+        binary = self.binary()
+        self.init(job, binary)
+        template_id = upstream if upstream is not None else self._last_template_id()
+        if template_id is None:
+            if not self.state_addresses(job, binary):
+                console.info(f"  nothing to destroy: {self.name} has not provisioned anything")
+                return False
+            raise PipelineError(f"cannot destroy {self.name}: the template id it provisioned from is unknown (no "
+                                f"{self.consumes.filename}); run `doit {self.name} --template-id N` first")
+        self.write_vars(template_id)
+        self.step(job, [binary, "destroy", "-input=false", "-no-color", "-auto-approve", *self.var_args()],
+                  f"{self.binary_name} destroy", with_vars=True)
+        return True
+
+    def rollback(self, mode: str, to: str, upstream: Any, job: StageJob) -> Rollback:
+        """--mode replace: re-create the `replace` resources (-replace of each instance), with the same variables."""
+        addresses = self.options["replace"] or []
+        if not addresses:
+            raise PipelineError(f"{self.config.where}.replace lists no resource address to re-create")
+        binary = self.binary()
+        self.init(job, binary)
+        instances = self.replace_instances(job, binary)
+        if not instances:
+            raise PipelineError(f"none of {', '.join(addresses)} is in the state of {self.name}; nothing to replace "
+                                "(run `doit deploy` first)")
+        console.info(f"↻ {self.name}: replacing {', '.join(instances)}")
+        self.write_vars(upstream if upstream is not None else self._last_template_id())
+        self.plan(job, binary, [f"-replace={a}" for a in instances])
+        self.apply(job, binary)
+        return Rollback(self.inventory(job, binary), f"replaced {', '.join(instances)}",
+                        notes={"replaced": instances}, action="replace")
+
+    def restore(self, kept: Any, job: StageJob) -> Any:
         """The inventory as the state's output has it: what provision last handed off, unless the state changed."""
         binary = self.binary()
         self.init(job, binary)
         return self.inventory(job, binary)
 
-    def restore_advice(self, last: dict | None) -> tuple[str, str | None]:
-        shown, _ = super().restore_advice(last)
-        return shown, f"doit rollback --stage {self.name} --mode restore"
+    def _last_template_id(self) -> int | None:
+        """The template id of the last run's generated variables, if any."""
+        try:
+            return json.loads(self.vars_file.read_text()).get(self.options["template_id_var"])
+        except (OSError, ValueError):
+            return None
 
     def replace_instances(self, job: StageJob, binary: str) -> list[str]:
         """The instances in the state of the resources `replace` lists (the resource itself, or resource[key])."""

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
+from proxpipe.api import hcl
 from proxpipe.base.addresses import is_loopback
-from proxpipe.domain import hcl
 
 # lib/pq knows no "prefer" or "allow", and takes an unset sslmode for "require".
 _LIB_PQ_SSLMODES = ("disable", "require", "verify-ca", "verify-full")

@@ -1,8 +1,10 @@
 """The check API: what a validation check is, what it yields, and what it can read.
 
-A check (contributed through the register_checks hook) yields results per target (a template id, a host, a
-file). A check that cannot apply (no Proxmox configured, no inventory yet) raises Skip and is reported as
-skipped with the reason, never as passed. `doit validate` (proxpipe.commands.validate) runs them.
+A check (contributed through the register_checks hook) says which stages it looks at by what they produce (a
+template id, an inventory, a play recap), optionally only of some kinds, and is run once per such stage: a
+pipeline with two Terraform roots gets its Terraform checks run for each. It yields results per target (a template
+id, a host, a file). A check that cannot apply (no Proxmox configured, no inventory yet) raises Skip and is
+reported as skipped with the reason, never as passed. `doit validate` (proxpipe.commands.validate) runs them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from proxpipe.api.stage import PipelineView, Stage, StageJob
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+# The names checks used for what they look at before stages were found by what they produce.
 ROLES = {"build": "template_id", "provision": "inventory", "configure": "configure"}
 
 
@@ -28,8 +31,16 @@ class Skip(Exception):
 class Check(NamedTuple):
     id: str
     description: str
-    stage: str  # build, provision or configure: the stage whose product it checks
+    stage: str  # what the stages it checks produce: template_id, inventory, configure (or build, provision, ...)
     run: Callable[[CheckContext], Iterable[Result]]
+    kinds: tuple[str, ...] = ()  # only stages of these kinds (e.g. terraform, tofu); empty: any kind
+
+    @property
+    def produces(self) -> str:
+        return ROLES.get(self.stage, self.stage)
+
+    def applies_to(self, stage: Stage) -> bool:
+        return stage.produces.name == self.produces and (not self.kinds or stage.kind in self.kinds)
 
 
 @dataclass
@@ -51,10 +62,13 @@ def failed(target: str, message: str) -> Result:
 
 
 class CheckContext:
-    """What checks read: the pipeline, its stages by role, the inventory, a place for tool logs."""
+    """What a check reads: the stage it checks (and the ones it reads from), their handoffs, the inventory's hosts,
+    the Proxmox API, and a place for tool logs."""
 
-    def __init__(self, pipeline: PipelineView, log_dir: Path, make_job: Callable[[str, Stage], StageJob]):
+    def __init__(self, pipeline: PipelineView, checked: Stage | None, log_dir: Path,
+                 make_job: Callable[[str, Stage], StageJob]):
         self.pipeline = pipeline
+        self.checked = checked
         self._make_job = make_job
         self.env = pipeline.env
         self.settings = pipeline.env.validate
@@ -65,23 +79,30 @@ class CheckContext:
     def proxmox(self):
         return self.pipeline.proxmox
 
-    def stage(self, role: str) -> Stage:
-        """The stage whose product a role's checks look at; Skip when the pipeline has none."""
-        kind = ROLES[role]
-        found = (self.pipeline.last_producer(kind) if role == "provision" else self.pipeline.producer(kind))
+    def stage(self, produces: str | None = None) -> Stage:
+        """The checked stage; with a handoff kind (template_id, inventory, ...), the nearest stage that produces it:
+        the checked stage itself, or one it reads from. Skip when there is none."""
+        if self.checked is None:
+            raise Skip(f"the pipeline has no stage that hands off {handoff.KINDS[produces or 'file'].title}")
+        kind = ROLES.get(produces, produces) if produces else self.checked.produces.name
+        found = self.checked
+        while found is not None and found.produces.name != kind:
+            found = self.pipeline.upstream(found)
         if found is None:
-            raise Skip(f"the pipeline has no stage that hands off {handoff.KINDS[kind].title}")
+            raise Skip(f"no stage that {self.checked.name} reads from hands off {handoff.KINDS[kind].title}")
         return found
 
-    def handoff(self, role: str) -> Any:
-        stage = self.stage(role)
-        if stage.handoff_text() is None:
+    def handoff(self, produces: str | None = None) -> Any:
+        """That stage's handoff; Skip when it has none yet."""
+        stage = self.stage(produces)
+        if self.pipeline.handoffs.text(stage) is None:
             raise Skip(f"no {stage.handoff_path.name} yet (run `doit {stage.name}`)")
-        return stage.read_handoff()
+        return self.pipeline.handoffs.read(stage)
 
     def hosts(self) -> dict[str, inventory.Host]:
+        """The hosts of the inventory the checked stage makes or reads."""
         if self._inventory is None:
-            self._inventory = inventory.parse(self.handoff("provision"))
+            self._inventory = inventory.parse(self.handoff("inventory"))
         return self._inventory
 
     def need_proxmox(self):
@@ -94,9 +115,8 @@ class CheckContext:
         return self._make_job(check_id, stage)
 
 
-def in_stage_order(checks: list[Check]) -> list[Check]:
-    """Checks of the build first, then provision, then configure, then any other."""
-    order = list(ROLES)
-    return sorted(checks, key=lambda c: order.index(c.stage) if c.stage in order else len(order))
-
-
+def planned(stages: list[Stage], checks: list[Check]) -> list[tuple[Check, Stage | None]]:
+    """Each check with each stage it applies to: stage by stage in pipeline order, checks in registration order; a
+    check that applies to no stage once, with none (it skips, saying so, unless it needs no stage)."""
+    pairs = [(check, stage) for stage in stages for check in checks if check.applies_to(stage)]
+    return pairs + [(check, None) for check in checks if not any(c is check for c, _ in pairs)]

@@ -1,5 +1,11 @@
-"""What plugins contribute besides stage kinds and checks: commands (the ``register_commands`` hook: ``doit
-lab-stop``, ``doit report``) and demo projects (the ``register_examples`` hook: ``proxpipe init --example lab``)."""
+"""Commands: every verb of `proxpipe` (and of `doit` in a project), built-in or a plugin's, is one Command.
+
+A command is declared in the module that implements it and contributed through the ``register_commands`` hook,
+the way tox 4 adds its core commands as internal plugins: proxpipe's own commands are registered by
+``proxpipe.commands.builtin``, the lab's and the run log's by their plugins, yours by your plugin. The wiring turns
+each into a doit task whose options are the command's params, and calls ``run(pipeline, **options)`` with them.
+Demo projects for ``proxpipe init --example NAME`` come through ``register_examples``.
+"""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -7,24 +13,30 @@ from typing import Any, NamedTuple
 
 
 class Param(NamedTuple):
-    """One command-line option of a command: ``--long VALUE`` (or a flag when type is bool)."""
+    """One command-line option: ``--long VALUE`` (a flag when type is bool). env_var: also read from there."""
 
     name: str
     long: str
     type: type
     default: Any
     help: str
+    env_var: str = ""
+    short: str = ""
+    metavar: str = ""
 
 
 class Command(NamedTuple):
-    """A doit task that is not a stage. run(pipeline, **params) does the work and returns None; an expected
-    failure raises proxpipe.api.PipelineError (one line, exit 1)."""
+    """A verb. run(pipeline, **options) does the work; an expected failure raises proxpipe.api.PipelineError (one
+    line, exit 1), a ConfigError before anything changed ends like a bad pipeline.yaml (exit 3)."""
 
     name: str
-    doc: str
+    doc: str  # one line, for the command list
     run: Callable[..., None]
     params: tuple[Param, ...] = ()
-    lock: bool = False  # takes the environment's lock, like a stage
+    lock: bool = False  # takes the environment's lock for the rest of the process
+    group: str = "other"  # where `proxpipe --help` lists it: run, look, stages, recover, set up, lab, other
+    description: str = ""  # a few more lines for `proxpipe help NAME`
+    example: str = ""  # a command line, for `proxpipe help NAME`
 
 
 class Example(NamedTuple):

@@ -1,7 +1,7 @@
 """The hooks a plugin can implement.
 
 A plugin is a module or object with functions marked ``@hookimpl`` (from ``proxpipe.api``) and
-named like the hooks below. Built-in plugins (``proxpipe.engine.plugins.DEFAULT_PLUGINS``) and
+named like the hooks below. Built-in plugins (``proxpipe.engine.plugin_manager.DEFAULT_PLUGINS``) and
 third-party ones (entry point group ``proxpipe.plugins``) are registered the same way, and every
 hook is called through pluggy, so ``tryfirst``, ``trylast`` and hook wrappers work. Every hook is
 called with keyword arguments; an implementation may accept any subset of them.
@@ -69,9 +69,10 @@ def register_checks(register: Callable[[Check], None]) -> None:
     """Contribute validation checks for ``doit validate``: call ``register(check)`` per check.
 
     Called once when ``doit validate`` (or ``--list``) loads its checks. ``check`` is a
-    ``pipeline.checks.Check``: an id (unique), a one-line description, the stage it belongs to
-    (``build``, ``provision`` or ``configure``) and a function that yields results. A check
-    that raises is reported as failed with the plugin's name and the exception's message.
+    ``proxpipe.api.Check``: an id (unique), a one-line description, what the stages it checks
+    produce (``template_id``, ``inventory`` or ``configure``; optionally only stages of some
+    kinds) and a function that yields results; it runs once per such stage. A check that raises
+    is reported as failed with the plugin's name and the exception's message.
 
     :param register: callback taking one Check.
     """
@@ -79,12 +80,12 @@ def register_checks(register: Callable[[Check], None]) -> None:
 
 @hookspec
 def register_commands(register: Callable[[Command], None]) -> None:
-    """Contribute commands (doit tasks such as ``doit lab-stop`` or ``doit report``): call
-    ``register(command)`` once per command.
+    """Contribute commands (``doit lab-stop``, ``doit report``; proxpipe's own ``deploy``, ``status``, ...
+    come this way too): call ``register(command)`` once per command.
 
     Called once while the task graph is built. ``command`` is a ``proxpipe.api.Command``: its name
     (unique among the commands, stages and doit's own), a one-line doc, the function run with the
-    pipeline and the command's parameters, and whether it takes the environment's lock.
+    pipeline and the command's options, whether it takes the environment's lock, and its help.
 
     :param register: callback taking one Command.
     """

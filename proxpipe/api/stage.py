@@ -1,9 +1,11 @@
-"""The stage contract: inputs, handoff, up-to-date checks, run() and rollback.
+"""The stage contract: what a stage kind declares and the verbs it implements.
 
-A stage kind is a Stage subclass registered through the ``register_stage_kinds`` hook (the built-in
-packer, terraform, tofu and ansible kinds too). The core turns each configured stage into one
-doit task: ``inputs()`` become its file_dep, its handoff file its target, ``fingerprint()`` and
-``remote_check()`` its up-to-date checks, and ``run()`` its action.
+A stage kind is a Stage subclass registered through the ``register_stage_kinds`` hook (the built-in packer,
+terraform, tofu and ansible kinds too). It declares what it consumes and produces (handoff kinds), its options,
+inputs and up-to-date checks, and implements the verbs the engine asks of it: ``run`` (abstract), ``preflight``,
+``preview`` (plan), ``destroy``, ``rollback`` and ``restore``. A verb a kind does not implement refuses in one line
+(Unsupported). A verb runs the kind's tool and returns a value; the engine (proxpipe.engine) checks, writes, keeps and
+restores the handoffs, records the history and decides what is stale.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from proxpipe.base import secrets
-from proxpipe.base.errors import HandoffError
+from proxpipe.base.errors import Unsupported
 from proxpipe.base.fsutil import display
 from proxpipe.base.schema import Field
 from proxpipe.base.secrets import Secret
@@ -32,10 +35,26 @@ if TYPE_CHECKING:
     from proxpipe.domain.history import History
     from proxpipe.domain.proxmox import Proxmox
     from proxpipe.domain.state import StateStore
-    from proxpipe.domain.tools import ToolRunner
+    from proxpipe.domain.toolrunner import ToolRunner
 
 # Never inputs, whatever the kind.
 COMMON_EXCLUDES = (".git", "__pycache__", "*.pyc", "*.swp", "*~", ".DS_Store", "*.retry", ".*.tmp-*")
+
+
+class HandoffView(Protocol):
+    """The engine's handoff service as stage kinds and checks see it: reading, never writing."""
+
+    def path(self, stage: Stage) -> Path:
+        """A local file with the handoff's current text: for tools to read, and to name it in messages."""
+
+    def text(self, stage: Stage) -> str | None:
+        """The handoff as written, unchecked; None when there is none."""
+
+    def read(self, stage: Stage) -> Any:
+        """The checked value; HandoffError naming the file and the problem when missing or invalid."""
+
+    def value(self, stage: Stage) -> Any:
+        """The checked value, or None when it is missing or invalid."""
 
 
 class PipelineView(Protocol):
@@ -46,6 +65,7 @@ class PipelineView(Protocol):
     state_dir: Path  # the environment's local state directory (.pipeline/<env>): logs, caches, local state
     store: StateStore  # where the environment's state lives (handoffs, history, records, lock)
     history: History
+    handoffs: HandoffView
     run: RunInfo | None
 
     @property
@@ -65,11 +85,14 @@ class PipelineView(Protocol):
     def stages(self) -> list[Stage]:
         """The environment's stages, in order."""
 
-    def upstream(self, stage: Stage) -> Stage | None: ...
+    def upstream(self, stage: Stage) -> Stage | None:
+        """The stage whose handoff this one reads, or None."""
 
-    def producer(self, kind_name: str) -> Stage | None: ...
+    def downstream(self, stage: Stage, inclusive: bool = False) -> list[Stage]:
+        """The stages that depend on this one, in the order they run."""
 
-    def last_producer(self, kind_name: str) -> Stage | None: ...
+    def producers(self, kind_name: str) -> list[Stage]:
+        """The stages that hand off this kind (template_id, inventory, configure), in order."""
 
 
 class ToolSpec(NamedTuple):
@@ -94,6 +117,18 @@ class Preview(NamedTuple):
     facts: dict[str, Any] = {}  # tool state the preview depends on, checked again before apply (see plan_facts)
 
 
+class Rollback(NamedTuple):
+    """What a kind's rollback() made: the handoff value to write, and whether the stage then counts as up to date
+    (a template pinned by `rollback --to`) or stale (a playbook run as of an old git ref: the next deploy runs
+    today's)."""
+
+    value: Any
+    summary: str  # one line for the console, e.g. "template 9101 (was 9102)"
+    current: bool = True
+    notes: dict[str, Any] = {}  # extra fields for the history entry
+    action: str = "rollback"  # what the history calls it
+
+
 @dataclass
 class StageJob:
     """What run() gets besides the upstream value: the tool runner, the run, and a place for notes."""
@@ -107,7 +142,7 @@ class StageJob:
     tool_versions: dict[str, str] = field(default_factory=dict)
 
 
-class Stage:
+class Stage(ABC):
     kind: ClassVar[str] = ""
     description: ClassVar[str] = ""
     ACTION: ClassVar[str] = "run"  # what a successful run is called in the history: build, provision, ...
@@ -128,6 +163,9 @@ class Stage:
     # Keep a copy of the last valid handoff, for `doit rollback --stage NAME --mode restore`. Off for kinds that
     # restore from elsewhere (the history), and never for an inventory, which may hold passwords or keys.
     KEEP_COPY: ClassVar[bool] = True
+    # `doit rollback --stage NAME --mode MODE`: mode -> what it does, the first the default. The engine adds
+    # "restore" for every kind; "destroy" is the destroy() verb; any other mode goes to rollback().
+    ROLLBACK_MODES: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def check_dir(cls, path: Path) -> str | None:
@@ -140,7 +178,7 @@ class Stage:
         self.name = config.name
         self.dir = config.dir
         self.options = config.options
-        # Set by the up-to-date checks (pipeline.uptodate), for the console and `doit status`.
+        # Set by the up-to-date checks (proxpipe.engine.uptodate), for the console and `doit status`.
         self.stale_reasons: list[str] = []
         self.remote_ok: bool | None = None
         self.remote_reason = ""
@@ -272,79 +310,36 @@ class Stage:
             if not isinstance(values[name], Secret) or values[name].is_set:
                 secrets.register(self.expand(secrets.reveal(values[name])))
 
-    # ------------------------------------------------------------------ the stage's own handoff
+    # ------------------------------------------------------------------ the stage's own handoff (read only)
 
     @property
     def handoff_path(self) -> Path:
-        """A local file with the handoff's current text: for tools to read, and to name it in messages."""
-        return self.pipeline.store.handoff_file(self.config.handoff)
-
-    def handoff_text(self) -> str | None:
-        """The handoff as written, unchecked; None when there is none."""
-        return self.pipeline.store.read_handoff(self.config.handoff)
-
-    def read_handoff(self) -> Any:
-        """The handoff's checked value; HandoffError naming the file and the problem when missing or invalid."""
-        return handoff.parse_text(self.produces, self.handoff_text(), self.handoff_path)
-
-    def handoff_digest(self) -> str | None:
-        """sha256 of the handoff's text (what the history records of it); None when there is none."""
-        text = self.handoff_text()
-        return None if text is None else hashlib.sha256(text.encode()).hexdigest()
+        return self.pipeline.handoffs.path(self)
 
     def handoff_value(self) -> Any:
-        """The handoff's value; None when it is missing or invalid."""
-        try:
-            return self.read_handoff()
-        except HandoffError:
-            return None
-
-    def write_handoff(self, value: Any) -> bool:
-        """Check value and store it as the handoff, atomically; False when it already held exactly this."""
-        return self.pipeline.store.write_handoff(self.config.handoff,
-                                                 handoff.checked_text(self.produces, value, self.handoff_path))
-
-    # ------------------------------------------------------------------ damaged handoffs
-
-    LAST_VALID = "last-valid"  # the store's documents: a copy of each stage's last valid handoff
+        """The handoff's checked value; None when it is missing or invalid."""
+        return self.pipeline.handoffs.value(self)
 
     @property
     def keeps_copy(self) -> bool:
+        """The engine keeps a copy of the last valid handoff (never of an inventory: it may hold passwords)."""
         return self.KEEP_COPY and self.produces is not handoff.INVENTORY
 
-    def keep_copy(self) -> None:
-        """Keep the handoff just written as the last valid one; never one that holds a secret."""
-        if not self.keeps_copy:
-            return
-        text = self.handoff_text() or ""
-        if secrets.mask(text) != text:
-            self.pipeline.store.delete_document(self.LAST_VALID, self.config.handoff)
-            return
-        self.pipeline.store.put_document(self.LAST_VALID, self.config.handoff, text.encode())
-
-    def restore_value(self, job: StageJob) -> Any:
-        """The last valid handoff, for `doit rollback --stage NAME --mode restore`: by default the kept copy."""
-        if not self.keeps_copy:
-            raise HandoffError(f"stage {self.name} ({self.kind}) cannot restore its handoff; "
-                               f"replace it with `{self.force_command()}`")
-        kept = self.pipeline.store.get_document(self.LAST_VALID, self.config.handoff)
-        try:
-            return handoff.parse_text(self.produces, kept.decode() if kept is not None else None, self.handoff_path)
-        except HandoffError:
-            raise HandoffError(f"no copy of the last valid {self.handoff_path.name} is kept in "
-                               f"{self.pipeline.store.where}; replace it with `{self.force_command()}`") from None
-
-    def restore_advice(self, last: dict | None) -> tuple[str, str | None]:
-        """(the last valid handoff as the history tells it, the command that restores it or None)."""
+    def restore_advice(self, last: dict | None, kept: bool) -> tuple[str, str | None]:
+        """(the last valid handoff as the history tells it, the command that restores it or None); kept: the
+        engine holds a copy of it."""
         shown = f"{last['handoff']} ({history_note(last)})" if last else ""
-        restorable = self.keeps_copy and self.pipeline.store.get_document(self.LAST_VALID,
-                                                                          self.config.handoff) is not None
+        restorable = kept or self.supports("restore")  # a kind that restores from its own tool needs no copy
         return shown, f"doit rollback --stage {self.name} --mode restore" if restorable else None
 
     def force_command(self) -> str:
         """The command that runs this stage whatever its state, replacing its handoff."""
         flag = next((p["long"] for p in self.PARAMS if p.get("forces")), None)
         return f"doit {self.name} --{flag}" if flag else f"rm {display(self.handoff_path)} && doit {self.name}"
+
+    def forced(self, options: dict[str, Any]) -> bool:
+        """Whether these command-line options force the stage to run."""
+        return any(options.get(p["name"]) for p in self.PARAMS if p.get("forces"))
 
     # ------------------------------------------------------------------ up-to-date checks
 
@@ -361,17 +356,43 @@ class Stage:
         """(up to date?, reason) from the remote side, e.g. 'the template still exists'. None: no opinion."""
         return None, ""
 
-    # ------------------------------------------------------------------ running
+    # ------------------------------------------------------------------ the verbs
 
+    @abstractmethod
     def run(self, upstream: Any, job: StageJob) -> Any:
-        """Drive the tool; return the handoff value (written by the core after it is checked). With
-        job.options["plan_file"], apply that saved plan (from preview()) and nothing else."""
-        raise NotImplementedError
+        """Drive the tool; return the handoff value (the engine checks and writes it). With job.options["plan_file"],
+        apply that saved plan (from preview()) and nothing else."""
+
+    def preflight(self, upstream: Any, job: StageJob) -> None:  # noqa: B027 - optional: most kinds need none
+        """Refuse, before any tool starts, an upstream value this stage cannot succeed with (a template id the
+        cluster does not have): a PipelineError in one line. Run before run(), preview() and rollback()."""
 
     def preview(self, upstream: Any, job: StageJob, reasons: list[str]) -> Preview:
         """What run() would do, found without changing anything, for `doit plan`. A kind without a dry run says
         only that it would run (and why), and its handoff may change."""
         return Preview(True, "would run: " + "; ".join(reasons) if reasons else "would run")
+
+    def destroy(self, upstream: Any, job: StageJob) -> bool:
+        """Tear down what run() made (the engine then removes the handoff); False when there was nothing."""
+        raise Unsupported(f"stage {self.name} ({self.kind}) makes nothing to tear down")
+
+    def rollback(self, mode: str, to: str, upstream: Any, job: StageJob) -> Rollback:
+        """Go back (ROLLBACK_MODES names the modes): e.g. to an earlier template, or a playbook as of a git ref."""
+        raise Unsupported(f"stage {self.name} ({self.kind}) has no rollback"
+                          + (f" --mode {mode}" if mode else ""))
+
+    def restore(self, kept: Any, job: StageJob) -> Any:
+        """The value to write back over a damaged handoff: by default the engine's kept copy of the last valid one
+        (None when there is none); a kind may restore from its tool instead (the Terraform state's output)."""
+        if kept is None:
+            back = f"go back with `doit rollback --stage {self.name}`, or " if self.supports("rollback") else ""
+            raise Unsupported(f"no copy of the last valid {self.handoff_path.name} is kept; {back}replace it with "
+                              f"`{self.force_command()}`")
+        return kept
+
+    def supports(self, verb: str) -> bool:
+        """Whether this kind implements a verb itself (destroy, rollback, restore), rather than refusing."""
+        return getattr(type(self), verb) is not getattr(Stage, verb)
 
     def plan_facts(self, job: StageJob) -> dict[str, Any]:
         """The tool's own state that a plan of this stage depends on (e.g. the Terraform state's serial), read
@@ -384,18 +405,22 @@ class Stage:
 
     def note_version(self, job: StageJob, binary: str, label: str) -> None:
         """Record the version of the stage's program (the first of tools()) for the run log."""
-        from proxpipe.domain import tools
+        from proxpipe.domain import toolrunner as tools
 
         spec = self.tools()[0]
         job.tool_versions[label] = tools.version(binary, spec.version_args, spec.version_pattern,
                                                  self.pipeline.state_dir)
 
-    def after_handoff(self, value: Any, job: StageJob) -> None:
+    def after_handoff(self, value: Any, job: StageJob) -> None:  # noqa: B027 - optional, like preflight
         """Called once the new handoff is written (e.g. to delete templates past their retention)."""
 
     def tools(self) -> list[ToolSpec]:
         """The programs this stage runs, for doit doctor."""
         return []
+
+    def docs_facts(self) -> dict[str, Any]:
+        """What the generated guides say about this kind beyond the contract (e.g. a lint gate: {"lint": [...]})."""
+        return {}
 
 
 def env_text(value: Any) -> str:

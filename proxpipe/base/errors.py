@@ -53,3 +53,7 @@ class CheckFailed(PipelineError):
 class StateError(PipelineError):
     """The environment's shared state cannot be read or written (its database is unreachable, or another writer
     moved it)."""
+
+
+class Unsupported(PipelineError):
+    """A stage kind does not implement a verb (destroy, rollback, restore): nothing was done."""

@@ -3,7 +3,19 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple, Protocol
+
+
+class LogStore(Protocol):
+    """Where a run's logs go (the environment's state store, proxpipe.domain.state): append-only lines per log."""
+
+    where: str
+
+    def append(self, log: str, line: str) -> None: ...
+
+    def lines(self, log: str) -> list[str]: ...
+
+    def log_label(self, log: str) -> str: ...
 
 
 @dataclass
@@ -19,7 +31,7 @@ class RunInfo:
     finished: float | None = None
     interrupted: str | None = None  # SIGINT or SIGTERM when the run was interrupted
     _options: Callable[[str], dict] = field(default=lambda name: {}, repr=False)
-    store: Any = field(default=None, repr=False)  # the environment's proxpipe.domain.state.StateStore
+    store: LogStore | None = field(default=None, repr=False)  # the environment's state store
 
     def plugin_options(self, name: str) -> dict:
         """The validated options of plugin `name` from pipeline.yaml (secrets as Secret objects)."""

@@ -14,11 +14,12 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from proxpipe.api.checks import in_stage_order
+from proxpipe.api.checks import planned
+from proxpipe.api.command import Command, Param
 from proxpipe.base import secrets
 from proxpipe.base.console import console
 from proxpipe.base.fsutil import atomic_write
-from proxpipe.domain import handoff, template_lifecycle
+from proxpipe.domain import handoff
 
 if TYPE_CHECKING:
     from proxpipe.engine.pipeline import Pipeline
@@ -58,6 +59,24 @@ def state(pipeline: Pipeline, no_history: bool = False, output: str = "") -> dic
     lines = [] if no_history else pipeline.store.lines("history")
     made_from = [path.read_bytes() for path in inputs(pipeline)] + ["\n".join(lines).encode()]
     return {"inputs": hashlib.sha256(b"\0".join(made_from)).hexdigest(), "env": pipeline.env.name}
+
+
+def docs(pipeline: Pipeline, no_history: bool = False, output: str = "") -> None:
+    """The action of `doit docs`: render the guides unless what they are made from is unchanged since the last
+    render here."""
+    cache = pipeline.state_dir / "cache" / "docs.json"
+    key = f"{output}|{no_history}"
+    try:
+        saved = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    made_from = state(pipeline, no_history, output)
+    if made_from is not None and saved.get(key) == made_from:
+        console.info("· docs  up to date (nothing the guides are made from changed)")
+        return
+    render(pipeline, no_history, output)
+    saved[key] = state(pipeline, no_history, output)
+    atomic_write(cache, json.dumps(saved), durable=False)
 
 
 def render(pipeline: Pipeline, no_history: bool = False, output: str = "") -> list[Path]:
@@ -101,8 +120,8 @@ def _tidy(text: str) -> str:
 def build_context(pipeline: Pipeline, use_history: bool) -> dict[str, Any]:
     env = pipeline.env
     stages = [_stage_facts(pipeline, stage) for stage in pipeline.stages]
-    builds = template_lifecycle.built_templates(pipeline.history) if use_history else []
-    build_stage = pipeline.producer("template_id")
+    builds = pipeline.history.templates() if use_history else []
+    build_stage = next(iter(pipeline.producers("template_id")), None)
     template_ids = [int(b["template_id"]) for b in builds]
     if not template_ids and build_stage is not None and build_stage.options.get("template_id_range"):
         low = build_stage.options["template_id_range"][0]
@@ -113,14 +132,22 @@ def build_context(pipeline: Pipeline, use_history: bool) -> dict[str, Any]:
         "config_file": pipeline.config.path.name, "state_dir": pipeline.relative(pipeline.state_dir),
         "stages": stages, "by_kind": {s["produces"].name: s for s in stages},
         "proxmox": env.proxmox, "validate": env.validate,
-        "commands": [(c.name, c.doc) for c in pipeline.plugins.commands().values()],
-        "checks": in_stage_order(pipeline.plugins.checks()),
+        "commands": [(c.name, c.doc) for c in pipeline.plugins.commands().values()
+                     if pipeline.plugins.providers[("command", c.name)] != "commands"],
+        "checks": _checks(pipeline),
         "plugins": pipeline.plugins.docs_context(env),
         "plugin_names": pipeline.plugins.names,
         "history_used": use_history, "builds": builds, "template_ids": template_ids,
         "env_vars": environment_variables(pipeline),
         "handoff_kinds": [handoff.TEMPLATE_ID, handoff.INVENTORY, handoff.CONFIGURE],
     }
+
+
+def _checks(pipeline: Pipeline) -> list[dict[str, str]]:
+    from proxpipe.commands.validate import listing
+
+    rows = listing(planned(pipeline.stages, pipeline.plugins.checks()))
+    return [{"id": check, "stage": stages, "description": description} for check, stages, description in rows]
 
 
 def _stage_facts(pipeline: Pipeline, stage) -> dict[str, Any]:
@@ -130,7 +157,7 @@ def _stage_facts(pipeline: Pipeline, stage) -> dict[str, Any]:
     return {
         "name": stage.name, "kind": stage.kind, "dir": pipeline.relative(stage.dir),
         "description": stage.config.description, "produces": stage.produces, "consumes": stage.consumes,
-        "handoff": pipeline.relative(stage.handoff_path), "handoff_name": stage.handoff_path.name,
+        "handoff": pipeline.relative(stage.handoff_path), "handoff_name": stage.handoff_path.name, "lint": None,
         "upstream": upstream.name if upstream else None, "downstream": [s.name for s in downstream],
         "inputs": [os.path.relpath(p, stage.dir) for p in stage.inputs()],
         "excludes_text": ", ".join(f"`{e}`" for e in stage.excludes()), "options": stage.options,
@@ -140,8 +167,8 @@ def _stage_facts(pipeline: Pipeline, stage) -> dict[str, Any]:
         "param": stage.UPSTREAM_PARAM, "force": stage.force_command(), "keeps_copy": stage.keeps_copy,
         "tool": tools[0].program if tools else stage.kind, "tools": tools,
         "retry": stage.config.retry, "timeout": stage.config.timeout,
-        "lint": stage.lint_commands() if hasattr(stage, "lint_commands") else None,
         "rel": lambda path, s=stage: os.path.relpath(path, s.dir) if isinstance(path, Path) else path,
+        **stage.docs_facts(),
     }
 
 
@@ -153,3 +180,13 @@ def environment_variables(pipeline: Pipeline) -> list[tuple[str, str]]:
         for name in _ENV_REF.findall(json.dumps(section, default=str)):
             found.setdefault(name, f"referenced in {pipeline.config.path.name} ({where})")
     return sorted(found.items())
+
+
+COMMANDS = (
+    Command("docs", "render templates/ into docs/deployment/ (handoffs, operation, rollback)", docs,
+            (Param("no_history", "no-history", bool, False, "leave the history out (for committed docs)"),
+             Param("output", "output", str, "", "write into this directory instead")),
+            group="set up", description="Renders the deployment guides from pipeline.yaml (and the history), only "
+                                        "when something they are made from changed.",
+            example="doit docs --no-history"),
+)

@@ -7,9 +7,10 @@ import os
 import re
 from typing import TYPE_CHECKING
 
+from proxpipe.api.command import Command
 from proxpipe.base.console import console, table
 from proxpipe.base.errors import PipelineError
-from proxpipe.domain import tools
+from proxpipe.domain import toolrunner as tools
 
 if TYPE_CHECKING:
     from proxpipe.api.stage import ToolSpec
@@ -67,3 +68,11 @@ def _api(pipeline: Pipeline) -> tuple[bool, str]:
     except PipelineError as exc:
         return False, f"{cfg.url} ({how}): {exc}"
     return True, f"{cfg.url} answers (PVE {version}); {how} accepted (secret not shown)"
+
+
+COMMANDS = (
+    Command("doctor", "the tools this environment needs: found, version, how to install", check, group="set up",
+            description="Checks every program the environment's stages and plugins need against its minimum "
+                        "version, and whether the Proxmox API answers and accepts the token.",
+            example="doit doctor env=production"),
+)

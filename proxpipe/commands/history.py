@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from proxpipe.api.command import Command, Param
 from proxpipe.base.console import console, table
-from proxpipe.domain.history import History
+
+if TYPE_CHECKING:
+    from proxpipe.engine.pipeline import Pipeline
 
 
-def show(history: History, limit: int) -> None:
+def show(pipeline: Pipeline, limit: int = 20) -> None:
+    history = pipeline.history
     entries = list(reversed(history.entries()))[:limit]
     if not entries:
         console.out(f"no history yet in {history.store.where}")
@@ -20,3 +26,11 @@ def show(history: History, limit: int) -> None:
         rows.append([entry.get("time", "")[:19].replace("T", " "), entry.get("stage", ""), entry.get("action", ""),
                      entry.get("outcome", ""), what, entry.get("git") or "", note[:80]])
     console.out(table(rows, ["time", "stage", "action", "outcome", "handoff", "git", "note"]))
+
+
+COMMANDS = (
+    Command("history", "builds, deploys and rollbacks, newest first", show,
+            (Param("limit", "limit", int, 20, "how many entries"),), group="look",
+            description="Lists the environment's history: every stage run, rollback, destroy and template deletion.",
+            example="doit history --limit 50"),
+)

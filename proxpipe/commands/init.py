@@ -180,7 +180,7 @@ def write(root: Path, contents: dict[str, str | Path], dry_run: bool, next_step:
 def example(root: Path, name: str, dry_run: bool) -> int:
     """A demo project that a plugin contributes (register_examples), e.g. the local lab's."""
     from proxpipe.base import schema
-    from proxpipe.engine.plugins import Plugins
+    from proxpipe.engine.plugin_manager import Plugins
 
     examples = Plugins.load({}, schema.Context("pipeline.yaml", root)).examples()
     if name not in examples:

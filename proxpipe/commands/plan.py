@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from proxpipe.api.command import Command, Param
 from proxpipe.base import interrupts
 from proxpipe.base.console import console, table
 from proxpipe.base.errors import PipelineError
@@ -22,7 +23,6 @@ from proxpipe.base.fsutil import atomic_write, display
 from proxpipe.base.ids import new_id
 from proxpipe.domain.plan import APPLIED, DISCARDED, KEEP, LATER, PLAN_FILES, PLANNED, PLANS, RUN, Plan, StagePlan
 from proxpipe.engine import uptodate
-from proxpipe.engine.execute import execute, read_upstream, stage_job
 
 if TYPE_CHECKING:
     from proxpipe.api.stage import Stage
@@ -49,7 +49,7 @@ def plan(pipeline: Pipeline, refresh: bool = False, output: str = "") -> None:
                 pipeline.git_commit(), refresh, [])
     changing = None  # the first stage whose handoff would change: the ones after it are planned later
     for stage in pipeline.stages:
-        state = uptodate.current_record(pipeline, stage, {})
+        state = uptodate.current_record(pipeline, stage)
         if changing is not None:
             made.stages.append(StagePlan(stage.name, stage.kind, LATER, [f"{changing} would change its handoff "
                                          "first"], f"planned after {changing} is applied", state=state))
@@ -66,21 +66,23 @@ def plan(pipeline: Pipeline, refresh: bool = False, output: str = "") -> None:
 def _plan_stage(pipeline: Pipeline, stage: Stage, plan_id: str, refresh: bool, state: dict
                 ) -> tuple[StagePlan, bool]:
     """The stage's entry in the plan, and whether its handoff may change when it runs."""
-    reasons = uptodate.stale_reasons(pipeline, stage, {})
-    if not reasons and uptodate.RemoteState(pipeline, stage.name)() is False:
-        reasons = [stage.remote_reason]
+    from proxpipe.engine.execute import read_upstream, stage_job
+
+    reasons = uptodate.stale_reasons(pipeline, stage)
     remote = {"remote": stage.remote_reason} if stage.remote_ok else {}
     if not reasons and not refresh:  # an up-to-date stage: no tool starts
         return StagePlan(stage.name, stage.kind, KEEP, [stage.remote_reason or "nothing it depends on changed"],
                          _handoff_summary(stage), state=state, facts=remote), False
     upstream, upstream_path = read_upstream(pipeline, stage, None)
     console.info(console.paint(f"▶ {stage.name}", "bold") + console.paint(f"  previewing ({stage.kind})", "dim"))
-    preview = stage.preview(upstream, stage_job(pipeline, stage, f"plan-{stage.name}", upstream_path), reasons)
+    job = stage_job(pipeline, stage, f"plan-{stage.name}", upstream_path)
+    stage.preflight(upstream, job)
+    preview = stage.preview(upstream, job, reasons)
     action = RUN if reasons or preview.would_run else KEEP
     why = reasons or ([f"drift: {preview.summary}"] if preview.would_run else ["no drift"])
     # What the plan depends on is taken after the preview: a tool may write an input of its own (terraform init,
     # the lock file), and that must not make the plan stale.
-    state = uptodate.current_record(pipeline, stage, {})
+    state = uptodate.current_record(pipeline, stage)
     entry = StagePlan(stage.name, stage.kind, action, why, preview.summary, list(preview.changes), state=state,
                       facts={**remote, **preview.facts})
     if preview.plan_file is not None:
@@ -208,6 +210,8 @@ def apply(pipeline: Pipeline, plan_id: str = "") -> None:
 
 
 def _apply_stage(pipeline: Pipeline, record: Plan, entry: StagePlan) -> bool:
+    from proxpipe.engine.execute import execute
+
     stage = pipeline.stage(entry.name)
     options = {"plan_id": record.id, "approved_by": ", ".join(a["by"] for a in record.approvals)}
     saved = None
@@ -217,17 +221,18 @@ def _apply_stage(pipeline: Pipeline, record: Plan, entry: StagePlan) -> bool:
         atomic_write(saved, data or b"", 0o600)
         options["plan_file"] = str(saved)
     try:
-        result = execute(pipeline, stage, options)
+        return execute(pipeline, stage, options)
     finally:
         with interrupts.deferred():
             if saved is not None:
                 saved.unlink(missing_ok=True)
                 pipeline.store.delete_document(PLAN_FILES, entry.plan_file)
-    return isinstance(result, dict)
 
 
 def stale_cause(pipeline: Pipeline, record: Plan) -> str | None:
     """What changed since the plan was made, in a few words; None when nothing did."""
+    from proxpipe.engine.execute import stage_job
+
     for entry in record.stages:
         stage = pipeline.stage(entry.name)
         facts = {k: v for k, v in entry.facts.items() if k != "remote"}
@@ -235,10 +240,32 @@ def stale_cause(pipeline: Pipeline, record: Plan) -> str | None:
             now = stage.plan_facts(stage_job(pipeline, stage, f"apply-check-{stage.name}"))
             if now != facts:
                 return stage.describe_facts(facts, now)
-        if "remote" in entry.facts and uptodate.RemoteState(pipeline, stage.name)() is False:
+        if "remote" in entry.facts and uptodate.remote_check(stage) is False:
             return stage.remote_reason
-        changed = uptodate.differences(pipeline, stage, entry.state, uptodate.current_record(pipeline, stage, {}),
+        changed = uptodate.differences(pipeline, stage, entry.state, uptodate.current_record(pipeline, stage),
                                        "the plan")
         if changed:
             return changed[0]
     return None
+
+
+COMMANDS = (
+    Command("plan", "what a deploy would do, per stage, changing nothing: Packer (would it build), Terraform (a saved "
+                    "plan), Ansible (--check --diff); a record to approve", plan,
+            (Param("refresh", "refresh", bool, False, "plan every stage, not only the stale ones (drift detection)"),
+             Param("output", "output", str, "", "also write plan.json and plan.md into this directory")),
+            lock=True, group="run",
+            description="Previews every stale stage with its tool's own dry run and saves the result as a plan "
+                        "record, with a digest of everything it depends on, to approve and apply.",
+            example="doit plan --output plan/"),
+    Command("approve", "record who approved a plan", approve,
+            (Param("plan_id", "plan", str, "", "the plan to approve"),
+             Param("by", "by", str, "", "who approves (default: the CI's user, else the local user)")),
+            group="run", description="Records an approval of a plan; `approval: second-person` refuses its author's.",
+            example="doit approve --plan 20260101-120000-abcd"),
+    Command("apply", "run exactly the stages of a plan, if it still holds (and is approved where approval is "
+                     "required)", apply, (Param("plan_id", "plan", str, "", "the plan to apply"),), lock=True,
+            group="run", description="Runs the stages a plan would run, Terraform applying its saved plan, or "
+                                     "refuses in one line when the plan is stale or not approved.",
+            example="doit apply --plan 20260101-120000-abcd"),
+)

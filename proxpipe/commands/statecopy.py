@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from proxpipe.api.command import Command, Param
 from proxpipe.base.console import console
 from proxpipe.base.errors import PipelineError
 from proxpipe.domain.state import LocalStore
@@ -64,3 +65,17 @@ def _require_database(pipeline: Pipeline, what: str) -> None:
         raise PipelineError(f"environment {pipeline.env.name} keeps its state in local files ({pipeline.store.where}); "
                             f"give it a database with `state: {{url: ...}}` in {pipeline.env.file} first ({what}; "
                             "see docs/shared-state.md)")
+
+
+COMMANDS = (
+    Command("state-push", "copy the environment's local state into its database (state.url); refused when the "
+                          "database has state of it, unless --force", push,
+            (Param("force", "force", bool, False, "replace the state the database holds"),
+             Param("source", "from", str, "", "copy this state directory [default: the environment's]")),
+            lock=True, group="recover", example="doit state-push env=production"),
+    Command("state-pull", "write the environment's state from its database out as local files (a backup, or the way "
+                          "back to local state)", pull,
+            (Param("target", "to", str, "", "write into this directory [default: the environment's state "
+                                           "directory]"),), lock=True, group="recover",
+            example="doit state-pull --to backup/"),
+)

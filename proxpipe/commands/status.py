@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from proxpipe.api.command import Command, Param
 from proxpipe.base.console import console, table
 from proxpipe.base.errors import HandoffError
 from proxpipe.domain import inputs as inputs_mod
-from proxpipe.engine.uptodate import RemoteState, stale_reasons
+from proxpipe.engine.uptodate import stale_reasons
 
 if TYPE_CHECKING:
     from proxpipe.engine.pipeline import Pipeline
@@ -19,9 +20,7 @@ def stage_states(pipeline: Pipeline) -> list[dict]:
     """[{stage, kind, state, why, handoff}] in stage order."""
     rows, upstream_stale = [], None
     for stage in pipeline.stages:
-        why = stale_reasons(pipeline, stage, {})
-        if not why and RemoteState(pipeline, stage.name)() is False:  # None: the stage has no remote opinion
-            why = [stage.remote_reason]
+        why = stale_reasons(pipeline, stage)
         if why:
             state = "stale"
             upstream_stale = upstream_stale or stage.name
@@ -30,16 +29,16 @@ def stage_states(pipeline: Pipeline) -> list[dict]:
         else:
             state, why = "up to date", [stage.remote_reason or "nothing it depends on changed"]
         rows.append({"stage": stage.name, "kind": stage.kind, "state": state, "why": "; ".join(why),
-                     "handoff": _handoff(stage)})
+                     "handoff": _handoff(pipeline, stage)})
     return rows
 
 
-def _handoff(stage) -> str:
-    name = stage.handoff_path.name
-    if stage.handoff_text() is None:
+def _handoff(pipeline: Pipeline, stage) -> str:
+    name = pipeline.handoffs.path(stage).name
+    if pipeline.handoffs.text(stage) is None:
         return f"{name}: none"
     try:
-        return f"{name}: {stage.produces.summary(stage.read_handoff())}"
+        return f"{name}: {stage.produces.summary(pipeline.handoffs.read(stage))}"
     except HandoffError as exc:
         return f"{name}: INVALID ({str(exc).split(': ', 1)[-1]})"
 
@@ -70,3 +69,13 @@ def input_report(pipeline: Pipeline, stage) -> list[str]:
     if problem:
         lines.append(f"(what git ignores is not known: {problem})")
     return lines
+
+
+COMMANDS = (
+    Command("status", "each stage: up to date, or stale and why (runs no tool)", show,
+            (Param("inputs", "inputs", str, "", "also list the input files of this stage ('all': of every stage), "
+                                               "and what was left out and why"),),
+            group="look", description="Shows, per stage, whether a deploy would run it and why, and its handoff. "
+                                      "Runs no tool and takes no lock.",
+            example="doit status --inputs configure"),
+)

@@ -12,42 +12,50 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from proxpipe.api.checks import FAILED, PASSED, SKIPPED, Check, CheckContext, Result, Skip, in_stage_order
+from proxpipe.api.checks import FAILED, PASSED, SKIPPED, Check, CheckContext, Result, Skip, planned
+from proxpipe.api.command import Command, Param
 from proxpipe.base import secrets
 from proxpipe.base.console import console, table
 from proxpipe.base.errors import CheckFailed, PipelineError
 from proxpipe.base.fsutil import atomic_write, display
-from proxpipe.engine.execute import stage_job
 
 if TYPE_CHECKING:
+    from proxpipe.api.stage import Stage
     from proxpipe.engine.pipeline import Pipeline
 
 
-def select(pipeline: Pipeline, wanted: list[str]) -> list[Check]:
+def select(pipeline: Pipeline, wanted: list[str]) -> list[tuple[Check, Stage | None]]:
+    """The checks to run (all, or those asked for, less validate.skip), each with each stage it checks."""
     checks = pipeline.plugins.checks()
     known = {c.id for c in checks}
     unknown = [w for w in wanted if w not in known]
     if unknown:
         raise PipelineError(f"--check {unknown[0]}: no such check (checks: {', '.join(sorted(known))})")
     skipped = set(pipeline.env.validate.skip) - set(wanted)
-    return in_stage_order([c for c in checks if (not wanted or c.id in wanted) and c.id not in skipped])
+    return planned(pipeline.stages, [c for c in checks if (not wanted or c.id in wanted) and c.id not in skipped])
 
 
-def run_checks(pipeline: Pipeline, checks: list[Check], log_dir: Path) -> list[Result]:
-    ctx = CheckContext(pipeline, log_dir, lambda check_id, stage: stage_job(pipeline, stage, check_id,
-                                                                             log_dir=log_dir))
-    try:
-        _ = ctx.proxmox  # connect (and start the lab) once, before the threads
-    except PipelineError as exc:
-        console.warn(f"Proxmox API: {exc}")
+def run_checks(pipeline: Pipeline, pairs: list[tuple[Check, Stage | None]], log_dir: Path) -> list[Result]:
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(checks)))) as pool:
-        batches = list(pool.map(lambda check: _run_one(ctx, check), checks))
+    from proxpipe.engine.execute import stage_job
+
+    def context(stage: Stage | None) -> CheckContext:
+        return CheckContext(pipeline, stage, log_dir,
+                            lambda check_id, of: stage_job(pipeline, of, check_id, log_dir=log_dir))
+
+    try:
+        _ = pipeline.proxmox  # connect (and start the lab) once, before the threads
+    except PipelineError as exc:
+        console.warn(f"Proxmox API: {exc}")
+    several = {check.id for check, _ in pairs if sum(c is check for c, _ in pairs) > 1}
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(pairs)))) as pool:
+        batches = list(pool.map(lambda pair: _run_one(context(pair[1]), pair[0], pair[0].id in several), pairs))
     return [result for batch in batches for result in batch]
 
 
-def _run_one(ctx: CheckContext, check: Check) -> list[Result]:
+def _run_one(ctx: CheckContext, check: Check, named: bool = False) -> list[Result]:
+    """The check's results for the stage ctx checks; named: the stage's name goes before each target."""
     started = time.monotonic()
     try:
         results = list(check.run(ctx))
@@ -60,8 +68,10 @@ def _run_one(ctx: CheckContext, check: Check) -> list[Result]:
     except Exception as exc:  # noqa: BLE001 - a check's own bug is that check's failure, reported by name
         results = [Result(check.id, "-", FAILED, f"the check raised {type(exc).__name__}: {exc}")]
     duration = time.monotonic() - started
+    stage = ctx.checked.name if ctx.checked is not None else check.stage
     for result in results:
-        result.check, result.stage = check.id, check.stage
+        result.check, result.stage = check.id, stage
+        result.target = f"{stage}: {result.target}" if named else result.target
         result.duration = result.duration or duration / len(results)
         result.message = secrets.mask(result.message)
     return results
@@ -106,19 +116,28 @@ def show(results: list[Result]) -> None:
     console.out(table(rows, ["check", "target", "result", "time", "message"]))
 
 
+def listing(pairs: list[tuple[Check, Stage | None]]) -> list[list[str]]:
+    """[check, the stages it checks, what it checks] per check, in the order they run."""
+    rows: dict[str, list[str]] = {}
+    for check, stage in pairs:
+        row = rows.setdefault(check.id, [check.id, "", check.description])
+        row[1] = ", ".join(filter(None, [row[1], stage.name if stage else check.stage]))
+    return list(rows.values())
+
+
 # ----------------------------------------------------------------------------- the doit action
 
 
-def validate(pipeline: Pipeline, check: list[str], list_checks: bool) -> None:
+def validate(pipeline: Pipeline, check: list[str] = (), list_checks: bool = False) -> None:
     """Run the checks (or list them); CheckFailed when any failed, so doit exits non-zero."""
-    checks = select(pipeline, list(check or []))
+    pairs = select(pipeline, list(check or []))
     if list_checks:
-        console.out(table([[c.id, c.stage, c.description] for c in checks], ["check", "stage", "what it checks"]))
+        console.out(table(listing(pairs), ["check", "stage", "what it checks"]))
         return
     started = time.time()
     pipeline.state_dir.mkdir(parents=True, exist_ok=True)
     log_dir = pipeline.state_dir / "logs" / time.strftime("validate-%Y%m%d-%H%M%S")
-    results = run_checks(pipeline, checks, log_dir)
+    results = run_checks(pipeline, pairs, log_dir)
     show(results)
     data = report(pipeline, results, started)
     counts = data["counts"]
@@ -128,3 +147,14 @@ def validate(pipeline: Pipeline, check: list[str], list_checks: bool) -> None:
     if counts[FAILED]:
         raise CheckFailed(f"validation failed: {summary}")
     console.out(f"validation passed: {summary}")
+
+
+COMMANDS = (
+    Command("validate", "run every check (template, lint, state, VMs, SSH, ping, drift); writes validate.json and "
+                        "validate.xml (JUnit)", validate,
+            (Param("check", "check", list, [], "run only this check (repeatable)"),
+             Param("list_checks", "list", bool, False, "list the checks and exit")),
+            group="look", description="Runs every check the plugins contribute, per stage, in parallel; exit 0 only "
+                                      "when all pass. Changes nothing and takes no lock.",
+            example="doit validate --check ssh"),
+)

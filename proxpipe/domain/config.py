@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from proxpipe.base import schema
 from proxpipe.base.errors import ConfigError
@@ -180,12 +180,20 @@ class Environment(NamedTuple):
                           f"(stages: {', '.join(s.name for s in self.stages)})")
 
 
+class PluginSource(Protocol):
+    """What loading pipeline.yaml needs of the loaded plugins (the engine's plugin manager provides it)."""
+
+    def stage_kinds(self) -> dict[str, type]: ...
+
+    def environment_fields(self) -> dict[str, Field]: ...
+
+
 class PipelineConfig(NamedTuple):
     path: Path
     root: Path
     default_environment: str | None
     environments: dict[str, Environment]
-    plugins: Any  # proxpipe.engine.plugins.Plugins
+    plugins: PluginSource  # the loaded plugins (proxpipe.engine.plugin_manager.Plugins)
     raw_plugins: Any = None  # the plugins section as written
 
     def environment(self, name: str | None = None) -> Environment:
@@ -200,10 +208,10 @@ class PipelineConfig(NamedTuple):
         return self.environments[name]
 
 
-def load(path: Path | str, environ: dict[str, str] | None, plugins: Callable[[Any, schema.Context], Any]
+def load(path: Path | str, environ: dict[str, str] | None, plugins: Callable[[Any, schema.Context], PluginSource]
          ) -> PipelineConfig:
     """Read and check pipeline.yaml with every environment in it. plugins(section, ctx) loads the plugins of the
-    `plugins:` section (proxpipe.engine.plugins.Plugins.load): their stage kinds and environment keys are part of
+    `plugins:` section (proxpipe.engine.plugin_manager.Plugins.load): their stage kinds and environment keys are part of
     what is checked."""
     path = Path(path).absolute()
     ctx = schema.Context(path.name, path.parent, environ if environ is not None else dict(os.environ))

@@ -59,3 +59,12 @@ class History(Journal):
         """Successful template builds, newest first."""
         return [e for e in reversed(self.entries())
                 if e.get("action") == "build" and e.get("outcome") == "ok" and isinstance(e.get("template_id"), int)]
+
+    def templates(self) -> list[dict[str, Any]]:
+        """Successful builds, newest first, one entry per template id."""
+        seen, out = set(), []
+        for entry in self.builds():
+            if entry["template_id"] not in seen:
+                seen.add(entry["template_id"])
+                out.append(entry)
+        return out

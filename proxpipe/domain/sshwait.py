@@ -17,7 +17,7 @@ from collections.abc import Callable
 from proxpipe.base.console import console
 from proxpipe.base.errors import PipelineError
 from proxpipe.domain.inventory import Host
-from proxpipe.domain.tools import tool_path_env
+from proxpipe.domain.toolrunner import tool_path_env
 
 PROGRESS_EVERY = 5.0
 _probes: set[subprocess.Popen] = set()  # ssh processes of the probes running now

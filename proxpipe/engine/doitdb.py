@@ -19,6 +19,9 @@ from doit.dependency import DatabaseException, JsonDB
 from proxpipe.base.fsutil import atomic_write
 from proxpipe.engine.uptodate import ALL, forget_locally
 
+# Tasks whose action ran in this process: doit drops a failed task's record too, and that is no `doit forget`.
+RAN_HERE: set[str] = set()
+
 
 class AtomicJsonDB(JsonDB):
     desc = "json, written atomically after each task and merged across processes"
@@ -48,7 +51,8 @@ class AtomicJsonDB(JsonDB):
         super().remove(task_id)
         self._dirty.discard(task_id)
         self._removed.add(task_id)
-        forget_locally(self._cache_dir, [task_id])  # `doit forget STAGE`: the stage runs again here
+        if task_id not in RAN_HERE:  # `doit forget STAGE`: the stage runs again here
+            forget_locally(self._cache_dir, [task_id])
 
     def remove_all(self):
         self._removed.update(self._db)

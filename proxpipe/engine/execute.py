@@ -1,56 +1,50 @@
-"""Running one stage as a doit action: upstream handoff in, tool run, handoff out, history, events."""
+"""Running one stage: its upstream handoff in, its kind's verb, its handoff out, the history, the record, the hooks.
+
+Until a stage's tool starts nothing is changed: a stage whose inputs cannot succeed (an upstream handoff that cannot
+be read, an unset secret, a template id the cluster lacks: the kind's preflight) fails with its record as it was.
+Once its first tool process starts, the record says so (an attempt), so a run killed or failed half-way makes the
+stage stale with that reason, and the next deploy runs it again rather than trusting what the tool half changed.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
-
-from doit.exceptions import TaskFailed
 
 from proxpipe.api.stage import StageJob
 from proxpipe.base import interrupts
 from proxpipe.base.console import console, seconds
-from proxpipe.base.errors import DamagedHandoff, HandoffError, PipelineError, ToolError
+from proxpipe.base.errors import PipelineError, ToolError
 from proxpipe.base.events import StageOutcome
 from proxpipe.base.fsutil import display
 from proxpipe.base.secrets import reveal
-from proxpipe.domain import handoff
-from proxpipe.domain.tools import ToolRunner
-from proxpipe.engine import damage, uptodate
-from proxpipe.engine.uptodate import upstream_override
+from proxpipe.domain.toolrunner import ToolRunner
+from proxpipe.engine import uptodate
 
 if TYPE_CHECKING:
     from proxpipe.api.stage import Stage
     from proxpipe.engine.pipeline import Pipeline
 
 
-def read_upstream(pipeline: Pipeline, stage: Stage, override: str | None) -> tuple[Any, Path | None]:
-    """(value, file) this stage starts from: given by hand, or the previous stage's handoff."""
-    kind = stage.consumes
-    if kind is None:
-        return None, None
-    param = stage.UPSTREAM_PARAM or {}
-    if override is not None:
-        if param.get("is_path"):
-            path = Path(override).absolute()
-            return handoff.read(kind, path), path
-        try:
-            return kind.parse(override), None
-        except ValueError as exc:
-            raise HandoffError(f"--{param['long']} {override!r}: {exc}") from None
+def read_upstream(pipeline: Pipeline, stage: Stage, given: str | None) -> tuple[Any, Path | None]:
+    """(value, file) the stage starts from; one line naming the way on when it cannot be read."""
+    from proxpipe.base.errors import DamagedHandoff, HandoffError
+    from proxpipe.engine import damage
+
     upstream = pipeline.upstream(stage)
+    param = stage.UPSTREAM_PARAM or {}
     how = f"pass it with --{param['long']}" if param else ""
     try:
-        if upstream is None:
-            path = pipeline.state_dir / kind.filename
-            return handoff.read(kind, path), path
-        return upstream.read_handoff(), upstream.handoff_path
+        return pipeline.handoffs.upstream(stage, upstream, given)
     except DamagedHandoff as exc:
-        if upstream is None:
+        if upstream is None or given is not None:
             raise
         raise HandoffError(damage.describe(pipeline, upstream, exc, how)) from None
     except HandoffError as exc:
+        if given is not None:
+            raise
         hint = f"run `doit {upstream.name}` first" if upstream else "create it"
         raise HandoffError(f"{exc}; {hint}" + (f", or {how}" if how else "")) from None
 
@@ -68,40 +62,30 @@ def stage_job(pipeline: Pipeline, stage: Stage, log_name: str, upstream_path: Pa
     return StageJob(runner, pipeline.run, pipeline, upstream_path, options=dict(options or {}))
 
 
-def run_stage(pipeline: Pipeline, stage_name: str, task) -> dict | TaskFailed:
-    """The doit action of a stage task."""
-    try:
-        return execute(pipeline, pipeline.stage(stage_name), task.options or {})
-    except PipelineError as exc:  # the state store failed after the stage's own steps (its database went away)
-        console.error(str(exc))
-        return TaskFailed(str(exc))
+def banner(pipeline: Pipeline, stage: Stage, what: str = "") -> None:
+    console.info(console.paint(f"▶ {stage.name}", "bold") + console.paint(
+        f"  {what or stage.kind} · {pipeline.relative(stage.dir)}", "dim"))
 
 
-def execute(pipeline: Pipeline, stage: Stage, options: dict) -> dict | TaskFailed:
-    """Run one stage: its upstream handoff in, its tool, its handoff out, the history and the hooks."""
-    try:
-        run = pipeline.start_run(pipeline.command)
-    except PipelineError as exc:  # a plugin whose on_error is fail, at run_started
-        console.error(str(exc))
-        return TaskFailed(str(exc))
+def execute(pipeline: Pipeline, stage: Stage, options: dict[str, Any], given: str | None = None,
+            verb: Callable[[Any, StageJob], Any] | None = None, action: str | None = None) -> bool:
+    """Run one stage (its run() verb, or `verb`); True when it succeeded. given: its upstream handoff by hand."""
+    run = pipeline.start_run(stage.name)  # the command's run, when it started one
     info = pipeline.info(stage)
     started = time.monotonic()
-    console.info(console.paint(f"▶ {stage.name}", "bold") + console.paint(
-        f"  {stage.kind} · {pipeline.relative(stage.dir)}", "dim"))
-    job = None
-    entry: dict = {}
+    banner(pipeline, stage)
+    job, entry = None, {}
     try:
-        upstream, upstream_path = read_upstream(pipeline, stage, upstream_override(pipeline, stage, options))
+        upstream, upstream_path = read_upstream(pipeline, stage, given)
         job = stage_job(pipeline, stage, stage.name, upstream_path, options)
+        stage.preflight(upstream, job)
         pipeline.plugins.stage_started(run, info)
-        # Until it succeeds, the stage counts as not run: if this process is killed half-way, the next
-        # deploy runs it again rather than trusting what the tool may have half changed.
-        pipeline.store.forget_stages([stage.name])
-        pipeline.cluster_changed()  # what the stage's tool does is not in an earlier answer of the API
-        record = uptodate.current_record(pipeline, stage, options)
+        record = uptodate.current_record(pipeline, stage, given)
         entry.update(inputs=stage.inputs_digest(record["inputs"]), config=record["config"],
                      **{key: options[key] for key in ("plan_id", "approved_by") if options.get(key)})
-        value = stage.run(upstream, job)
+        job.runner.on_start = lambda: uptodate.attempt(pipeline, stage, run.id)  # the tool may change things
+        pipeline.cluster_changed()  # what the stage's tool does is not in an earlier answer of the API
+        value = (verb or stage.run)(upstream, job)
     except interrupts.Interrupted as stop:
         _interrupted(pipeline, stage, info, entry, started, stop)
     except PipelineError as exc:
@@ -109,17 +93,18 @@ def execute(pipeline: Pipeline, stage: Stage, options: dict) -> dict | TaskFaile
         if stop is not None:  # the tool failed because it was stopped
             _interrupted(pipeline, stage, info, entry, started, stop)
         return _failed(pipeline, stage, info, entry, started, exc, job.tool_versions if job else {})
+    finally:
+        pipeline.cluster_changed()  # an answer the stage itself asked for is from before its tool's changes
     with interrupts.deferred():  # the handoff and its history line go together, whatever signal comes
         try:
-            changed = stage.write_handoff(value)
+            changed = pipeline.handoffs.write(stage, value)
         except PipelineError as exc:
             return _failed(pipeline, stage, info, entry, started, exc, job.tool_versions)
         summary = stage.produces.summary(value)
         duration = time.monotonic() - started
-        pipeline.record(stage, stage.ACTION, **{**entry, **job.notes, "outcome": "ok", "handoff": summary,
-                                                "handoff_sha256": stage.handoff_digest(),
-                                                "duration": round(duration, 2)})
-        stage.keep_copy()
+        pipeline.record(stage, action or stage.ACTION, **{**entry, **job.notes, "outcome": "ok", "handoff": summary,
+                                                          "handoff_sha256": pipeline.handoffs.digest(stage),
+                                                          "duration": round(duration, 2)})
         uptodate.save(pipeline, stage, record)
         if job.notes.get("changed_resources"):
             # New or replaced machines need configuring even when their inventory entry reads the same.
@@ -127,7 +112,7 @@ def execute(pipeline: Pipeline, stage: Stage, options: dict) -> dict | TaskFaile
     return _succeeded(pipeline, stage, info, duration, job, value, summary, changed)
 
 
-def _succeeded(pipeline, stage, info, duration, job, value, summary: str, changed: bool) -> dict | TaskFailed:
+def _succeeded(pipeline, stage, info, duration, job, value, summary: str, changed: bool) -> bool:
     _after_handoff(stage, value, job)  # after the history: retention counts this build
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "ran", duration, summary,
                                           tool_versions=dict(job.tool_versions)))
@@ -135,12 +120,12 @@ def _succeeded(pipeline, stage, info, duration, job, value, summary: str, change
     console.info(console.paint(f"  ✓ {stage.name}", "green") + f" {seconds(duration)}  {summary}{unchanged}")
     try:
         if changed:
-            pipeline.plugins.handoff_written(job.run, info, stage.handoff_path, summary)
+            pipeline.plugins.handoff_written(job.run, info, info.handoff, summary)
         pipeline.plugins.stage_finished(job.run, info, duration, summary, dict(job.tool_versions))
     except PipelineError as exc:  # a plugin whose on_error is fail
         console.error(str(exc))
-        return TaskFailed(str(exc))
-    return {"handoff": summary, "duration": round(duration, 3)}
+        return False
+    return True
 
 
 def _after_handoff(stage: Stage, value: Any, job) -> None:
@@ -151,11 +136,12 @@ def _after_handoff(stage: Stage, value: Any, job) -> None:
         console.warn(f"{stage.name}: {exc}")
 
 
-def _failed(pipeline, stage, info, entry, started, exc: PipelineError, tool_versions) -> TaskFailed:
+def _failed(pipeline, stage, info, entry, started, exc: PipelineError, tool_versions) -> bool:
     duration = time.monotonic() - started
     message = str(exc)
     try:
         pipeline.record(stage, stage.ACTION, **entry, outcome="failed", message=message, duration=round(duration, 2))
+        uptodate.attempt_ended(pipeline, stage, "failed", message)
     except PipelineError:
         pass  # the history is in a state store that failed too, which is what `message` says
     pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "failed", duration, None, message,
@@ -171,30 +157,31 @@ def _failed(pipeline, stage, info, entry, started, exc: PipelineError, tool_vers
         if exc.log:
             console.out(f"    full log: {display(Path(exc.log))}")
     try:
-        kept = "kept" if stage.handoff_text() is not None else "not written"
+        kept = "kept" if pipeline.handoffs.text(stage) is not None else "not written"
     except PipelineError:  # the state store went away (the failure says so): nothing was written to it
         kept = "left as it was"
-    console.out(f"    {pipeline.relative(stage.handoff_path)} {kept}; fix the cause and run "
+    console.out(f"    {pipeline.relative(info.handoff)} {kept}; fix the cause and run "
                 f"`doit deploy` again to resume at {stage.name}")
-    return TaskFailed(message)
+    return False
 
 
 def _interrupted(pipeline, stage, info, entry, started, stop: interrupts.Interrupted) -> NoReturn:
-    """Ctrl-C or SIGTERM while the stage ran: its tools are stopped (see pipeline.tools) and its handoff is the
-    previous one. Recorded, told to the plugins, said in one line; then the process ends with 130 or 143."""
+    """Ctrl-C or SIGTERM while the stage ran: its tools are stopped (see proxpipe.base.interrupts) and its handoff
+    is the previous one. Recorded, told to the plugins, said in one line; then the process ends with 130 or 143."""
     with interrupts.deferred():  # a further Ctrl-C must not cut the record short
         duration = time.monotonic() - started
         message = f"interrupted by {stop.name}"
         pipeline.record(stage, stage.ACTION, **entry, outcome="interrupted", signal=stop.name, message=message,
                         duration=round(duration, 2))
+        uptodate.attempt_ended(pipeline, stage, "interrupted", message)
         pipeline.outcomes.append(StageOutcome(stage.name, stage.kind, "interrupted", duration, None, message))
         pipeline.run.interrupted = stop.name
         try:
             pipeline.plugins.stage_failed(pipeline.run, info, duration, message)
         except PipelineError as hook:  # a plugin whose on_error is fail: the stage ended anyway
             console.error(str(hook))
-        kept = (f"{pipeline.relative(stage.handoff_path)} is the previous one" if stage.handoff_text() is not None
-                else f"there is no {stage.handoff_path.name} yet")
+        kept = (f"{pipeline.relative(info.handoff)} is the previous one" if pipeline.handoffs.text(stage) is not None
+                else f"there is no {info.handoff.name} yet")
         console.out(console.paint(f"  ✗ {stage.name} {message} after {seconds(duration)}: ", "red")
                     + f"nothing handed off ({kept}); `doit deploy` resumes at {stage.name}")
         interrupts.mark_reported()

@@ -18,26 +18,27 @@ from proxpipe.domain import config as config_mod
 from proxpipe.domain.gitrepo import head_commit
 from proxpipe.domain.history import History
 from proxpipe.domain.state import StateStore, open_store
+from proxpipe.engine.handoffs import Handoffs
 
 if TYPE_CHECKING:
     from proxpipe.api.stage import Stage
     from proxpipe.domain.proxmox import Proxmox
+    from proxpipe.engine.plugin_manager import Plugins
 
 
 class Pipeline:
     def __init__(self, config: config_mod.PipelineConfig, env: config_mod.Environment):
         self.config = config
         self.env = env
-        self.plugins = config.plugins
+        self.plugins: Plugins = config.plugins  # type: ignore[assignment] - the manager load_config() gave it
         self.root = env.root
         self.state_dir = env.state_dir
         self.store: StateStore = open_store(self.state_dir, env, lambda state: self.plugins.state_endpoint(env, state))
         self.history = History(self.store)
+        self.handoffs = Handoffs(self.store)
         self._stages: list[Stage] | None = None
         self._proxmox: Proxmox | None = None
         self.run: RunInfo | None = None
-        self.command = "doit"  # what the user asked for, e.g. "deploy"; set by the reporter
-        self.task_options: dict[str, dict] = {}  # the options given to each task on the command line; ditto
         self.wait_lock = _seconds(os.environ.get("PROXPIPE_WAIT_LOCK", ""))  # or --wait-lock, set by the loader
         self.outcomes: list[StageOutcome] = []
 
@@ -75,13 +76,9 @@ class Pipeline:
         """The stages after `stage` in order (with `stage` itself first when inclusive)."""
         return self.stages[self._index(stage) + (0 if inclusive else 1):]
 
-    def producer(self, kind_name: str) -> Stage | None:
-        """The first stage that hands off this kind (template_id, inventory, configure)."""
-        return next((s for s in self.stages if s.produces.name == kind_name), None)
-
-    def last_producer(self, kind_name: str) -> Stage | None:
-        """The last stage that hands off this kind: the one whose handoff the next kind reads."""
-        return next((s for s in reversed(self.stages) if s.produces.name == kind_name), None)
+    def producers(self, kind_name: str) -> list[Stage]:
+        """The stages that hand off this kind (template_id, inventory, configure), in order."""
+        return [s for s in self.stages if s.produces.name == kind_name]
 
     def relative(self, path: Path | str) -> str:
         """path as messages and docs show it: relative to the project."""
@@ -91,7 +88,7 @@ class Pipeline:
             return str(path)
 
     def info(self, stage: Stage) -> StageInfo:
-        return StageInfo(stage.name, stage.kind, stage.dir, stage.handoff_path)
+        return StageInfo(stage.name, stage.kind, stage.dir, self.handoffs.path(stage))
 
     # ------------------------------------------------------------------ Proxmox
 
@@ -170,6 +167,14 @@ class Pipeline:
             console.error(str(exc))
             raise SystemExit(1) from None
 
+    def interrupted(self, signal_name: str) -> None:
+        """The run was interrupted (Ctrl-C, SIGTERM): recorded as such; the exit code stays the interrupt's."""
+        self.run.interrupted = signal_name
+        try:
+            self.finish_run()
+        except SystemExit:  # a plugin whose on_error is fail
+            pass
+
     def record(self, stage: Stage, action: str, **fields) -> dict:
         """Append one history line about `stage` in the current run (fields may override any key)."""
         return self.history.append({"run": self.run.id if self.run else None, "stage": stage.name,
@@ -190,6 +195,6 @@ def _seconds(text: str) -> float:
 def load_config(path: str | Path = config_mod.DEFAULT_FILE, environ: dict[str, str] | None = None
                 ) -> config_mod.PipelineConfig:
     """pipeline.yaml with its plugins loaded: their stage kinds and environment keys are checked with it."""
-    from .plugins import Plugins
+    from .plugin_manager import Plugins
 
     return config_mod.load(path, environ, plugins=Plugins.load)

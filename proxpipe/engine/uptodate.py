@@ -3,8 +3,8 @@ store agrees (doit's own database is only a local cache).
 
 A stage's record, saved when it succeeds, holds the digests of what it was made from: each input file, its
 settings, the upstream handoff it read, and the handoff it wrote. The stage is up to date while all of them are
-what they are now, it was not forgotten on this machine (`doit forget`), no option forces it, and its remote
-product still exists (RemoteState). Only digests are stored, so no secret lands in a record.
+what they are now, it was not forgotten on this machine (`doit forget`), and its remote product still exists.
+Only digests are stored, so no secret lands in a record.
 """
 
 from __future__ import annotations
@@ -26,59 +26,76 @@ FORGOTTEN = "forgotten.json"  # in the local cache: stages `doit forget` made st
 ALL = "*"  # `doit forget` of every task
 
 
-def upstream_override(pipeline: Pipeline, stage: Stage, options: dict[str, Any] | None) -> str | None:
-    """The upstream handoff given by hand (--template-id, --inventory, or their env vars), if any.
-
-    `deploy` always chains the stages' own handoffs: a TEMPLATE_ID left in the environment must not
-    silently replace what the build stage just made.
-    """
-    param = stage.UPSTREAM_PARAM
-    if not param or not options or "deploy" in pipeline.command.split():
-        return None
-    value = options.get(param["name"])
-    return None if value in (None, "") else str(value)
-
-
-def upstream_digest(pipeline: Pipeline, stage: Stage, override: str | None) -> str:
-    if override is not None:
+def upstream_digest(pipeline: Pipeline, stage: Stage, given: str | None) -> str:
+    """What the record keeps of the upstream handoff: its digest, or the value given by hand."""
+    if given is not None:
         if stage.UPSTREAM_PARAM.get("is_path"):
-            path = Path(override)
-            return "given:" + (sha256_file(path) if path.is_file() else f"missing {override}")
-        return "given:" + override.strip()
+            path = Path(given)
+            return "given:" + (sha256_file(path) if path.is_file() else f"missing {given}")
+        return "given:" + given.strip()
     upstream = pipeline.upstream(stage)
-    return "" if upstream is None else (upstream.handoff_digest() or "missing")
+    return "" if upstream is None else (pipeline.handoffs.digest(upstream) or "missing")
 
 
-def current_record(pipeline: Pipeline, stage: Stage, options: dict[str, Any] | None) -> dict[str, Any]:
-    """What the stage's record would say if it succeeded now (its own handoff as it is on disk)."""
+def current_record(pipeline: Pipeline, stage: Stage, given: str | None = None) -> dict[str, Any]:
+    """What the stage's record would say if it succeeded now (its own handoff as it is in the store)."""
     return {"inputs": stage.input_digests(), "config": stage.config_digest(),
-            "upstream": upstream_digest(pipeline, stage, upstream_override(pipeline, stage, options)),
-            "handoff": stage.handoff_digest() or "missing"}
+            "upstream": upstream_digest(pipeline, stage, given),
+            "handoff": pipeline.handoffs.digest(stage) or "missing"}
 
 
 def save(pipeline: Pipeline, stage: Stage, record: dict[str, Any]) -> None:
     """Record a success: this record, with the handoff as the stage has just written it."""
-    pipeline.store.save_stage_record(stage.name, {**record, "handoff": stage.handoff_digest() or "missing",
+    pipeline.store.save_stage_record(stage.name, {**record, "handoff": pipeline.handoffs.digest(stage) or "missing",
                                                   "time": time.time()})
     _unforget(pipeline, stage.name)
 
 
 def mark_up_to_date(pipeline: Pipeline, stage: Stage) -> None:
-    """Record that `stage` just succeeded outside its own task (a rollback ran it or wrote its handoff)."""
-    save(pipeline, stage, current_record(pipeline, stage, {}))
+    """Record that `stage` just succeeded outside its own run (a rollback ran it or wrote its handoff)."""
+    save(pipeline, stage, current_record(pipeline, stage))
 
 
-def stale_reasons(pipeline: Pipeline, stage: Stage, options: dict[str, Any] | None) -> list[str]:
-    """Why the stage must run; empty when its record says it is up to date."""
+def attempt(pipeline: Pipeline, stage: Stage, run_id: str) -> None:
+    """The stage's tool is about to start: until it succeeds the stage is stale (a run killed or failed half-way
+    may have changed what the tool manages). Its record otherwise stays: a run that fails earlier changes nothing."""
+    record = pipeline.store.stage_record(stage.name) or {}
+    pipeline.store.save_stage_record(stage.name, {**record, "attempt": {"run": run_id, "started": time.time()}})
+
+
+def attempt_ended(pipeline: Pipeline, stage: Stage, outcome: str, message: str) -> None:
+    """The attempt of this run failed or was interrupted: the record says so, for `doit status`."""
+    record = pipeline.store.stage_record(stage.name)
+    if record and record.get("attempt") and "outcome" not in record["attempt"]:
+        record["attempt"].update(outcome=outcome, ended=time.time(), message=message[:300])
+        pipeline.store.save_stage_record(stage.name, record)
+
+
+def _attempt_reason(attempt: dict[str, Any]) -> str:
+    when = time.strftime("%H:%M", time.localtime(attempt.get("ended") or attempt.get("started") or 0))
+    if attempt.get("outcome") == "failed":
+        return f"the last run failed at {when}: {attempt.get('message', '')}"
+    if attempt.get("outcome") == "interrupted":
+        return f"the last run was {attempt.get('message', 'interrupted')} at {when}"
+    return f"the last run (started at {when}) did not finish"
+
+
+def stale_reasons(pipeline: Pipeline, stage: Stage, given: str | None = None) -> list[str]:
+    """Why the stage must run, from its record and its remote product; empty when it is up to date. given: its
+    upstream handoff given by hand."""
     saved = pipeline.store.stage_record(stage.name)
     if saved is None:
         return [NEVER_RAN]
     marks = _read_marks(pipeline.state_dir)
     if max(marks.get(stage.name, 0), marks.get(ALL, 0)) > saved.get("time", 0):
         return ["it was forgotten on this machine (doit forget)"]
-    reasons = differences(pipeline, stage, saved, current_record(pipeline, stage, options), "the stage wrote it")
-    forced = [f"--{p['long']} was given" for p in stage.PARAMS if p.get("forces") and (options or {}).get(p["name"])]
-    return reasons + forced
+    attempt = saved.get("attempt")
+    if attempt:
+        return [_attempt_reason(attempt)]
+    reasons = differences(pipeline, stage, saved, current_record(pipeline, stage, given), "the stage wrote it")
+    if not reasons and remote_check(stage) is False:
+        reasons = [stage.remote_reason]
+    return reasons
 
 
 def differences(pipeline: Pipeline, stage: Stage, then: dict[str, Any], now: dict[str, Any], since: str
@@ -92,8 +109,8 @@ def differences(pipeline: Pipeline, stage: Stage, then: dict[str, Any], now: dic
         reasons.append("its upstream handoff was given by hand" if now["upstream"].startswith("given:")
                        else f"the handoff of {upstream.name if upstream else 'the stage before'} changed")
     if then.get("handoff") != now["handoff"]:
-        reasons.append(f"{pipeline.relative(stage.handoff_path)} is missing" if now["handoff"] == "missing"
-                       else f"{pipeline.relative(stage.handoff_path)} was changed since {since}")
+        shown = pipeline.relative(pipeline.handoffs.path(stage))
+        reasons.append(f"{shown} is missing" if now["handoff"] == "missing" else f"{shown} was changed since {since}")
     return reasons
 
 
@@ -109,43 +126,15 @@ def _input_reasons(pipeline: Pipeline, stage: Stage, then: dict[str, str], now: 
     return reasons
 
 
-class StageState:
-    """doit's uptodate callable of a stage task: its record in the state store; reasons kept on the stage."""
-
-    def __init__(self, pipeline: Pipeline, stage_name: str):
-        self.pipeline = pipeline
-        self.stage_name = stage_name
-
-    def __repr__(self) -> str:  # doit info prints it
-        return f"StageState({self.stage_name})"
-
-    def __call__(self, task, values):
-        stage = self.pipeline.stage(self.stage_name)
-        try:
-            stage.stale_reasons = stale_reasons(self.pipeline, stage, getattr(task, "options", None))
-        except PipelineError as exc:  # the state cannot be read: the stage's run says why, in one line
-            stage.stale_reasons = [str(exc)]
-        return not stage.stale_reasons
-
-
-class RemoteState:
-    """Asks the stage whether its remote product still exists; no opinion counts as up to date."""
-
-    def __init__(self, pipeline: Pipeline, stage_name: str):
-        self.pipeline = pipeline
-        self.stage_name = stage_name
-
-    def __repr__(self) -> str:
-        return f"RemoteState({self.stage_name})"
-
-    def __call__(self):
-        stage = self.pipeline.stage(self.stage_name)
-        try:
-            ok, reason = stage.remote_check()
-        except PipelineError as exc:
-            ok, reason = False, f"cannot check: {exc}"
-        stage.remote_ok, stage.remote_reason = ok, reason
-        return ok
+def remote_check(stage: Stage) -> bool | None:
+    """Whether the stage's remote product still exists (None: the kind has no opinion); the reason is kept on the
+    stage for the console and `doit status`."""
+    try:
+        ok, reason = stage.remote_check()
+    except PipelineError as exc:
+        ok, reason = False, f"cannot check: {exc}"
+    stage.remote_ok, stage.remote_reason = ok, reason
+    return ok
 
 
 # ----------------------------------------------------------------------------- doit forget, on this machine

@@ -15,7 +15,7 @@ DOIT_CONFIG = doit_config(_pipeline)
 
 
 def task_pipeline():
-    yield from task_dicts(_pipeline, sys.argv[1:])
+    yield from task_dicts(_pipeline)
 
 
 # doit sorts task creators by the line inspect.getsourcelines() finds, which tokenizes the function's source and so

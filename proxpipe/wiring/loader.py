@@ -58,9 +58,9 @@ def load(path: str | Path = DEFAULT_FILE) -> Pipeline:
     return pipeline
 
 
-def task_dicts(pipeline: Pipeline, argv: list[str]) -> Iterator[dict]:
+def task_dicts(pipeline: Pipeline) -> Iterator[dict]:
     try:
-        yield from all_tasks(pipeline, argv)
+        yield from all_tasks(pipeline)
     except PipelineError as exc:
         raise InvalidDodoFile(mask(str(exc))) from None
 
@@ -88,4 +88,4 @@ class PipelineLoader(TaskLoader2):
         return doit_config(self.pipeline)
 
     def load_tasks(self, cmd, pos_args: list[str]) -> list:
-        return list(generate_tasks("proxpipe", task_dicts(self.pipeline, [cmd.name, *pos_args]), ""))
+        return list(generate_tasks("proxpipe", task_dicts(self.pipeline), ""))

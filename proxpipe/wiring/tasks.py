@@ -1,23 +1,27 @@
-"""The doit task graph of the chosen environment.
+"""The doit tasks of the chosen environment: one per command (deploy, status, rollback, the plugins' ...) and one per
+stage, each made from a Command declaration (proxpipe.api.command) the same way.
 
-One task per stage, named like the stage. Whether it runs is decided by its up-to-date checks alone (its record
-in the state store, shared by every checkout, and its remote product): it declares no file_dep or target, which
-also keeps `doit provision` a single stage (doit would otherwise run the upstream task first). Staleness still
-flows down, through the upstream handoff's digest in the record.
-
-doit does not run a task's task_dep in list order when they share a dependency, so the stages
-asked for together (all of them for `deploy`) are chained: each depends on the one before it.
+doit parses each task's options and hands them to its action, which runs the command with them: the command line
+reaches the code that needs it as arguments. Whether a stage runs is decided by the engine (its record in the
+state store and its remote product), not by doit's own up-to-date checks: every task runs when asked.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 from collections.abc import Iterator
 
-from proxpipe.engine import damage
+from doit.exceptions import TaskFailed
+
+from proxpipe.api.command import Command
+from proxpipe.base.console import console
+from proxpipe.base.errors import ConfigError, PipelineError
+from proxpipe.commands.deploy import stage_commands
+from proxpipe.engine.doitdb import RAN_HERE
 from proxpipe.engine.pipeline import Pipeline
-from proxpipe.engine.uptodate import RemoteState, StageState
-from proxpipe.wiring import command_tasks as commands
+from proxpipe.engine.run import StageFailed
 from proxpipe.wiring.reporter import PipelineReporter
 
 
@@ -32,55 +36,40 @@ def doit_config(pipeline: Pipeline) -> dict:
     }
 
 
-def requested_stages(pipeline: Pipeline, argv: list[str]) -> list[str]:
-    """The stages a doit command line asks for, in pipeline order: all of them for deploy (the default)."""
-    names = [a for a in argv if not a.startswith("-") and "=" not in a]
-    if names and names[0] == "run":
-        names = names[1:]
-    stages = [s.name for s in pipeline.stages]
-    if not names or "deploy" in names:
-        return stages
-    return [name for name in stages if name in names]
+def commands(pipeline: Pipeline) -> list[Command]:
+    """Every command: the registered ones (built-in and plugins'), then the stages'."""
+    return [*pipeline.plugins.commands().values(), *stage_commands(pipeline)]
 
 
-def all_tasks(pipeline: Pipeline, argv: list[str]) -> Iterator[dict]:
-    yield {"basename": "_lock", "doc": "take the environment's lock", "actions": [(commands.lock, [pipeline])],
-           "verbosity": 2}
-    chain = requested_stages(pipeline, argv)
-    for name in chain:  # the stages asked for need their values now; other commands never do
-        pipeline.stage(name).require_values()
-    checks = [(commands.guarded(damage.refuse), [pipeline, chain])]
-    if pipeline.env.approval != "none":
-        checks.insert(0, (commands.guarded(commands.lazy("proxpipe.commands.plan", "refuse_unreviewed")), [pipeline]))
-    yield {"basename": "_handoffs", "doc": "refuse to run unreviewed, or on a damaged handoff", "task_dep": ["_lock"],
-           "actions": checks, "verbosity": 2}
-    for stage in pipeline.stages:
-        task = stage_task(pipeline, stage)
-        if stage.name in chain[1:]:
-            task["task_dep"] = [chain[chain.index(stage.name) - 1]]
-        yield task
-    yield {"basename": "deploy", "doc": "run every stale stage in order: "
-                                        + " -> ".join(s.name for s in pipeline.stages),
-           "actions": None, "task_dep": [pipeline.stages[-1].name]}
-    yield from commands.command_tasks(pipeline)
+def all_tasks(pipeline: Pipeline) -> Iterator[dict]:
+    for command in commands(pipeline):
+        yield task(pipeline, command)
 
 
-def stage_task(pipeline: Pipeline, stage) -> dict:
-    task = {
-        "basename": stage.name,
-        "doc": f"{stage.kind}: {stage.config.description or stage.description}".rstrip(": "),
-        "actions": [(commands.lazy("proxpipe.engine.execute", "run_stage"), [pipeline, stage.name])],
-        "uptodate": [StageState(pipeline, stage.name), RemoteState(pipeline, stage.name)],
-        "task_dep": ["_handoffs"],
-        "verbosity": 2,
-    }
-    params = [{k: v for k, v in p.items() if k != "forces"} for p in stage.PARAMS]
-    if stage.UPSTREAM_PARAM:
-        param = stage.UPSTREAM_PARAM
-        option = {"name": param["name"], "long": param["long"], "type": str, "default": "", "help": param["help"]}
-        if param.get("env_var"):
-            option["env_var"] = param["env_var"]
-        params.append(option)
-    if params:
-        task["params"] = params
-    return task
+def task(pipeline: Pipeline, command: Command) -> dict:
+    params = [{"name": p.name, "long": p.long, "type": p.type, "default": p.default, "help": p.help,
+               **({"env_var": p.env_var} if p.env_var else {}), **({"short": p.short} if p.short else {})}
+              for p in command.params]
+    return {"basename": command.name, "doc": command.doc, "actions": [(invoke, [pipeline, command])],
+            "params": params, "uptodate": [False], "verbosity": 2}
+
+
+def invoke(pipeline: Pipeline, command: Command, task) -> TaskFailed | None:
+    """A command's action: its lock if it takes one, then run(pipeline, **options); an expected failure is one line
+    (exit 1), a configuration error before anything changed ends like a bad pipeline.yaml (exit 3)."""
+    RAN_HERE.add(command.name)
+    try:
+        if command.lock:
+            pipeline.store.acquire(command.name, wait=pipeline.wait_lock)
+            atexit.register(pipeline.store.release)
+        command.run(pipeline, **(task.options or {}))
+    except ConfigError as exc:
+        if pipeline.run is not None:
+            return TaskFailed(str(exc))
+        console.out(f"ERROR: {exc}", sys.stderr)
+        raise SystemExit(3) from None
+    except StageFailed:
+        return TaskFailed("")  # the stage's own lines said why
+    except PipelineError as exc:
+        return TaskFailed(str(exc))
+    return None

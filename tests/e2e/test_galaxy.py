@@ -77,7 +77,7 @@ def test_editing_requirements_yml_reruns_the_galaxy_step_and_configure_only(depl
 
 def test_configure_alone_again_skips_the_galaxy_step(deployed):
     deployed.reset_calls()
-    result = deployed.ok("-a", "configure")
+    result = deployed.ok("configure", "--force")
     assert stages_run(result) == ["configure"] and galaxy_calls(deployed) == []
     configure = [e for e in deployed.history() if e["stage"] == "configure"][-1]
     assert configure["galaxy"] == "skipped (requirements unchanged)"

@@ -12,5 +12,5 @@ def test_nothing_is_written_to_home(lab_project, tmp_path):
     project = lab_project()
     for command in ("deploy", "validate", "docs", "doctor", "status"):
         project.ok(command, env={"HOME": str(home)})
-    project.ok("-a", "deploy", env={"HOME": str(home)})
+    project.ok("deploy", "--force", env={"HOME": str(home)})
     assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == []

@@ -69,7 +69,7 @@ def test_a_second_run_fails_at_once_while_others_still_work(lab_project):
 @pytest.mark.parametrize("stage, command, tool", [
     ("build", ["build", "--rebuild"], "packer build"),
     ("provision", ["provision", "--template-id", "9000"], "terraform apply"),
-    ("configure", ["-a", "configure"], "ansible-playbook"),
+    ("configure", ["configure", "--force"], "ansible-playbook"),
 ])
 def test_sigkill_in_the_middle_of_a_stage(clean, stage, command, tool):
     lab = clean
@@ -192,7 +192,7 @@ def test_a_host_that_never_accepts_ssh_fails_after_the_deadline(lab_project):
 
 def test_forcing_every_stage_on_an_unchanged_lab_changes_nothing(deployed):
     before = handoffs(deployed)
-    result = deployed.ok("-a", "deploy")
+    result = deployed.ok("deploy", "--force")
     assert stages_run(result) == ["build", "provision", "configure"]
     runs = [e for e in deployed.history() if e.get("run") == deployed.history()[-1]["run"]]
     build, provision, configure = runs[-3:]

@@ -16,7 +16,7 @@ import yaml
 from proxpipe.base import schema
 from proxpipe.base.errors import ConfigError
 from proxpipe.domain import config as cfg
-from proxpipe.engine import plugins as manager
+from proxpipe.engine import plugin_manager as manager
 from proxpipe.engine.pipeline import load_config as load
 from proxpipe.lab.settings import LAB_FIELDS
 from proxpipe.plugins import webhook

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from proxpipe.base.errors import ToolError
-from proxpipe.domain import ansiblecfg, galaxy
 from proxpipe.domain.config import Retry
-from proxpipe.domain.tools import ToolRunner
+from proxpipe.domain.toolrunner import ToolRunner
+from proxpipe.stages import ansiblecfg, galaxy
 from tests.labproject import REPO
 
 PROGRAM = str(Path(sys.executable).parent / "ansible-galaxy")

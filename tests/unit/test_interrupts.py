@@ -17,7 +17,7 @@ from proxpipe.base.interrupts import Interrupted
 from proxpipe.domain import sshwait
 from proxpipe.domain.config import Retry
 from proxpipe.domain.inventory import Host
-from proxpipe.domain.tools import ToolRunner
+from proxpipe.domain.toolrunner import ToolRunner
 from tests.labproject import wait_for
 
 

@@ -5,11 +5,11 @@ The design card's folders (stages/, plugins/, templates/, lab/) are parts of the
 package-dir mapping, so the check runs on the package as the wheel lays it out: a copy, built from pyproject.toml.
 """
 
-import shutil
-import subprocess
+import runpy
 import sys
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 
 import grimp
 import pytest
@@ -17,27 +17,17 @@ import pytest
 from tests.labproject import REPO
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+LAYERS = SimpleNamespace(**runpy.run_path(str(REPO / "scripts" / "check_layers.py")))  # the lint step's own code
 
 
 @pytest.fixture(scope="module")
 def installed_layout(tmp_path_factory) -> Path:
     """The proxpipe package laid out as the wheel installs it."""
-    root = tmp_path_factory.mktemp("layout")
-    setuptools = PYPROJECT["tool"]["setuptools"]
-    for package in setuptools["packages"]:
-        source = REPO / setuptools["package-dir"].get(package, package.replace(".", "/"))
-        target = root / package.replace(".", "/")
-        target.mkdir(parents=True, exist_ok=True)
-        for module in source.glob("*.py"):
-            shutil.copy(module, target / module.name)
-    return root
+    return LAYERS.lay_out(tmp_path_factory.mktemp("layout"))
 
 
 def test_every_layer_and_plugin_contract_is_kept(installed_layout):
-    result = subprocess.run([str(Path(sys.executable).parent / "lint-imports"), str(REPO / "pyproject.toml"),
-                             "--no-cache"], cwd=installed_layout,
-                            env={"PYTHONPATH": str(installed_layout), "PATH": "/usr/bin:/bin"},
-                            capture_output=True, text=True, timeout=120)
+    result = LAYERS.check(installed_layout)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "0 broken" in result.stdout
 

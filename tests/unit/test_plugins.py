@@ -79,7 +79,7 @@ def test_hook_handoff_written(shell):
     shell.doit("deploy")
     written = shell.events("handoff_written")
     assert [(Path(e["path"]).name, e["value"]) for e in written] == [("make.txt", "6 bytes"), ("upper.txt", "6 bytes")]
-    shell.doit("-a", "deploy")  # same content again: not a new handoff
+    shell.doit("deploy", "--force")  # same content again: not a new handoff
     assert shell.events("handoff_written") == []
 
 
@@ -305,7 +305,7 @@ def test_the_run_log_records_every_run(shell):
 
 
 def test_the_installed_plugins_list_is_rescanned_only_when_a_distribution_folder_changes(tmp_path, monkeypatch):
-    from proxpipe.engine import plugins
+    from proxpipe.engine import plugin_manager as plugins
 
     site, project = tmp_path / "site", tmp_path / "project"
     (site / "example-1.0.dist-info").mkdir(parents=True)

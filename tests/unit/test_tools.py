@@ -6,7 +6,7 @@ from proxpipe.base import secrets
 from proxpipe.base.errors import ToolError
 from proxpipe.base.retry import Backoff
 from proxpipe.domain.config import Retry
-from proxpipe.domain.tools import ToolRunner
+from proxpipe.domain.toolrunner import ToolRunner
 
 
 def flaky_tool(tmp_path, failures: int, message: str):

@@ -40,6 +40,9 @@ DEFAULT_PLUGINS = {
     "lab": "proxpipe.lab.plugin",
 }
 
+# Parts of the core registered as plugins, always (they take no options): the commands (tox 4's way).
+INTERNAL_PLUGINS = {"commands": "proxpipe.commands.builtin"}
+
 # Options every plugin has in pipeline.yaml's `plugins:` section.
 COMMON_OPTIONS = {
     "enabled": schema.Field(schema.BOOL, "Load this plugin.", default=True),
@@ -84,6 +87,8 @@ class Plugins:
         pm = pluggy.PluginManager(hookspecs.PROJECT)
         pm.add_hookspecs(hookspecs)
         options, sources = {}, {}
+        for name, module in INTERNAL_PLUGINS.items():
+            pm.register(_guarded(importlib.import_module(module), name, "fail"), name=name)
         for name, (source, loader) in available.items():
             raw = section.get(name) or {}
             enabled = schema.convert(raw.get("enabled", True), COMMON_OPTIONS["enabled"],
@@ -141,7 +146,7 @@ class Plugins:
             contributed: list[tuple[str, str, Any]] = []
             getattr(self.hook, hook)(register=lambda *args: contributed.append((_calling.get(), *entry(*args))))
             # pluggy calls the last registered plugin first; registration order reads better in lists and docs.
-            order = {name: index for index, name in enumerate(self.names)}
+            order = {name: index for index, name in enumerate([*INTERNAL_PLUGINS, *self.names])}
             found: dict[str, Any] = {}
             for plugin, name, value in sorted(contributed, key=lambda item: order.get(item[0], len(order))):
                 if name in found:

@@ -17,11 +17,14 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from proxpipe.base.errors import ToolError
 from proxpipe.base.fsutil import atomic_write, display, make_private
-from proxpipe.domain.ansiblecfg import AnsibleCfg
-from proxpipe.domain.tools import ToolRunner
+from proxpipe.stages.ansiblecfg import AnsibleCfg
+
+if TYPE_CHECKING:
+    from proxpipe.api import toolrunner
 
 # Where Ansible projects keep their requirements, relative to the project directory.
 CONVENTIONAL = ("requirements.yml", "requirements.yaml", "collections/requirements.yml",
@@ -96,7 +99,7 @@ class Galaxy:
         marker = self.root / DIGEST_FILE
         return marker.is_file() and marker.read_text() == digest
 
-    def install(self, runner: ToolRunner, program: str, home: Path, environ: Mapping[str, str]) -> str:
+    def install(self, runner: toolrunner.ToolRunner, program: str, home: Path, environ: Mapping[str, str]) -> str:
         """Install the requirements unless the install is current; what happened, for the history."""
         digest = self.digest(program, environ)
         if self.current(digest):

@@ -7,7 +7,7 @@ downloaded and unpacked, never built or installed (building the null provider's 
 ~/.terraform.d). The provider goes into a filesystem mirror, and .tools/terraformrc points Terraform
 at it, so `terraform init` needs no registry.
 
-    python -m proxpipe.lab.tools install [--dest .tools]
+    python -m proxpipe.lab.terraform_install install [--dest .tools]
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def install_one(item: Pinned, dest: Path) -> str:
 
 def cli_config(dest: Path) -> str:
     mirror = (dest / "terraform-mirror").absolute()
-    return (f'# Written by `python -m proxpipe.lab.tools install`: the lab\'s providers come from a local mirror.\n'
+    return (f'# Written by `python -m proxpipe.lab.terraform_install install`: the lab\'s providers come from a local '
+            f'mirror.\n'
             f'provider_installation {{\n'
             f'  filesystem_mirror {{\n    path    = "{mirror}"\n'
             f'    include = ["registry.terraform.io/hashicorp/null"]\n  }}\n'
@@ -116,7 +117,8 @@ def install(dest: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m proxpipe.lab.tools", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m proxpipe.lab.terraform_install",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["install"])
     parser.add_argument("--dest", default=".tools", help="the tools directory (default .tools)")
     parser.add_argument("--quiet", action="store_true")

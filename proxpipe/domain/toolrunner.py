@@ -100,6 +100,7 @@ class ToolRunner:
         self.label = label
         self.grace = grace  # seconds a tool may take to stop after an interrupt
         self._patterns = [re.compile(p) for p in retry.patterns]
+        self.on_start: Callable[[], None] | None = None  # called once, before the first tool process starts
         _load_libc()
 
     def log(self, text: str) -> None:
@@ -151,6 +152,9 @@ class ToolRunner:
             self.log("# not started: its command line would hold a secret")
             raise ToolError(f"{step}: not started: its command line would hold a secret; pass secrets as a stage's "
                             "vars or env, which reach the tool through its environment or a private file")
+        if self.on_start is not None:
+            started_hook, self.on_start = self.on_start, None
+            started_hook()
         lines: list[str] = []
         stdout: list[str] = []
         readers: list[threading.Thread] = []

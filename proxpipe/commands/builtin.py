@@ -1,0 +1,14 @@
+"""proxpipe's own commands, contributed through the register_commands hook like any plugin's (tox 4's internal
+plugins): each command is declared in the module that implements it, in its COMMANDS."""
+
+from proxpipe.api.hookspecs import hookimpl
+from proxpipe.commands import deploy, docs, doctor, history, plan, rollback, statecopy, status, validate
+
+MODULES = (deploy, plan, status, validate, history, rollback, statecopy, docs, doctor)
+
+
+@hookimpl
+def register_commands(register):
+    for module in MODULES:
+        for command in module.COMMANDS:
+            register(command)

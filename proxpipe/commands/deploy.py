@@ -1,0 +1,58 @@
+"""`deploy`, and each stage's own command: `doit build`, `doit provision --template-id 8025`, `doit configure
+--inventory FILE`. A stage's command is made from what its kind declares (PARAMS, UPSTREAM_PARAM)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from proxpipe.api.command import Command, Param
+
+if TYPE_CHECKING:
+    from proxpipe.api.stage import Stage
+    from proxpipe.engine.pipeline import Pipeline
+
+
+def deploy(pipeline: Pipeline, force: bool = False) -> None:
+    from proxpipe.commands.plan import refuse_unreviewed
+    from proxpipe.engine.run import run_stages
+
+    refuse_unreviewed(pipeline)
+    stages = pipeline.stages
+    run_stages(pipeline, "deploy", stages, forced={s.name for s in stages} if force else set())
+
+
+COMMANDS = (
+    Command("deploy", "run every stale stage, in order (the default)", deploy,
+            (Param("force", "force", bool, False, "run every stage, even the up-to-date ones"),), lock=True,
+            group="run", description="Runs each stage whose inputs, settings, upstream handoff or remote product "
+                                     "changed since it last succeeded, and skips the others, saying why.",
+            example="doit deploy env=production"),
+)
+
+
+def stage_commands(pipeline: Pipeline) -> list[Command]:
+    """One command per stage of the environment, named like the stage."""
+    return [_stage_command(stage) for stage in pipeline.stages]
+
+
+def _stage_command(stage: Stage) -> Command:
+    params = [Param(p["name"], p["long"], p["type"], p["default"], p["help"]) for p in stage.PARAMS]
+    upstream = stage.UPSTREAM_PARAM
+    if upstream:
+        params.append(Param(upstream["name"], upstream["long"], str, "", upstream["help"],
+                            env_var=upstream.get("env_var", "")))
+
+    def run(pipeline: Pipeline, **options: Any) -> None:
+        from proxpipe.commands.plan import refuse_unreviewed
+        from proxpipe.engine.run import run_stages
+
+        refuse_unreviewed(pipeline)
+        given = options.pop(upstream["name"], None) if upstream else None
+        run_stages(pipeline, stage.name, [stage], forced={stage.name} if stage.forced(options) else set(),
+                   given={stage.name: str(given)} if given not in (None, "") else {}, options={stage.name: options})
+
+    description = stage.config.description or stage.description
+    return Command(stage.name, f"{stage.kind}: {description}".rstrip(": "), run, tuple(params), lock=True,
+                   group="stages",
+                   description=f"Runs stage {stage.name} alone when it is stale: {description}.",
+                   example=f"doit {stage.name}" + (f" --{upstream['long']} ..." if upstream else ""))
