@@ -1,5 +1,6 @@
-"""Built-in plugin: a webhook notifier. POSTs JSON when a run finishes or fails: a `text` field that Slack,
-Mattermost and Discord-compatible (`/slack`) endpoints show, plus structured fields. The URL comes from an
+"""Built-in plugin: a webhook notifier. POSTs JSON when a run finishes or fails, and when `proxpipe drift` finds
+drift: a `text` field that Slack, Mattermost and Discord-compatible (`/slack`) endpoints show, plus structured
+fields. The URL comes from an
 environment variable and is a secret (it holds the endpoint's token). A failing or hanging endpoint is
 retried a bounded number of times with a timeout, then only warns: it never breaks or hangs the run."""
 
@@ -16,12 +17,13 @@ from proxpipe.base.schema import Field
 from proxpipe.base.secrets import mask
 
 NAME = "webhook"
+EVENTS = ("finished", "failed", "drift")
 OPTIONS = {
     "url": Field(schema.SECRET, "The endpoint, as a ${ENV_VAR} reference; empty or unset: no notifications."),
     "timeout": Field(schema.NUMBER, "Seconds one POST may take.", default=5, minimum=0.1, maximum=60),
     "retries": Field(schema.INT, "Further tries after a failed POST.", default=2, minimum=0, maximum=5),
-    "on": Field(schema.LIST, "When to notify: finished (successful runs), failed.", default=["finished", "failed"],
-                items=Field(schema.STR, choices=("finished", "failed"))),
+    "on": Field(schema.LIST, "When to notify: finished (successful runs), failed, drift (drift was found).",
+                default=list(EVENTS), items=Field(schema.STR, choices=EVENTS)),
     "notify_noop": Field(schema.BOOL, "Also notify runs in which every stage was up to date.", default=False),
 }
 
@@ -47,6 +49,19 @@ def payload(run, ok: bool, outcomes) -> dict:
                         "handoff": o.handoff, "message": o.message} for o in outcomes],
             "failed_stage": failed.name if failed else None, "message": failed.message if failed else None,
             "interrupted": run.interrupted}
+
+
+def drift_payload(run, report) -> dict:
+    """The notification of a drift run: a text with the summary line of each stage not in sync, and the stages'
+    statuses as fields (the items stay in drift.json: a notification is no place for a long list)."""
+    stages = report.to_dict()["stages"]
+    off = [f"• {s['name']}: {s['summary']}" for s in stages if s["status"] != "in sync"]
+    text = "\n".join([f"⚠️ {report.headline()}", *off])
+    return {"text": text, "event": "drift", "environment": report.environment, "command": run.command,
+            "run": run.id, "status": report.status, "exit_code": report.exit_code,
+            "drifted_stages": [s["name"] for s in stages if s["status"] == "drifted"],
+            "stages": [{key: s[key] for key in ("name", "kind", "status", "summary", "reason", "counts")}
+                       for s in stages]}
 
 
 def post(url: str, body: dict, timeout: float, retries: int) -> str | None:
@@ -78,13 +93,20 @@ def post(url: str, body: dict, timeout: float, retries: int) -> str | None:
 @hookimpl
 def run_finished(run, ok, outcomes):
     options = run.plugin_options(NAME)
+    if ok and not options.get("notify_noop") and not any(o.status == "ran" for o in outcomes):
+        return
+    _notify(options, "finished" if ok else "failed", lambda: payload(run, ok, outcomes))
+
+
+@hookimpl
+def drift_detected(run, report):
+    _notify(run.plugin_options(NAME), "drift", lambda: drift_payload(run, report))
+
+
+def _notify(options: dict, event: str, body) -> None:
     url = options.get("url")
-    if url is None or not url.is_set:
+    if url is None or not url.is_set or event not in options["on"]:
         return
-    if ("finished" if ok else "failed") not in options["on"]:
-        return
-    if ok and not options["notify_noop"] and not any(o.status == "ran" for o in outcomes):
-        return
-    problem = post(url.reveal(), payload(run, ok, outcomes), options["timeout"], options["retries"])
+    problem = post(url.reveal(), body(), options["timeout"], options["retries"])
     if problem:
         console.warn(f"webhook notification not delivered: {problem}; the run itself is unaffected")

@@ -17,6 +17,7 @@ Hooks are grouped by phase:
   :func:`run_started`, then per stage :func:`stage_started` / :func:`stage_skipped`,
   :func:`handoff_written`, :func:`stage_finished` / :func:`stage_failed`, and last
   :func:`run_finished`;
+* drift: :func:`drift_detected` when ``proxpipe drift`` found that what is deployed no longer matches;
 * documentation: :func:`docs_context` while ``doit docs`` renders ``templates/``.
 
 An exception raised in an event hook is reported with the plugin's name; it only warns unless
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from proxpipe.base.events import RunInfo, StageInfo, StageOutcome
     from proxpipe.base.schema import Field
     from proxpipe.domain.config import Environment, ProxmoxConfig
+    from proxpipe.domain.drift import DriftReport
     from proxpipe.domain.state import StateConfig
 
 PROJECT = "proxpipe"
@@ -237,6 +239,34 @@ def run_finished(run: RunInfo, ok: bool, outcomes: list[StageOutcome]) -> None:
     :param outcomes: one ``StageOutcome`` per stage that was considered, in order: ``name``,
         ``status`` (``ran``, ``skipped``, ``failed`` or ``interrupted``), ``duration``, ``handoff``,
         ``message``, ``tool_versions``.
+    """
+
+
+# ----------------------------------------------------------------------------- drift
+
+
+@hookspec
+def drift_detected(run: RunInfo, report: DriftReport) -> None:
+    """``proxpipe drift`` found drift: at least one stage no longer matches what the pipeline made.
+
+    Called once per drift run, after every stage was checked and before the run's :func:`run_finished`;
+    only when some stage drifted (the report's ``status`` is ``drifted``, or ``unknown`` when another
+    stage could not tell), never for a run that found everything in sync or could only not tell.
+
+    ``report`` is a plain object (``proxpipe.domain.drift.DriftReport``; a plugin need not import it):
+    ``report.environment``, ``report.created`` (ISO 8601), ``report.status`` (``in sync``,
+    ``drifted`` or ``unknown``), ``report.exit_code`` (0, 2 or 1), ``report.summary_lines()`` (one
+    line per stage: ``provision: drifted: 2 resources``), ``report.drifted()`` and ``report.stages``
+    (each with ``name``, ``kind``, ``status``, ``summary()``, ``reason`` and ``items``: ``kind``
+    (``resource``, ``host``, ``field``, ``file``), ``subject``, ``summary``, ``changes`` (``path``,
+    ``then``, ``now``) and ``lines``), ``report.to_markdown()`` (short, for an issue or a chat
+    message) and ``report.to_dict()`` (the document of ``drift.json``, schemas/drift.schema.json).
+    The renderings (``summary_lines()``, ``to_markdown()``, ``to_dict()``) mask every registered
+    secret; read values from ``to_dict()`` rather than from the items, which only have the values
+    masked that the tools mark sensitive.
+
+    :param run: the drift run (``run.command`` is ``drift``).
+    :param report: what drift found, stage by stage.
     """
 
 

@@ -55,6 +55,18 @@ def mask(text: str) -> str:
     return text
 
 
+def mask_tree(value: Any) -> Any:
+    """A copy of a JSON-like value with every string in it (keys too) masked: unlike mask(json.dumps(...)), this
+    also finds a secret that JSON would escape (a quote, a backslash, a non-ASCII character)."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {mask(str(key)): mask_tree(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_tree(item) for item in value]
+    return value
+
+
 def holds_secret(text: str, shortest: int = 8) -> bool:
     """True when text contains a registered secret of at least `shortest` characters (a shorter one, like a
     four-letter password, would be found in ordinary paths and words)."""

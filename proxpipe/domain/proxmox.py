@@ -198,6 +198,16 @@ class Proxmox:
             return f"VM {vmid} exists but is not a template"
         return None
 
+    def vm_config(self, vmid: int) -> dict | None:
+        """The VM's current config (GET /nodes/{node}/qemu/{vmid}/config, on the node the cluster has it on), or None
+        when the cluster has no such VM."""
+        entry = self.vm(vmid)
+        if entry is None:
+            return None
+        node = entry.get("node") or self.node
+        return self.call(f"GET /nodes/{node}/qemu/{vmid}/config",
+                         lambda: self.api.nodes(node).qemu(vmid).config.get())
+
     def delete_vm(self, vmid: int, node: str | None = None) -> None:
         node = node or self.node
         self.task(f"DELETE /nodes/{node}/qemu/{vmid}", lambda: self.api.nodes(node).qemu(vmid).delete())

@@ -53,7 +53,7 @@ COMMON_OPTIONS = {
 # Hooks whose exceptions are the plugin's own bug: reported, and fatal only with on_error: fail. An exception in a
 # registration hook (a kind registered twice, say) is a configuration error and always ends the load.
 _EVENT_HOOKS = {"run_started", "stage_started", "stage_skipped", "handoff_written", "stage_finished",
-                "stage_failed", "run_finished", "docs_context"}
+                "stage_failed", "run_finished", "drift_detected", "docs_context"}
 
 # The plugin whose hook implementation runs right now, for messages such as "registered twice by A and B".
 _calling: contextvars.ContextVar[str] = contextvars.ContextVar("calling", default="?")
@@ -192,6 +192,9 @@ class Plugins:
 
     def run_finished(self, run, ok: bool, outcomes: list) -> None:
         self.hook.run_finished(run=run, ok=ok, outcomes=outcomes)
+
+    def drift_detected(self, run, report) -> None:
+        self.hook.drift_detected(run=run, report=report)
 
     def docs_context(self, environment) -> dict:
         """The plugins' template variables, merged; later plugins win."""

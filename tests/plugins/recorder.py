@@ -125,6 +125,12 @@ def run_finished(run, ok, outcomes):
 
 
 @hookimpl
+def drift_detected(run, report):
+    record("drift_detected", command=run.command, environment=report.environment, status=report.status,
+           summary=report.summary_lines(), drifted=[stage.name for stage in report.drifted()])
+
+
+@hookimpl
 def register_commands(register):
     register(Command("rec-hello", "say hello", lambda pipeline, name: record("rec-hello", name=name,
                                                                               environment=pipeline.env.name),

@@ -1,6 +1,7 @@
 """examples/ci/: GitHub Actions workflows and GitLab CI files that validate on every push and deploy from the main
-branch against the shared state, and publish the JUnit report; and the same behind a review (plan on the pull
-request, approval, apply of exactly that plan on merge). Linted by actionlint and GitLab's own schema."""
+branch against the shared state, and publish the JUnit report; the same behind a review (plan on the pull
+request, approval, apply of exactly that plan on merge); and drift detection on a schedule (tests/unit/test_drift_ci.py
+runs its scripts). Linted by actionlint and GitLab's own schema."""
 
 import subprocess
 from pathlib import Path
@@ -14,6 +15,8 @@ GITHUB = REPO / "examples" / "ci" / "github-actions.yml"
 GITLAB = REPO / "examples" / "ci" / "gitlab-ci.yml"
 GITHUB_REVIEW = REPO / "examples" / "ci" / "github-review.yml"
 GITLAB_REVIEW = REPO / "examples" / "ci" / "gitlab-review.yml"
+GITHUB_DRIFT = REPO / "examples" / "ci" / "github-drift.yml"
+GITLAB_DRIFT = REPO / "examples" / "ci" / "gitlab-drift.yml"
 
 
 def actionlint(path: Path) -> subprocess.CompletedProcess:
@@ -27,7 +30,8 @@ def gitlab_schema(path: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("lint, path", [(actionlint, GITHUB), (gitlab_schema, GITLAB), (actionlint, GITHUB_REVIEW),
-                                        (gitlab_schema, GITLAB_REVIEW)])
+                                        (gitlab_schema, GITLAB_REVIEW), (actionlint, GITHUB_DRIFT),
+                                        (gitlab_schema, GITLAB_DRIFT)])
 def test_the_examples_pass_their_linters_and_the_linters_catch_mistakes(tmp_path, lint, path):
     result = lint(path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -148,6 +148,23 @@ def test_hook_docs_context(shell):
         assert cfg.plugins.docs_context(cfg.environment("local")) == {"recorder": "docs for local"}
 
 
+def test_hook_drift_detected(shell, monkeypatch, capfd):
+    from tests.driftreports import drift_run, drifted_report
+
+    monkeypatch.setenv("RECORDER_FILE", str(shell.events_file))
+    with recorder_loaded():
+        cfg = load(shell.root / "pipeline.yaml", environ={})
+        run = drift_run(shell.root / ".pipeline" / "local", cfg.plugins.options)
+        cfg.plugins.drift_detected(run, drifted_report())
+        assert shell.events("drift_detected") == [{
+            "hook": "drift_detected", "command": "drift", "environment": "production", "status": "drifted",
+            "summary": ["build: drifted: 1 field", "provision: drifted: 2 resources, 1 file",
+                        "configure: drifted: 1 host"], "drifted": ["build", "provision", "configure"]}]
+        monkeypatch.setenv("RECORDER_RAISE", "drift_detected")  # an event hook: a plugin's exception only warns
+        cfg.plugins.drift_detected(run, drifted_report())
+    assert "plugin recorder failed in drift_detected: RuntimeError: boom in drift_detected" in capfd.readouterr().err
+
+
 def test_hook_register_commands(shell):
     assert "rec-hello" in shell.doit("list").stdout
     result = shell.doit("rec-hello", "--name", "you")

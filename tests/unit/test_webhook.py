@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.unit.test_plugins import ShellProject
+from tests.unit.test_plugins import ShellProject, recorder_loaded
 
 
 class Endpoint:
@@ -123,3 +123,47 @@ def test_an_interrupted_run_is_posted_as_interrupted(tmp_path, endpoint):
     (body,) = server.bodies
     assert body["ok"] is False and body["interrupted"] == "SIGINT" and body["failed_stage"] == "upper"
     assert body["text"].startswith("⏹ deploy on local was interrupted (SIGINT) at upper after ")
+
+
+def drift_plugins(tmp_path, url, **options):
+    from proxpipe.engine.pipeline import load_config
+
+    project = webhook_project(tmp_path, **options)
+    with recorder_loaded():  # the project's stages are the recorder's
+        return load_config(project.root / "pipeline.yaml", environ={"HOOK_URL": url}).plugins
+
+
+def test_drift_is_posted_with_the_summary_line_of_each_stage_not_in_sync(tmp_path, endpoint):
+    from proxpipe.domain.drift import DriftReport
+    from tests.driftreports import drift_run, drifted_report, unknown_report
+
+    server = endpoint("accept")
+    plugins = drift_plugins(tmp_path, server.url)
+    report = drifted_report(secret="T0K3N-distinctive-webhook-secret")  # the URL's token, in a diff line
+    report = DriftReport(report.environment, [*report.stages, unknown_report().stages[0]], report.created, report.run)
+    plugins.drift_detected(drift_run(tmp_path, plugins.options), report)
+    (body,) = server.bodies
+    assert body["text"].splitlines() == [
+        "⚠️ drift on production: 3 drifted, 1 unknown of 4 stages", "• build: drifted: 1 field",
+        "• provision: drifted: 2 resources, 1 file", "• configure: drifted: 1 host",
+        "• build: unknown: Proxmox API https://127.0.0.1:1 GET /cluster/resources failed: connection refused"]
+    assert body["event"] == "drift" and body["status"] == "unknown" and body["exit_code"] == 1
+    assert body["drifted_stages"] == ["build", "provision", "configure"] and body["command"] == "drift"
+    assert body["stages"][1] == {"name": "provision", "kind": "terraform", "status": "drifted",
+                                 "summary": "drifted: 2 resources, 1 file", "reason": None,
+                                 "counts": {"resource": 2, "file": 1}}
+    assert "T0K3N" not in json.dumps(body) and server.paths == ["/hooks/T0K3N-distinctive-webhook-secret"]
+
+
+def test_drift_is_not_posted_when_on_leaves_it_out_and_a_failing_endpoint_only_warns(tmp_path, endpoint, capfd):
+    from tests.driftreports import drift_run, drifted_report
+
+    server = endpoint("accept")
+    plugins = drift_plugins(tmp_path / "a", server.url, on=["failed"])
+    plugins.drift_detected(drift_run(tmp_path, plugins.options), drifted_report())
+    assert server.bodies == []
+    failing = endpoint("500")
+    plugins = drift_plugins(tmp_path / "b", failing.url, retries=0)
+    plugins.drift_detected(drift_run(tmp_path, plugins.options), drifted_report())
+    assert len(failing.bodies) == 1
+    assert "webhook notification not delivered: HTTP 500 after 1 attempt" in capfd.readouterr().err
