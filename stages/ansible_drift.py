@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from proxpipe.domain.drift import HOST, DriftItem, StageDrift
+from proxpipe.api import drift
 
 from .ansible import parse_recap
 
@@ -20,8 +20,8 @@ _RESULT = re.compile(r"^(ok|changed|skipping|fatal|failed|included|\.\.\.ignorin
 _NOTICE = re.compile(r"^\[(WARNING|DEPRECATION WARNING|ERROR)\]")
 
 
-def check_drift(output: str, diff_lines: int = DIFF_LINES) -> list[DriftItem]:
-    """One HOST item per task that would change a host (subject: the host, summary: the task, "handler: NAME" for
+def check_drift(output: str, diff_lines: int = DIFF_LINES) -> list[drift.DriftItem]:
+    """One host item per task that would change a host (subject: the host, summary: the task, "handler: NAME" for
     a handler, " (item=x)" for a loop's item), with the diff Ansible printed for it, at most diff_lines lines."""
     items, task, pending = [], "", []
     for raw in output.splitlines():
@@ -34,7 +34,7 @@ def check_drift(output: str, diff_lines: int = DIFF_LINES) -> list[DriftItem]:
             host, item = changed.group(1).split(" -> ")[0], changed.group(2)
             if task:
                 summary = f"{task} (item={item})" if item is not None else task
-                items.append(DriftItem(HOST, host, summary, (), _cut(_diff(pending), diff_lines)))
+                items.append(drift.DriftItem(drift.HOST, host, summary, (), _cut(_diff(pending), diff_lines)))
             pending = []
         elif _RESULT.match(line) or line.startswith("PLAY"):
             pending = []
@@ -56,9 +56,9 @@ def check_problem(output: str, returncode: int) -> str | None:
     return f"could not check every host: {'; '.join(parts)}" if parts else None
 
 
-def stage_drift(name: str, kind: str, output: str, returncode: int) -> StageDrift:
+def stage_drift(name: str, kind: str, output: str, returncode: int) -> drift.StageDrift:
     """The configure stage's answer from one `ansible-playbook --check --diff` run."""
-    return StageDrift(name, kind, tuple(check_drift(output)), check_problem(output, returncode))
+    return drift.StageDrift(name, kind, tuple(check_drift(output)), check_problem(output, returncode))
 
 
 def _diff(lines: list[str]) -> list[str]:
