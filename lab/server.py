@@ -1,12 +1,18 @@
-"""The lab's Proxmox VE: fakepve on a loopback address, plus what a real node also does.
+"""The lab's Proxmox VE: fakepve on a loopback address, plus what a real cluster also does.
 
-* State survives restarts: the VMs are saved to fake-pve/state.json whenever they change.
-* It is the lab's hypervisor: a running VM with a loopback address in its ipconfig0 gets its own
-  sshd (lab.hosts), started `sshd_delay` seconds after the VM starts (from its description,
-  `-1` never), and marks itself booted `boot_seconds` later; stopping or deleting the VM stops it.
-  The guest agent reports the VM's address.
+* A three-node cluster with local and shared storage, and PVE's rules for clones and migrations across
+  nodes where fakepve is lenient (lab.cluster).
+* State survives restarts: the VMs, nodes, storages and DHCP leases are saved to fake-pve/state.json whenever
+  they change (a state.json from before the cluster, with VMs only, loads into the default cluster).
+* It is the lab's hypervisor: a running VM with a loopback address in its ipconfig0 (or ip=dhcp: a lease from
+  the lab's pool) gets its own sshd (lab.hosts), started `sshd_delay` seconds after the VM starts (from its
+  description, `-1` never), and marks itself booted `boot_seconds` later; stopping or deleting the VM stops
+  it. The guest agent reports the VM's address on the interface with the VM's net0 MAC, beside lo and a
+  docker0 bridge, `agent_delay` seconds after power-on (description or /_lab/vm; `-1` never) (lab.guest).
 * Faults on demand for tests: POST /_lab/call with the admin secret calls fakepve's own switches
-  (flaky_network, fail, revoke_tickets, ...) or edits a VM.
+  (flaky_network, fail, revoke_tickets, set_node_offline, ...), /_lab/vm edits a VM, /_lab/settings sets
+  time_scale, lock_wait, clone_lock_failures ({rate, seed, mode}: a share of clones fails on PVE's
+  config-lock timeout, counted in /_lab/state), ...
 * It stops by itself after `idle_minutes` without a request, and on SIGTERM, stopping its sshds.
 
 Run by lab.control; `python -m proxpipe.lab.server --help` for the options.
@@ -18,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import secrets
 import signal
 import sys
@@ -27,8 +32,11 @@ from pathlib import Path
 
 from aiohttp import web
 from fakepve import FakePve
+from fakepve.model import TaskError
 
 from proxpipe.base.fsutil import atomic_write
+from proxpipe.lab import guest
+from proxpipe.lab.cluster import ClusterRules
 from proxpipe.lab.hosts import LabHost, LabKeys
 
 ADMIN_HEADER = "X-Lab-Admin"
@@ -36,12 +44,10 @@ ADMIN_HEADER = "X-Lab-Admin"
 ALLOWED_CALLS = {"flaky_network", "slow_network", "fail", "revoke_tickets", "snapshot_lock", "unlock",
                  "set_node_offline", "lose_quorum", "regain_quorum"}
 VM_FIELDS = {"status", "qmpstatus", "lock", "start_secs", "stop_secs", "start_error", "agent_hangs", "template",
-             "name"}
-_IP = re.compile(r"ip=(127\.\d+\.\d+\.\d+)")
-_DELAY = re.compile(r"sshd_delay=(-?\d+(?:\.\d+)?)")
+             "name", "agent_delay"}
 
 
-class LabPve(FakePve):
+class LabPve(ClusterRules, FakePve):
     def __init__(self, state_dir: Path, host: str, port: int, boot_seconds: float, idle_minutes: float,
                  base_template: tuple[int, str]):
         super().__init__(user=os.environ.get("LAB_PVE_USER") or "root@pam",
@@ -64,6 +70,8 @@ class LabPve(FakePve):
         token_id, token_secret = os.environ.get("LAB_PVE_TOKEN_ID"), os.environ.get("LAB_PVE_TOKEN_SECRET")
         if token_id and token_secret:
             self.apitokens[token_id] = token_secret
+        self.setup_cluster(host)
+        self.leases = guest.Leases(host.rpartition(".")[0])
         self._saved = ""
         self._load(base_template)
 
@@ -71,21 +79,30 @@ class LabPve(FakePve):
 
     def _load(self, base_template: tuple[int, str]) -> None:
         state_file = self.dir / "state.json"
-        if state_file.exists():
-            for item in json.loads(state_file.read_text())["vms"]:
-                self.add_vm(item["vmid"], item["name"], node=item["node"], status=item["status"],
-                            config=item["config"], template=item["template"], lock=item.get("lock"))
+        if not state_file.exists():
+            self.add_base_template(*base_template)
             return
-        vmid, name = base_template
-        self.add_vm(vmid, name, status="stopped", template=True,
-                    config={"cores": 1, "memory": 1024, "ostype": "l26", "agent": "1", "template": 1,
-                            "net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0", "description": "lab base image"})
+        state = json.loads(state_file.read_text())
+        if state.get("nodes"):
+            self.nodes = state["nodes"]
+        if state.get("storages"):
+            self.storages = {name: dict(store, files=set(store.get("files", ())))
+                             for name, store in state["storages"].items()}
+        self.leases = guest.Leases(self.leases.block, state.get("leases"))
+        for item in state["vms"]:
+            vm = self.add_vm(item["vmid"], item["name"], node=item["node"], status=item["status"],
+                             config=item["config"], template=item["template"], lock=item.get("lock"))
+            if item.get("agent_delay") is not None:
+                vm.agent_delay = item["agent_delay"]
 
     def snapshot(self, indent: int | None = 1) -> str:
         vms = [{"vmid": vm.vmid, "name": vm.name, "node": vm.node, "status": vm.status,
-                "template": bool(vm.template), "config": vm.config, "lock": vm.lock}
+                "template": bool(vm.template), "config": vm.config, "lock": vm.lock,
+                **({"agent_delay": vm.agent_delay} if getattr(vm, "agent_delay", None) is not None else {})}
                for vm in sorted(self.vms, key=lambda v: v.vmid)]
-        return json.dumps({"vms": vms}, indent=indent, sort_keys=True, default=str)
+        storages = {name: dict(store, files=sorted(store.get("files", ()))) for name, store in self.storages.items()}
+        return json.dumps({"vms": vms, "nodes": self.nodes, "storages": storages, "leases": self.leases.to_json()},
+                          indent=indent, sort_keys=True, default=str)
 
     def save(self) -> None:
         """Write state.json when the VMs changed. Asked every tick: the comparison uses the compact form, which
@@ -100,24 +117,25 @@ class LabPve(FakePve):
     # ------------------------------------------------------------------ the hypervisor
 
     def reconcile(self) -> None:
-        """Make the SSH hosts follow the VMs. An sshd starts once per power-on, like a real guest's:
+        """Make the SSH hosts and guest agents follow the VMs. An sshd starts once per power-on, like a real guest's:
         one that dies (or is killed by a test) stays down until the VM is restarted."""
         now = time.monotonic()
         live = {vm.vmid: vm for vm in self.vms if not vm.template}
+        self.leases.keep(set(live))
         for vmid, vm in live.items():
             host = self.hosts.setdefault(vmid, LabHost(self.state_dir, vmid, self.keys))
-            address = _address(vm.config)
-            if vm.status != "running" or address is None:
+            address = self.address_of(vm) if vm.status == "running" else None
+            if address is None:
                 self.powered_on.pop(vmid, None)
                 self.sshd_up.pop(vmid, None)
                 vm.agent = None
                 if host.running():
                     host.stop()
                 continue
-            vm.agent = {"interfaces": _interfaces(address)}
             powered = self.powered_on.setdefault(vmid, now)
+            vm.agent = self._agent_answers(vm, address, now - powered)
             if vmid not in self.sshd_up:
-                delay = _sshd_delay(vm.config)
+                delay = guest.delay(vm.config, "sshd_delay")
                 if not host.running():
                     if delay < 0 or now - powered < delay:
                         continue
@@ -129,6 +147,23 @@ class LabPve(FakePve):
             self.hosts.pop(vmid).remove()
             self.powered_on.pop(vmid, None)
             self.sshd_up.pop(vmid, None)
+
+    def address_of(self, vm) -> str | None:
+        """The VM's address: static from its ipconfig0, or its DHCP lease; None without either."""
+        static = guest.static_address(vm.config)
+        if static or not guest.wants_dhcp(vm.config):
+            return static
+        taken = {address for other in self.vms if (address := guest.static_address(other.config))}
+        return self.leases.address(vm.vmid, taken)
+
+    @staticmethod
+    def _agent_answers(vm, address: str, uptime: float) -> dict | None:
+        """The guest agent's answers (fakepve's vm.agent), or None while it is not running."""
+        delay = getattr(vm, "agent_delay", None)
+        delay = guest.delay(vm.config, "agent_delay") if delay is None else float(delay)
+        if not guest.agent_enabled(vm.config) or delay < 0 or uptime < delay:
+            return None
+        return {"interfaces": guest.interfaces(address, guest.mac_of(vm.config), vm.vmid)}
 
     def stop_hosts(self) -> None:
         for host in self.hosts.values():
@@ -159,6 +194,11 @@ class LabPve(FakePve):
 
     async def _do_start(self, vm, user, p):
         vm.start_secs = max(vm.start_secs, self.start_secs)
+        elsewhere = self.disk_not_here(vm)
+        if elsewhere:
+            async def refused():
+                raise TaskError(elsewhere)
+            return await self.task(vm.node, "qmstart", vm.vmid, user, refused, vm=vm)
         return await super()._do_start(vm, user, p)
 
     # ------------------------------------------------------------------ the control endpoint
@@ -184,7 +224,8 @@ class LabPve(FakePve):
     def _control(self, path: str, body: dict):
         if path == "/_lab/state":
             self.reconcile()
-            return {"vms": json.loads(self.snapshot())["vms"],
+            state = json.loads(self.snapshot())
+            return {**state, "clone_lock_failures": {**self.clone_lock_failures, "count": self.clone_lock_count},
                     "hosts": {str(v): {"sshd": h.pid(), "booted": h.booted_file.exists(), "root": str(h.root)}
                               for v, h in self.hosts.items()}}
         if path == "/_lab/call":
@@ -216,7 +257,10 @@ class LabPve(FakePve):
                 self.lock_wait = float(body["lock_wait"])
             if "start_secs" in body:
                 self.start_secs = float(body["start_secs"])
+            if "clone_lock_failures" in body:
+                self.set_clone_lock_failures(body["clone_lock_failures"])
             if body.get("clear_faults"):
+                self.set_clone_lock_failures(None)
                 self.failures = {}
                 self.flaky_network(0.0, 0.0)
                 self.slow_network(0.0)
@@ -225,23 +269,6 @@ class LabPve(FakePve):
             self.stopping.set()
             return "ok"
         raise KeyError(path)
-
-
-def _address(config: dict) -> str | None:
-    found = _IP.search(str(config.get("ipconfig0", "")))
-    return found.group(1) if found else None
-
-
-def _sshd_delay(config: dict) -> float:
-    found = _DELAY.search(str(config.get("description", "")))
-    return float(found.group(1)) if found else 0.0
-
-
-def _interfaces(address: str) -> list[dict]:
-    return [{"name": "lo", "hardware-address": "00:00:00:00:00:00",
-             "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}]},
-            {"name": "eth0", "hardware-address": "bc:24:11:00:10:01",
-             "ip-addresses": [{"ip-address": address, "ip-address-type": "ipv4", "prefix": 8}]}]
 
 
 def certificate(directory: Path, address: str) -> tuple[Path, Path]:

@@ -1,6 +1,12 @@
 # The lab's VMs: one per entry of var.vms, cloned from var.template_id and started through the
 # lab's Proxmox API, each with its own sshd on its own loopback address. On a real cluster this is
 # a bpg/proxmox proxmox_virtual_environment_vm (see examples/proxmox/infrastructure/).
+#
+# The lab is a cluster of three nodes (pve1, pve2, pve3): a VM lands on its entry's `node` (default pve1),
+# cloned the way Proxmox clones (from the template's node, with a target node), so a template on one node's
+# local storage cannot be cloned onto another. A VM without a static address (`address` left out, or "dhcp")
+# gets one from the lab's DHCP pool, which only the guest agent reports: its inventory host has ansible_host
+# "dhcp", for the pipeline to fill in from the agent.
 
 terraform {
   required_version = ">= 1.0.0"
@@ -17,12 +23,15 @@ variable "template_id" {
   description = "The template the VMs are cloned from (the build stage's handoff)."
 }
 
+# A map of string maps rather than an object type: Terraform 1.0 has no optional object attributes.
 variable "vms" {
-  type = map(object({
-    vm_id   = number
-    address = string
-  }))
-  description = "name => VMID and loopback address of each lab VM."
+  type        = map(map(string))
+  description = "name => {vm_id, address (a loopback address, \"dhcp\" or left out), node (default pve1), linked (\"true\": a linked clone)} of each lab VM."
+
+  validation {
+    condition     = alltrue([for name, vm in var.vms : can(tonumber(vm.vm_id))])
+    error_message = "Each VM needs a numeric vm_id."
+  }
 }
 
 variable "group" {
@@ -35,6 +44,18 @@ variable "sshd_delays" {
   type        = map(number)
   default     = {}
   description = "name => seconds until that VM's sshd starts (-1: never); for fault tests."
+}
+
+variable "agent_delays" {
+  type        = map(number)
+  default     = {}
+  description = "name => seconds until that VM's guest agent answers (-1: never); for fault tests."
+}
+
+variable "clone_lock_retry" {
+  type        = bool
+  default     = true
+  description = "Retry a clone that fails on Proxmox's config-lock timeout; false fails it, as the bpg provider does."
 }
 
 variable "apply_delay" {
@@ -69,18 +90,32 @@ variable "lab_api_key" {
   description = "A key the VMs are made with; the lab keeps only its sha256."
 }
 
-resource "null_resource" "vm" {
-  for_each = var.vms
+locals {
+  vms = {
+    for name, vm in var.vms : name => {
+      vm_id   = tonumber(vm.vm_id)
+      address = lookup(vm, "address", "") == "" ? "dhcp" : vm.address
+      node    = lookup(vm, "node", "pve1")
+      linked  = lookup(vm, "linked", "false") == "true"
+      # Kept in the triggers only where not the default, so that VMs made before the lab had nodes stay as they are.
+      placement = merge(lookup(vm, "node", "pve1") == "pve1" ? {} : { node = vm.node },
+      lookup(vm, "linked", "false") == "true" ? { linked = "true" } : {})
+    }
+  }
+}
 
-  triggers = {
+resource "null_resource" "vm" {
+  for_each = local.vms
+
+  triggers = merge(each.value.placement, {
     template_id = var.template_id
     vm_id       = each.value.vm_id
     address     = each.value.address
     name        = each.key
-  }
+  })
 
   provisioner "local-exec" {
-    command = "pipeline-lab vm-create --template ${var.template_id} --vmid ${each.value.vm_id} --name ${each.key} --address ${each.value.address} --sshd-delay ${lookup(var.sshd_delays, each.key, 0)} --delay ${var.apply_delay}"
+    command = "pipeline-lab vm-create --template ${var.template_id} --vmid ${each.value.vm_id} --name ${each.key} --address ${each.value.address} --node ${each.value.node}${each.value.linked ? " --linked" : ""} --sshd-delay ${lookup(var.sshd_delays, each.key, 0)} --agent-delay ${lookup(var.agent_delays, each.key, 0)}${var.clone_lock_retry ? "" : " --no-lock-retry"} --delay ${var.apply_delay}"
   }
 
   provisioner "local-exec" {
@@ -115,6 +150,7 @@ locals {
       ansible_ssh_common_args      = "-o UserKnownHostsFile=${var.lab_dir}/ssh/known_hosts -o StrictHostKeyChecking=yes"
       ansible_python_interpreter   = "/usr/bin/python3"
       vm_id                        = tonumber(vm.triggers.vm_id)
+      node                         = lookup(vm.triggers, "node", "pve1")
       template_id                  = tonumber(vm.triggers.template_id)
       lab_root                     = "${var.lab_dir}/vms/${vm.triggers.vm_id}/root"
       ansible_remote_tmp           = "${var.lab_dir}/vms/${vm.triggers.vm_id}/ansible-tmp"

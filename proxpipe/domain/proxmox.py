@@ -1,9 +1,15 @@
 """The Proxmox VE API through proxmoxer: every call retried with backoff when the cause is passing.
 
 Retried: connection errors and timeouts, 5xx answers (except the ones PVE uses for permanent
-problems), a VM locked by another task, and tasks that end in a lock timeout. A 401 on a
-password login gets one fresh ticket. Everything else fails at once with the call and the cause: a
-host name that does not resolve or a TLS certificate that does not verify among them.
+problems), a VM locked by another task and a config-lock timeout ("VM is locked (clone)", "can't lock file
+'/var/lock/qemu-server/lock-9100.conf' - got timeout": parallel clones of one template), whatever else the
+message says, and tasks that end in one of those. A 401 on a password login gets one fresh ticket.
+Everything else fails at once with the call and the cause: a host name that does not resolve or a TLS
+certificate that does not verify among them. The client counts its retries (retries, lock_retries), for
+the history.
+
+It also reads the cluster (nodes, storages, where a template's disks are, linked clones), copies a
+template to another node, and asks a VM's guest agent for its address.
 """
 
 from __future__ import annotations
@@ -11,9 +17,9 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from proxpipe.base.console import console
@@ -22,19 +28,32 @@ from proxpipe.base.fsutil import atomic_write
 from proxpipe.base.retry import Backoff
 from proxpipe.domain.config import ProxmoxConfig
 
+if TYPE_CHECKING:
+    from proxpipe.domain.cluster import Cluster, Node, Storage, TemplateLocation
+
 # 5xx messages that will not change by retrying.
 _PERMANENT = (r"(?i)does not exist|already exists|already running|not running|no such|"
-              r"permission|not allowed|invalid|can't convert|you can't|protection")
+              r"permission|not allowed|invalid|can't convert|you can't|protection|"
+              r"can't clone|can't migrate|uses local storage|is not available on node|does not support")
 # Task errors that are worth another try: another task held the VM's lock.
 _RETRY_TASK = r"(?i)got timeout|is locked|lock.*timeout|temporarily"
+# Another task holds the VM's config lock: always worth another try, in an answer or a task.
+_LOCKED = r"(?i)can't lock file|\bis locked\b|acquire lock|lock.*got timeout"
+# Guest-agent answers that mean "not (yet) there": not configured, not running, not answering, VM stopped.
+_NO_AGENT = r"(?i)agent|not running|got timeout"
 
 
 class Proxmox:
     """One API connection (made on first use) with retried calls."""
 
     def __init__(self, cfg: ProxmoxConfig, notify: Callable[[str], None] | None = None, prefer_light: bool = False,
-                 cache_file: Path | None = None):
+                 cache_file: Path | None = None, retry_locks: bool = True):
         self.cfg = cfg
+        # retry_locks=False: a config-lock timeout fails at once, as the Terraform providers fail (the lab's
+        # pipeline-lab --no-lock-retry, so a test can see the terraform stage retry instead).
+        self.retry_locks = retry_locks
+        self.retries = 0  # retries of calls and tasks so far, for the history
+        self.lock_retries = 0  # of which for a config lock held by another task
         self.node = cfg.node
         self.prefer_light = prefer_light
         self.cache_file = cache_file  # the VM list shared with the next commands (ProxmoxConfig.check_cache)
@@ -96,14 +115,25 @@ class Proxmox:
                     self._notify(f"{what}: ticket rejected; logging in again")
                     self._api = self.call("login", lambda: None, connect=True)
                     continue
-                delay = backoff.next_delay() if retry else None
+                delay = backoff.next_delay() if self._retryable(cause, retry) else None
                 if delay is None:
                     tries = f" after {backoff.attempt} attempts" if backoff.attempt > 1 else ""
                     raise ProxmoxError(f"Proxmox API {self.cfg.url} {what} failed{tries}: {cause}",
                                        refused=unauthorized) from None
+                self._count(cause)
                 self._notify(f"Proxmox API {what}: {cause}; retrying in {delay:.1f}s "
                              f"(attempt {backoff.attempt} of {self.cfg.retry.attempts})")
                 time.sleep(delay)
+
+    def _retryable(self, cause: str, transient: bool) -> bool:
+        if re.search(_LOCKED, cause):
+            return self.retry_locks
+        return transient
+
+    def _count(self, cause: str) -> None:
+        self.retries += 1
+        if re.search(_LOCKED, cause):
+            self.lock_retries += 1
 
     def task(self, what: str, start: Callable[[], str], timeout: float = 600) -> None:
         """Start a task (start() returns its UPID) and wait for it; retried as a whole on lock timeouts."""
@@ -114,9 +144,10 @@ class Proxmox:
             status = self._wait(what, upid, timeout)
             if status == "OK":
                 return
-            delay = backoff.next_delay() if re.search(_RETRY_TASK, status) else None
+            delay = backoff.next_delay() if self._retryable(status, bool(re.search(_RETRY_TASK, status))) else None
             if delay is None:
                 raise ProxmoxError(f"Proxmox task {what} ended in TASK ERROR: {status}")
+            self._count(status)
             self._notify(f"Proxmox task {what}: {status}; retrying in {delay:.1f}s")
             time.sleep(delay)
 
@@ -226,6 +257,125 @@ class Proxmox:
     def version(self) -> str:
         data = self.call("GET /version", lambda: self.api.version.get())
         return str(data.get("version", "unknown"))
+
+    # ------------------------------------------------------------------ the cluster
+
+    def nodes(self) -> tuple[Node, ...]:
+        """The cluster's nodes and whether each is online (GET /nodes)."""
+        from proxpipe.domain.cluster import parse_nodes
+
+        return parse_nodes(self.call("GET /nodes", lambda: self.api.nodes.get()))
+
+    def storages(self) -> tuple[Storage, ...]:
+        """The cluster's storages (GET /storage): shared or not, the nodes each is enabled on, what it holds."""
+        from proxpipe.domain.cluster import parse_storages
+
+        return parse_storages(self.call("GET /storage", lambda: self.api.storage.get()))
+
+    def cluster(self) -> Cluster:
+        """Nodes and storages: what proxpipe.domain.placement judges."""
+        from proxpipe.domain.cluster import Cluster
+
+        return Cluster(self.nodes(), self.storages())
+
+    def vm_config(self, vmid: int, node: str | None = None) -> dict:
+        """The VM's current config (GET /nodes/{node}/qemu/{vmid}/config); node: where it is, else looked up."""
+        node = node or self._node_of(vmid)
+        return self.call(f"GET /nodes/{node}/qemu/{vmid}/config",
+                         lambda: self.api.nodes(node).qemu(vmid).config.get()) or {}
+
+    def template_location(self, vmid: int) -> TemplateLocation | None:
+        """Where VM vmid is (its node, the storage of each drive) and whether it is a template; None when it does
+        not exist. A VM whose node is offline (status unknown) comes with no disks: its config cannot be read."""
+        from proxpipe.domain.cluster import TemplateLocation, disk_storages
+
+        entry = self.vm(vmid)
+        if entry is None:
+            return None
+        node = str(entry["node"])
+        disks = () if entry.get("status") == "unknown" else disk_storages(self.vm_config(vmid, node))
+        return TemplateLocation(int(vmid), node, str(entry.get("name") or ""), bool(int(entry.get("template") or 0)),
+                                disks)
+
+    def linked_clone_bases(self, vmids: Iterable[int] | None = None) -> dict[int, frozenset[int] | None]:
+        """For each VM that is not a template (of vmids, or all): the templates its disks are linked clones of
+        (from their volume names, base-9100-disk-0/vm-201-disk-0); frozenset() for a full clone; None when its
+        node is offline, so that its config cannot be read: it may be a linked clone."""
+        from proxpipe.domain.cluster import linked_bases
+
+        wanted = None if vmids is None else {int(v) for v in vmids}
+        found: dict[int, frozenset[int] | None] = {}
+        for entry in self.vms():
+            vmid = int(entry["vmid"])
+            if int(entry.get("template") or 0) or (wanted is not None and vmid not in wanted):
+                continue
+            found[vmid] = None if entry.get("status") == "unknown" else \
+                linked_bases(self.vm_config(vmid, str(entry["node"])))
+        return found
+
+    def copy_template(self, vmid: int, newid: int, node: str, storage: str, name: str) -> None:
+        """Make template newid on `node`, its disks on `storage`: a full copy of template vmid (the build stage's
+        nodes: option). Proxmox clones onto another node only from shared storage, so this is a full clone on
+        the template's own node (into `storage` when that node can write there), moved to `node` by an offline
+        migration with targetstorage when it is elsewhere, then converted to a template. A copy that fails
+        halfway is deleted again. Raises PipelineError with one line when it cannot be made."""
+        from proxpipe.domain.placement import copy_problem
+
+        source = self.template_location(vmid)
+        cluster = self.cluster()
+        problem = copy_problem(cluster, vmid, source, node, storage)
+        if problem:
+            raise PipelineError(problem)
+        if self.vm(newid) is not None:
+            raise PipelineError(f"VMID {newid} is already in use: template {vmid} cannot be copied to it")
+        home = source.node
+        clone: dict[str, Any] = {"newid": newid, "name": name, "full": 1}
+        if cluster.storage(storage).enabled_on(home):
+            clone["storage"] = storage
+        self.task(f"POST /nodes/{home}/qemu/{vmid}/clone", lambda: self.api.nodes(home).qemu(vmid).clone.post(**clone))
+        try:
+            if node != home:
+                self.task(f"POST /nodes/{home}/qemu/{newid}/migrate", lambda: self.api.nodes(home).qemu(newid).migrate
+                          .post(target=node, targetstorage=storage))
+            self.task(f"POST /nodes/{node}/qemu/{newid}/template", lambda: self.api.nodes(node).qemu(newid).template
+                      .post())
+        except PipelineError as exc:
+            raise PipelineError(f"copying template {vmid} to {node}: {exc}{self._discard(newid)}") from None
+
+    def _discard(self, vmid: int) -> str:
+        """Delete what a failed copy left; "" when done, else what the user must do."""
+        try:
+            entry = self.vm(vmid)
+            if entry is not None:
+                self.delete_vm(vmid, str(entry["node"]))
+            return ""
+        except PipelineError as exc:
+            return f"; VM {vmid} was left behind ({exc}): delete it by hand"
+
+    def agent_ipv4(self, vmid: int, node: str, mac: str | None = None) -> str | None:
+        """The IPv4 address the VM's guest agent reports for the interface with this MAC (default: the VM's net0),
+        not the loopback or a Docker bridge; None while the agent does not answer or reports none. Asks once: the
+        caller waits. Raises ProxmoxError when the API refuses (credentials, a VM that does not exist)."""
+        from proxpipe.domain.cluster import interface_ipv4, net_mac
+
+        mac = mac or net_mac(self.vm_config(vmid, node).get("net0"))
+        if mac is None:
+            return None
+        what = f"GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces"
+        try:
+            data = self.api.nodes(node).qemu(vmid).agent("network-get-interfaces").get()
+        except Exception as exc:  # noqa: BLE001 - classified: not there yet, or refused
+            cause, transient, unauthorized = _classify(exc)
+            if not unauthorized and (transient or re.search(_NO_AGENT, cause)):
+                return None
+            raise ProxmoxError(f"Proxmox API {self.cfg.url} {what} failed: {cause}", refused=unauthorized) from None
+        return interface_ipv4(data, mac)
+
+    def _node_of(self, vmid: int) -> str:
+        entry = self.vm(vmid)
+        if entry is None:
+            raise PipelineError(f"VM {vmid} does not exist on the cluster")
+        return str(entry["node"])
 
 
 def _http(status: int, message: str) -> tuple[str, bool, bool]:

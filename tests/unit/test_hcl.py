@@ -18,7 +18,7 @@ def test_the_labs_terraform_variables():
     assert found["vm_salt"] == {"sensitive": True, "type": "string", "default": "", "file": "main.tf",
                                 "description": "A secret the VMs are made with; the lab keeps only its sha256."}
     assert found["lab_api_key"]["sensitive"] is False
-    assert found["vms"]["type"] == "map(object({vm_id = number, address = string}))" and "default" not in found["vms"]
+    assert found["vms"]["type"] == "map(map(string))" and "default" not in found["vms"]
     assert found["group"]["default"] == "jump_hosts" and found["sshd_delays"]["default"] == {}
 
 
