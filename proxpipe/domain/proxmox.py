@@ -229,16 +229,6 @@ class Proxmox:
             return f"VM {vmid} exists but is not a template"
         return None
 
-    def vm_config(self, vmid: int) -> dict | None:
-        """The VM's current config (GET /nodes/{node}/qemu/{vmid}/config, on the node the cluster has it on), or None
-        when the cluster has no such VM."""
-        entry = self.vm(vmid)
-        if entry is None:
-            return None
-        node = entry.get("node") or self.node
-        return self.call(f"GET /nodes/{node}/qemu/{vmid}/config",
-                         lambda: self.api.nodes(node).qemu(vmid).config.get())
-
     def delete_vm(self, vmid: int, node: str | None = None) -> None:
         node = node or self.node
         self.task(f"DELETE /nodes/{node}/qemu/{vmid}", lambda: self.api.nodes(node).qemu(vmid).delete())
@@ -278,9 +268,14 @@ class Proxmox:
 
         return Cluster(self.nodes(), self.storages())
 
-    def vm_config(self, vmid: int, node: str | None = None) -> dict:
-        """The VM's current config (GET /nodes/{node}/qemu/{vmid}/config); node: where it is, else looked up."""
-        node = node or self._node_of(vmid)
+    def vm_config(self, vmid: int, node: str | None = None) -> dict | None:
+        """The VM's current config (GET /nodes/{node}/qemu/{vmid}/config); node: where it is, else looked up in the
+        cluster's VM list. None when the cluster has no such VM."""
+        if node is None:
+            entry = self.vm(vmid)
+            if entry is None:
+                return None
+            node = str(entry.get("node") or self.node)
         return self.call(f"GET /nodes/{node}/qemu/{vmid}/config",
                          lambda: self.api.nodes(node).qemu(vmid).config.get()) or {}
 
@@ -370,12 +365,6 @@ class Proxmox:
                 return None
             raise ProxmoxError(f"Proxmox API {self.cfg.url} {what} failed: {cause}", refused=unauthorized) from None
         return interface_ipv4(data, mac)
-
-    def _node_of(self, vmid: int) -> str:
-        entry = self.vm(vmid)
-        if entry is None:
-            raise PipelineError(f"VM {vmid} does not exist on the cluster")
-        return str(entry["node"])
 
 
 def _http(status: int, message: str) -> tuple[str, bool, bool]:
