@@ -190,12 +190,18 @@ class PipelineConfig(NamedTuple):
     raw_plugins: Any = None  # the plugins section as written
 
     def environment(self, name: str | None = None) -> Environment:
-        """The environment by name, else PIPELINE_ENV, else default_environment, else the only one."""
-        name = name or os.environ.get("PIPELINE_ENV") or self.default_environment
+        """The environment by name, else PIPELINE_ENV, else default_environment, else the only one. An empty name
+        (`env=`, or PIPELINE_ENV set to nothing) is an error, never the default: the default may be production."""
+        known = ", ".join(self.environments)
+        given, how, drop = ((name, "env= is", "leave env= out") if name is not None else
+                            (os.environ.get("PIPELINE_ENV"), "PIPELINE_ENV is set but", "unset it"))
+        if given is not None and not given.strip():
+            default = f"the default, {self.default_environment}" if self.default_environment else "the default"
+            raise ConfigError(f"{how} empty: name the environment (known: {known}), or {drop} for {default}")
+        name = given or self.default_environment
         if not name and len(self.environments) == 1:
             name = next(iter(self.environments))
         if name not in self.environments:
-            known = ", ".join(self.environments)
             raise ConfigError(f"{self.path.name}: environments: no environment {name!r} (known: {known}); "
                               "choose one with env=NAME or PIPELINE_ENV")
         return self.environments[name]
