@@ -182,7 +182,7 @@ def _newest(pipeline: Pipeline) -> str:
     if record.status != PLANNED:
         return f"{record.id} ({record.status})"
     cause = stale_cause(pipeline, record, offline=True)
-    return f"{record.id} (stale: {cause})" if cause else f"{record.id} (not stale: its files and settings are as they were)"
+    return f"{record.id} ({f'stale: {cause}' if cause else 'not stale: its files and settings are as they were'})"
 
 
 # ----------------------------------------------------------------------------- apply
