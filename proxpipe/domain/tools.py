@@ -25,6 +25,7 @@ from proxpipe.base.retry import Backoff
 from proxpipe.domain.config import Retry
 
 TAIL_LINES = 25
+READER = "tool-output:"  # the name of a thread that reads a tool's output into its log, before the tool's pid
 
 
 @dataclass
@@ -176,7 +177,7 @@ class ToolRunner:
                 streams = [(proc.stdout, stdout if capture else None)] + ([(proc.stderr, None)] if capture else [])
                 for stream, keep in streams:
                     readers.append(threading.Thread(target=self._read, args=(stream, lines, on_line, keep),
-                                                    daemon=True))
+                                                    name=f"{READER}{proc.pid}", daemon=True))
                     readers[-1].start()
             expired = self._wait(proc)
         except (interrupts.Interrupted, KeyboardInterrupt) as exc:
