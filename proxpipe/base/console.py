@@ -76,13 +76,16 @@ class Console:
                 stream.write(secrets.mask(text) + "\n")
                 stream.flush()
             except OSError as exc:
-                self._lose(name, exc)
+                self._lose(name, stream, exc)
 
-    def _lose(self, name: str, exc: OSError) -> None:
+    def _lose(self, name: str, stream, exc: OSError) -> None:
         """stdout or stderr cannot be written: said once on the other one (unless the reader just went away, as
-        `| head` does), and this process's file descriptor pointed at /dev/null, so that nothing (Python's last
-        flush at exit included) tries again."""
-        fd = 1 if name == "stdout" else 2
+        `| head` does), and the stream's file descriptor pointed at /dev/null, so that nothing (Python's last flush
+        at exit included) tries again."""
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # doit's writer of a task's output: the process's own stream
+            fd = 1 if name == "stdout" else 2
         target = _target(fd)
         problem = f"{name}{f' ({target})' if target else ''}: cannot write: {exc.strerror or exc}"
         self.lost[name] = problem

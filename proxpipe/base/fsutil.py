@@ -32,9 +32,9 @@ def file_error(exc: OSError, path: Path | str, doing: str = "write") -> FileErro
 
 
 def failed_in(directory: Path | str) -> set[int | None]:
-    """The errnos of the FileErrors made so far for files in directory."""
+    """The errnos of the FileErrors made so far for files in directory and below it."""
     directory = os.path.abspath(directory)
-    return {errno for where, errno in _failed if where == directory}
+    return {errno for where, errno in _failed if where == directory or where.startswith(directory + os.sep)}
 
 
 @contextlib.contextmanager

@@ -108,7 +108,7 @@ class ToolRunner:
         """Append to the stage's log; FileError (one line) when it cannot be written, so no tool starts unlogged."""
         with on_disk(self.log_path):
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.log_path, "a") as out:
+            with open(self.log_path, "a", encoding="utf-8", errors="replace") as out:
                 out.write(secrets.mask(text).rstrip("\n") + "\n")
 
     def _log_after(self, text: str) -> None:
@@ -206,10 +206,13 @@ class ToolRunner:
         try:
             return subprocess.Popen(argv, cwd=cwd or self.cwd, env={**self.env, **(env or {})},
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE if capture else subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
+                                    stdin=subprocess.DEVNULL, text=True, encoding="utf-8", errors="replace", bufsize=1,
                                     start_new_session=True, preexec_fn=_die_with_parent, umask=0o077)
         except OSError as exc:
             raise ToolError(f"{step}: cannot start {argv[0]}: {exc.strerror}") from None
+        except UnicodeEncodeError:  # Python in a C locale, without UTF-8 mode
+            raise ToolError(f"{step}: cannot start {argv[0]}: its command line or environment holds characters the "
+                            "locale cannot pass; run with a UTF-8 locale (LC_ALL=C.UTF-8)") from None
 
     def _settle(self, proc, exc: BaseException, started: float, readers: list[threading.Thread]) -> None:
         """After an interrupt: wait until the tool has stopped (it got SIGINT, and SIGKILL after its grace period or
@@ -273,7 +276,7 @@ class ToolRunner:
 
     def _open_log(self):
         try:
-            return open(self.log_path, "a")
+            return open(self.log_path, "a", encoding="utf-8", errors="replace")
         except OSError as exc:
             self._log_problem = self._log_problem or file_error(exc, self.log_path)
             return None

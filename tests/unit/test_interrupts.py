@@ -5,9 +5,11 @@ never cut apart, and waits that are not a tool (the SSH wait) end at once.
 The signals are real: the tools below send them to this test process, as a terminal or a CI runner would.
 """
 
+import itertools
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -77,6 +79,23 @@ def test_a_second_interrupt_kills_the_tool_at_once(handled, tmp_path):
         runner(tmp_path, grace=3600).run([tool(tmp_path, "echo once more; kill -INT $PPID")], "terraform apply")
     log = logged(tmp_path)
     assert "once more" in log and "a second interrupt came" in log
+
+
+def test_the_log_gets_the_tools_last_words_however_slow_its_reader(handled, tmp_path, monkeypatch):
+    # A busy machine, made: the reader takes the first line at once and the rest long after the runner stopped
+    # waiting for it (2 s); the log still gets them, and logged() waits for them.
+    read = ToolRunner._read
+
+    def slow(self, stream, *args):
+        first = stream.readline()
+        time.sleep(2.5)
+        return read(self, itertools.chain([first], stream), *args)
+
+    monkeypatch.setattr(ToolRunner, "_read", slow)
+    with pytest.raises(Interrupted):
+        runner(tmp_path, grace=3600).run([tool(tmp_path, "echo once more; kill -INT $PPID")], "terraform apply")
+    log = logged(tmp_path)
+    assert "started" in log and "once more" in log and "a second interrupt came" in log
 
 
 def test_sigterm_exits_with_143(handled, tmp_path):

@@ -211,7 +211,8 @@ def _write_all(fd: int, data: bytes, size: int) -> None:
         if written != len(data):  # a short write: the disk is full
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     except OSError:
-        os.ftruncate(fd, size)
+        with contextlib.suppress(OSError):  # what cannot be cut off (a device) was not half-written either
+            os.ftruncate(fd, size)
         raise
 
 
