@@ -1,5 +1,5 @@
 """The ansible-galaxy step of the stage kinds that run Ansible: configure (ansible) and build (packer, when its
-template runs the Ansible provisioner). The install itself is proxpipe.domain.galaxy."""
+template runs the Ansible provisioner). The install itself is proxpipe.stages.galaxy."""
 
 from __future__ import annotations
 

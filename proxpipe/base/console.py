@@ -1,7 +1,14 @@
-"""Console output: stage banners, progress lines, warnings. Everything shown is secret-masked."""
+"""Console output: stage banners, progress lines, warnings. Everything shown is secret-masked.
+
+Output never ends a command with a traceback: where the terminal cannot show a character (PYTHONIOENCODING=ascii,
+a C locale without UTF-8), the project's symbols become ASCII and anything else `?`, for every writer of the
+process's stdout and stderr (doit's included); where a stream cannot be written at all (a full disk behind a
+redirection), that is said in one line on the other stream, once, and the command goes on without it.
+"""
 
 from __future__ import annotations
 
+import codecs
 import os
 import sys
 import threading
@@ -9,12 +16,47 @@ import threading
 from proxpipe.base import secrets
 
 _COLORS = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1", "cyan": "36"}
+# The symbols the project prints, for a stream that cannot encode them (tools' own output becomes ? instead).
+ASCII = {"▶": ">", "·": "-", "✓": "+", "✗": "x", "│": "|", "↶": "<", "↻": "~", "…": "...", "╷": "|", "╵": "|",
+         "✅": "[ok]", "❌": "[x]", "⏹": "[stopped]", "—": "-", "–": "-", "→": "->", "“": '"', "”": '"', "’": "'"}
+_ERRORS = "proxpipe-ascii"
+
+
+def _to_ascii(exc: UnicodeError) -> tuple[str | bytes, int]:
+    """The codec error handler: one character at a time, its ASCII stand-in, else `?`; an undecodable byte that
+    Python kept as a surrogate (surrogateescape) is written back as the byte it was."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    char = exc.object[exc.start]
+    if 0xDC80 <= ord(char) <= 0xDCFF:
+        return bytes([ord(char) - 0xDC00]), exc.start + 1
+    return ASCII.get(char, "?"), exc.start + 1
+
+
+codecs.register_error(_ERRORS, _to_ascii)
+
+
+def fit_stream(stream) -> None:
+    """Make stream (a text file of this process) write what its encoding cannot hold as ASCII or `?` instead of
+    failing. Nothing changes for a UTF-8 stream."""
+    encoding = getattr(stream, "encoding", None)
+    if not encoding or not hasattr(stream, "reconfigure"):
+        return
+    try:
+        if codecs.lookup(encoding).name == "utf-8" or stream.errors == _ERRORS:
+            return
+        stream.reconfigure(errors=_ERRORS)
+    except (LookupError, ValueError, OSError):
+        pass  # an unknown or detached stream: left as it is
 
 
 class Console:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.quiet = False
+        self.lost: dict[str, str] = {}  # "stdout"/"stderr" -> the one line said when it could not be written
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            fit_stream(stream)
 
     @property
     def color(self) -> bool:
@@ -24,10 +66,42 @@ class Console:
         return f"\033[{_COLORS[color]}m{text}\033[0m" if self.color else text
 
     def out(self, text: str = "", stream=None) -> None:
+        name = "stderr" if stream is sys.stderr else "stdout"
         stream = stream or sys.stdout
         with self._lock:
-            stream.write(secrets.mask(text) + "\n")
-            stream.flush()
+            if name in self.lost:
+                return
+            fit_stream(stream)
+            try:
+                stream.write(secrets.mask(text) + "\n")
+                stream.flush()
+            except OSError as exc:
+                self._lose(name, stream, exc)
+
+    def _lose(self, name: str, stream, exc: OSError) -> None:
+        """stdout or stderr cannot be written: said once on the other one (unless the reader just went away, as
+        `| head` does), and the stream's file descriptor pointed at /dev/null, so that nothing (Python's last flush
+        at exit included) tries again."""
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # doit's writer of a task's output: the process's own stream
+            fd = 1 if name == "stdout" else 2
+        target = _target(fd)
+        problem = f"{name}{f' ({target})' if target else ''}: cannot write: {exc.strerror or exc}"
+        self.lost[name] = problem
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+        except OSError:
+            pass
+        if isinstance(exc, BrokenPipeError) or name == "stderr" or "stderr" in self.lost:
+            return
+        try:
+            sys.stderr.write(self.paint(f"error: {problem}; the rest of its output is lost", "red") + "\n")
+            sys.stderr.flush()
+        except OSError:
+            self.lost["stderr"] = problem
 
     def info(self, text: str) -> None:
         if not self.quiet:
@@ -43,6 +117,15 @@ class Console:
 
     def error(self, text: str) -> None:
         self.out(self.paint(f"error: {text}", "red"), sys.stderr)
+
+
+def _target(fd: int) -> str:
+    """What a file descriptor is written to (a file, /dev/full), for the message; "" for a terminal or pipe."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
+    return target if target.startswith("/") and not target.startswith("/dev/pts") else ""
 
 
 console = Console()

@@ -57,3 +57,21 @@ class StateError(PipelineError):
 
 class Unsupported(PipelineError):
     """A stage kind does not implement a verb (destroy, rollback, restore): nothing was done."""
+
+
+class FileError(PipelineError, OSError):
+    """A file of the pipeline's own (the state directory, a log, the console) cannot be read or written. Also an
+    OSError, so code that gives up quietly on a cache still does; str() is the one line, naming the path and the
+    errno's meaning: ``.pipeline/lab/history.jsonl: cannot write: No space left on device``."""
+
+    def __init__(self, message: str, errno: int | None, path: str):
+        import os
+
+        OSError.__init__(self, errno, os.strerror(errno) if errno else message, path)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):
+        return type(self), (self.message, self.errno, self.filename)

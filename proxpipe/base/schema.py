@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from proxpipe.base.errors import ConfigError
 from proxpipe.base.fsutil import display
-from proxpipe.base.secrets import Secret, expand, looks_secret, references, unset_message
+from proxpipe.base.secrets import Secret, expand, looks_secret, references, unset_message, written_out
 
 # Kinds of value a Field accepts.
 STR, INT, NUMBER, BOOL, LIST, MAP = "str", "int", "number", "bool", "list", "map"
@@ -48,6 +48,9 @@ class Field(NamedTuple):
     maximum: float | None = None
     check: Callable[[Any], str | None] | None = None  # returns a problem, or None
     relative_to: str = "base"  # paths: "base" (the stage's dir for stage options) or "project"
+    # SECRET: the problem with the text as written (before its ${VAR} references are resolved), or None. Default:
+    # anything written out besides references is refused (a secret in a file is a secret in git).
+    as_written: Callable[[str], str | None] | None = None
 
 
 class Context:
@@ -214,9 +217,22 @@ def _shown(base: Path) -> str:
 def _secret(value, spec, where, ctx):
     if not isinstance(value, str):
         raise _wrong(value, spec, where, ctx)
+    problem = spec.as_written(value) if spec.as_written else literal_secret(value, where)
+    if problem:
+        raise ctx.error(where, problem)
     resolved, names = expand(value, ctx.environ)
     source = names[0] if names else ""
     return Secret(resolved, source, f"{ctx.file}: {where}")
+
+
+def literal_secret(text: str, where: str) -> str | None:
+    """The problem with a secret written out, or None when it is only ${VAR} references (a ${VAR:-default} included)
+    or empty."""
+    if not written_out(text).strip():
+        return None
+    variable = "_".join(where.replace("-", "_").split(".")[-2:]).upper()  # proxmox.token_secret: PROXMOX_TOKEN_SECRET
+    return (f"a literal secret is refused: write a reference such as ${{{variable}}} instead, and set that environment "
+            "variable")
 
 
 def _command(value, spec, where, ctx):

@@ -126,6 +126,11 @@ def references(text: str) -> list[str]:
     return [match.group(1) for match in _REF.finditer(text)]
 
 
+def written_out(text: str, placeholder: str = "") -> str:
+    """text with its ${VAR} and ${VAR:-default} references replaced by placeholder: what is written out in it."""
+    return _REF.sub(placeholder, text)
+
+
 def expand(text: str, environ: dict[str, str]) -> tuple[str | None, list[str]]:
     """Replace ${VAR} and ${VAR:-default} in text; the values of variables named like secrets are registered.
 

@@ -22,6 +22,10 @@ KINDS = {schema.STR: "string", schema.INT: "integer", schema.NUMBER: "number", s
          schema.RAW: "mapping"}
 
 
+# What the loader does with a secret written out (schema.literal_secret, or the field's own as_written check).
+_REFUSED = {True: " A literal value is refused.", False: " A literal secret in it is refused."}
+
+
 def _default(field: Field) -> str:
     if field.required:
         return "required"
@@ -45,7 +49,8 @@ def _rows(fields: Mapping[str, Field], prefix: str) -> list[str]:
             kind += f" of {KINDS[field.items.kind]}"
         if field.choices:
             kind += ": " + ", ".join(f"`{c}`" for c in field.choices)
-        rows.append(f"| `{prefix}{name}` | {kind} | {_default(field) or '-'} | {_text(field.doc)} |")
+        doc = field.doc + (_REFUSED[field.as_written is None] if field.kind == schema.SECRET else "")
+        rows.append(f"| `{prefix}{name}` | {kind} | {_default(field) or '-'} | {_text(doc)} |")
         if field.fields is not None and field.kind == schema.MAP:
             rows += _rows(field.fields, f"{prefix}{name}.")
     return rows

@@ -163,6 +163,9 @@ def show(pipeline: Pipeline, record: Plan, output: str = "") -> None:
 
 def approve(pipeline: Pipeline, plan_id: str = "", by: str = "") -> None:
     """The doit action of `doit approve --plan ID [--by NAME]`."""
+    if not plan_id:  # never the newest one unasked: it may be stale, or another one than the reviewed
+        raise PipelineError(f"approve needs --plan ID: the newest plan is {_newest(pipeline)}; "
+                            "`doit approve --plan ID` once you reviewed it (`doit plan` makes a new one)")
     record = find(pipeline, plan_id)
     approver = who(by)
     if record.status != PLANNED:
@@ -173,6 +176,15 @@ def approve(pipeline: Pipeline, plan_id: str = "", by: str = "") -> None:
     record.approvals.append({"by": approver, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     save(pipeline, record)
     console.out(f"plan {record.id} approved by {approver}; apply it with `doit apply --plan {record.id}`")
+
+
+def _newest(pipeline: Pipeline) -> str:
+    """The newest plan's id and whether it still holds, judged from the files and settings (no tool, no API)."""
+    record = find(pipeline, "")
+    if record.status != PLANNED:
+        return f"{record.id} ({record.status})"
+    cause = stale_cause(pipeline, record, offline=True)
+    return f"{record.id} ({f'stale: {cause}' if cause else 'not stale: its files and settings are as they were'})"
 
 
 # ----------------------------------------------------------------------------- apply
@@ -229,18 +241,19 @@ def _apply_stage(pipeline: Pipeline, record: Plan, entry: StagePlan) -> bool:
                 pipeline.store.delete_document(PLAN_FILES, entry.plan_file)
 
 
-def stale_cause(pipeline: Pipeline, record: Plan) -> str | None:
-    """What changed since the plan was made, in a few words; None when nothing did."""
+def stale_cause(pipeline: Pipeline, record: Plan, offline: bool = False) -> str | None:
+    """What changed since the plan was made, in a few words; None when nothing did. offline: only what the files
+    and settings say, without the tools' own state or the cluster."""
     from proxpipe.engine.execute import stage_job
 
     for entry in record.stages:
         stage = pipeline.stage(entry.name)
-        facts = {k: v for k, v in entry.facts.items() if k != "remote"}
+        facts = {k: v for k, v in entry.facts.items() if k != "remote" and not offline}
         if facts:
             now = stage.plan_facts(stage_job(pipeline, stage, f"apply-check-{stage.name}"))
             if now != facts:
                 return stage.describe_facts(facts, now)
-        if "remote" in entry.facts and uptodate.remote_check(stage) is False:
+        if "remote" in entry.facts and not offline and uptodate.remote_check(stage) is False:
             return stage.remote_reason
         changed = uptodate.differences(pipeline, stage, entry.state, uptodate.current_record(pipeline, stage),
                                        "the plan")

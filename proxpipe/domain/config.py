@@ -22,6 +22,7 @@ RESERVED_NAMES = {"deploy", "status", "validate", "rollback", "destroy", "docs",
                   "list", "info", "clean", "forget", "ignore", "help",
                   "auto", "dumpdb", "strace", "reset-dep", "tabcompletion"}
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+_CACHE_FORMAT = 2  # copies of older versions were written before the duplicate-key and size checks
 
 
 def _regex(value: str) -> str | None:
@@ -197,12 +198,18 @@ class PipelineConfig(NamedTuple):
     raw_plugins: Any = None  # the plugins section as written
 
     def environment(self, name: str | None = None) -> Environment:
-        """The environment by name, else PIPELINE_ENV, else default_environment, else the only one."""
-        name = name or os.environ.get("PIPELINE_ENV") or self.default_environment
+        """The environment by name, else PIPELINE_ENV, else default_environment, else the only one. An empty name
+        (`env=`, or PIPELINE_ENV set to nothing) is an error, never the default: the default may be production."""
+        known = ", ".join(self.environments)
+        given, how, drop = ((name, "env= is", "leave env= out") if name is not None else
+                            (os.environ.get("PIPELINE_ENV"), "PIPELINE_ENV is set but", "unset it"))
+        if given is not None and not given.strip():
+            default = f"the default, {self.default_environment}" if self.default_environment else "the default"
+            raise ConfigError(f"{how} empty: name the environment (known: {known}), or {drop} for {default}")
+        name = given or self.default_environment
         if not name and len(self.environments) == 1:
             name = next(iter(self.environments))
         if name not in self.environments:
-            known = ", ".join(self.environments)
             raise ConfigError(f"{self.path.name}: environments: no environment {name!r} (known: {known}); "
                               "choose one with env=NAME or PIPELINE_ENV")
         return self.environments[name]
@@ -233,9 +240,12 @@ def load(path: Path | str, environ: dict[str, str] | None, plugins: Callable[[An
 
 def _read_yaml(path: Path) -> Any:
     """The parsed file. A JSON copy next to the state (.pipeline/) spares the YAML parser, a tenth of a no-op
-    run's start-up, as long as the file's bytes are the same."""
+    run's start-up, as long as the file's bytes are the same. The copy is written only once the file passed
+    yamlfile's checks (no duplicate key, within its bounds), so it never holds what they refuse."""
     import hashlib
     import json
+
+    from proxpipe.domain import yamlfile
 
     try:
         raw = path.read_bytes()
@@ -247,32 +257,20 @@ def _read_yaml(path: Path) -> Any:
     digest = hashlib.sha256(raw).hexdigest()
     cache = path.parent / ".pipeline" / f".{path.name}.json"
     try:
-        cached = json.loads(cache.read_text())
-        if cached["sha256"] == digest:
-            return cached["data"]
+        if cache.stat().st_size <= yamlfile.MAX_CHARS + 100:  # never a copy an older version let grow
+            cached = json.loads(cache.read_text())
+            if cached["sha256"] == digest and cached.get("format") == _CACHE_FORMAT:
+                return cached["data"]
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    data = _parse_yaml(path, raw.decode(errors="replace"))
+    data = yamlfile.load(path.name, raw)
     try:
         from proxpipe.base.fsutil import atomic_write
 
-        atomic_write(cache, json.dumps({"sha256": digest, "data": data}), durable=False)
+        atomic_write(cache, json.dumps({"sha256": digest, "format": _CACHE_FORMAT, "data": data}), durable=False)
     except (OSError, TypeError, ValueError):
         pass  # a read-only checkout, or YAML that JSON cannot hold (dates): just no cache
     return data
-
-
-def _parse_yaml(path: Path, text: str) -> Any:
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        return yaml.load(text, Loader=loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "syntax"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path.name}: {where}: invalid YAML: {problem}") from None
 
 
 def _environment(name: str, data: Any, ctx: schema.Context, kinds: dict[str, type],

@@ -83,7 +83,10 @@ def facts(directory: Path, kind: str, cache: Path | None = None) -> dict[str, An
         from proxpipe.base.fsutil import atomic_write
 
         entries[key] = {"digest": current, "facts": found}
-        atomic_write(cache, json.dumps(entries, indent=1, sort_keys=True), durable=False)
+        try:
+            atomic_write(cache, json.dumps(entries, indent=1, sort_keys=True), durable=False)
+        except OSError:
+            pass  # a read-only or full state directory: read again next time
     return found
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from proxpipe.base.console import console
 from proxpipe.base.errors import LockedError
-from proxpipe.base.fsutil import atomic_write, pid_alive
+from proxpipe.base.fsutil import atomic_write, on_disk, pid_alive
 
 # Where CI systems say which job is running (GitHub Actions, GitLab CI, Jenkins, Buildkite).
 _CI_URL = (("GITHUB_RUN_ID", lambda e: f"{e.get('GITHUB_SERVER_URL', 'https://github.com')}/"
@@ -84,8 +84,9 @@ def acquire(state_dir: Path, environment: str, command: str, wait: float = 0.0) 
     state_dir = Path(state_dir).absolute()
     if state_dir in _held:
         return
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    with on_disk(state_dir / "lock"):
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
 
     def try_once() -> bool:
         try:
@@ -100,7 +101,11 @@ def acquire(state_dir: Path, environment: str, command: str, wait: float = 0.0) 
     previous = holder(state_dir)
     if previous and previous.get("pid") != os.getpid():
         warn_taken_over(environment, previous)
-    atomic_write(state_dir / "lock.json", json.dumps(holder_info(command)), 0o600, durable=False)
+    try:
+        atomic_write(state_dir / "lock.json", json.dumps(holder_info(command)), 0o600, durable=False)
+    except OSError:
+        os.close(fd)  # the lock is not taken: nothing will run
+        raise
     _held[state_dir] = fd
 
 
@@ -109,7 +114,10 @@ def release(state_dir: Path) -> None:
     fd = _held.pop(state_dir, None)
     if fd is None:
         return
-    (state_dir / "lock.json").unlink(missing_ok=True)
+    try:
+        (state_dir / "lock.json").unlink(missing_ok=True)
+    except OSError:
+        pass  # a stale record: the next holder overwrites it, and the flock below is what counts
     fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
 

@@ -179,8 +179,11 @@ class Proxmox:
         answer = self.call("GET /cluster/resources", lambda: client().cluster.resources.get(type="vm"))
         self._vms = (time.time(), answer)
         if self.cache_file is not None and self.cfg.check_cache:  # else no command reads it
-            atomic_write(self.cache_file, json.dumps({"url": self.cfg.url, "time": self._vms[0], "vms": answer}),
-                         durable=False)
+            try:
+                atomic_write(self.cache_file, json.dumps({"url": self.cfg.url, "time": self._vms[0], "vms": answer}),
+                             durable=False)
+            except OSError:
+                pass  # a read-only or full state directory: the next command asks the API again
         return answer
 
     @property

@@ -19,12 +19,13 @@ from pathlib import Path
 
 from proxpipe.base import interrupts, secrets
 from proxpipe.base.console import console
-from proxpipe.base.errors import ToolError
-from proxpipe.base.fsutil import atomic_write
+from proxpipe.base.errors import FileError, ToolError
+from proxpipe.base.fsutil import atomic_write, file_error, on_disk
 from proxpipe.base.retry import Backoff
 from proxpipe.domain.config import Retry
 
 TAIL_LINES = 25
+READER = "tool-output:"  # the name of a thread that reads a tool's output into its log, before the tool's pid
 
 
 @dataclass
@@ -101,12 +102,27 @@ class ToolRunner:
         self.grace = grace  # seconds a tool may take to stop after an interrupt
         self._patterns = [re.compile(p) for p in retry.patterns]
         self.on_start: Callable[[], None] | None = None  # called once, before the first tool process starts
+        self._log_problem: FileError | None = None  # the log could not be written while a tool ran
         _load_libc()
 
     def log(self, text: str) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "a") as out:
-            out.write(secrets.mask(text).rstrip("\n") + "\n")
+        """Append to the stage's log; FileError (one line) when it cannot be written, so no tool starts unlogged."""
+        with on_disk(self.log_path):
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "a", encoding="utf-8", errors="replace") as out:
+                out.write(secrets.mask(text).rstrip("\n") + "\n")
+
+    def _log_after(self, text: str) -> None:
+        """Append to the log once a tool has run: a failure then must not hide what the tool did; it is told once."""
+        try:
+            self.log(text)
+        except FileError as exc:
+            self._log_problem = self._log_problem or exc
+
+    def _tell_log_problem(self) -> None:
+        problem, self._log_problem = self._log_problem, None
+        if problem is not None:
+            console.warn(f"{problem}; the log lacks the rest of the tool's output (the tool's outcome stands)")
 
     def run(self, argv: Sequence[str], step: str, *, retryable: bool = True, check: bool = True,
             env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -165,7 +181,7 @@ class ToolRunner:
                 streams = [(proc.stdout, stdout if capture else None)] + ([(proc.stderr, None)] if capture else [])
                 for stream, keep in streams:
                     readers.append(threading.Thread(target=self._read, args=(stream, lines, on_line, keep),
-                                                    daemon=True))
+                                                    name=f"{READER}{proc.pid}", daemon=True))
                     readers[-1].start()
             expired = self._wait(proc)
         except (interrupts.Interrupted, KeyboardInterrupt) as exc:
@@ -178,24 +194,29 @@ class ToolRunner:
         if expired:
             for reader in readers:
                 reader.join(5)
-            self.log(f"# stopped after {self.timeout:.0f}s")
+            self._log_after(f"# stopped after {self.timeout:.0f}s")
+            self._tell_log_problem()
             raise ToolError(f"{step} timed out after {self.timeout:.0f}s and was stopped "
                             f"(raise {self.label}.timeout in pipeline.yaml if it needs longer)",
                             lines[-TAIL_LINES:], str(self.log_path))
         for reader in readers:
             reader.join()
         duration = time.monotonic() - started
-        self.log(f"# exit {proc.returncode} after {duration:.1f}s, at {_now()}")
+        self._log_after(f"# exit {proc.returncode} after {duration:.1f}s, at {_now()}")
+        self._tell_log_problem()
         return StepResult(argv, proc.returncode, "\n".join(lines), duration, stdout="\n".join(stdout))
 
     def _start(self, argv, step, env, cwd, capture) -> subprocess.Popen:
         try:
             return subprocess.Popen(argv, cwd=cwd or self.cwd, env={**self.env, **(env or {})},
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE if capture else subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
+                                    stdin=subprocess.DEVNULL, text=True, encoding="utf-8", errors="replace", bufsize=1,
                                     start_new_session=True, preexec_fn=_die_with_parent, umask=0o077)
         except OSError as exc:
             raise ToolError(f"{step}: cannot start {argv[0]}: {exc.strerror}") from None
+        except UnicodeEncodeError:  # Python in a C locale, without UTF-8 mode
+            raise ToolError(f"{step}: cannot start {argv[0]}: its command line or environment holds characters the "
+                            "locale cannot pass; run with a UTF-8 locale (LC_ALL=C.UTF-8)") from None
 
     def _settle(self, proc, exc: BaseException, started: float, readers: list[threading.Thread]) -> None:
         """After an interrupt: wait until the tool has stopped (it got SIGINT, and SIGKILL after its grace period or
@@ -214,7 +235,8 @@ class ToolRunner:
         how = (f"killed after {time.monotonic() - started:.1f}s: "
                + ("a second interrupt came" if interrupts.count() > 1 else f"it did not stop within {self.grace:g}s")
                if proc.returncode == -signal.SIGKILL else f"it stopped (exit {proc.returncode})")
-        self.log(f"# interrupted: the tool was sent SIGINT; {how}, at {_now()}")
+        self._log_after(f"# interrupted: the tool was sent SIGINT; {how}, at {_now()}")
+        self._tell_log_problem()
 
     def _wait(self, proc) -> bool:
         """Wait for proc to exit; True if it ran past the timeout and was stopped. A blocking wait, with a timer
@@ -235,16 +257,33 @@ class ToolRunner:
         return expired.is_set()
 
     def _read(self, stream, lines: list[str], on_line, keep: list[str] | None) -> None:
-        with open(self.log_path, "a") as log:
+        """Read the tool's output to its end, into lines and the log. The pipe is drained even when the log cannot
+        be written (a full disk): a tool must never block on it."""
+        log = self._open_log()
+        try:
             for raw in stream:
                 line = secrets.mask(raw.rstrip("\n"))
                 lines.append(line)
                 if keep is not None:
                     keep.append(raw.rstrip("\n"))
-                log.write(line + "\n")
-                log.flush()
+                if log is not None:
+                    try:
+                        log.write(line + "\n")
+                        log.flush()
+                    except OSError as exc:
+                        self._log_problem = self._log_problem or file_error(exc, self.log_path)
+                        log = _close_quietly(log)
                 if on_line:
                     on_line(line)
+        finally:
+            _close_quietly(log)
+
+    def _open_log(self):
+        try:
+            return open(self.log_path, "a", encoding="utf-8", errors="replace")
+        except OSError as exc:
+            self._log_problem = self._log_problem or file_error(exc, self.log_path)
+            return None
 
     @staticmethod
     def _stop(proc) -> None:
@@ -265,6 +304,16 @@ class ToolRunner:
         tries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
         return ToolError(f"{step} failed (exit {result.returncode}){tries}" + (f": {reason}" if reason else ""),
                          tail, str(self.log_path))
+
+
+def _close_quietly(stream) -> None:
+    """Close stream, whose last buffered write may fail again on a full disk; None, for `log = _close_quietly(log)`."""
+    if stream is not None:
+        try:
+            stream.close()
+        except OSError:
+            pass
+    return None
 
 
 def _now() -> str:
@@ -313,5 +362,8 @@ def version(path: str, args: Sequence[str], pattern: str, state_dir: Path) -> st
     match = re.search(pattern, out)
     found = match.group(1) if match else "unknown"
     cache[key] = found
-    atomic_write(cache_file, json.dumps(cache, indent=1, sort_keys=True))
+    try:
+        atomic_write(cache_file, json.dumps(cache, indent=1, sort_keys=True))
+    except OSError:
+        pass  # a read-only or full state directory: asked again next time
     return found

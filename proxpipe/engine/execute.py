@@ -97,19 +97,25 @@ def execute(pipeline: Pipeline, stage: Stage, options: dict[str, Any], given: st
         pipeline.cluster_changed()  # an answer the stage itself asked for is from before its tool's changes
     with interrupts.deferred():  # the handoff and its history line go together, whatever signal comes
         try:
-            changed = pipeline.handoffs.write(stage, value)
-        except PipelineError as exc:
+            changed, summary, duration = _hand_off(pipeline, stage, value, job, record, entry, action, started)
+        except PipelineError as exc:  # the state store failed (a full disk): the record says the stage must run
             return _failed(pipeline, stage, info, entry, started, exc, job.tool_versions)
-        summary = stage.produces.summary(value)
-        duration = time.monotonic() - started
-        pipeline.record(stage, action or stage.ACTION, **{**entry, **job.notes, "outcome": "ok", "handoff": summary,
-                                                          "handoff_sha256": pipeline.handoffs.digest(stage),
-                                                          "duration": round(duration, 2)})
-        uptodate.save(pipeline, stage, record)
-        if job.notes.get("changed_resources"):
-            # New or replaced machines need configuring even when their inventory entry reads the same.
-            pipeline.store.forget_stages([s.name for s in pipeline.downstream(stage)])
     return _succeeded(pipeline, stage, info, duration, job, value, summary, changed)
+
+
+def _hand_off(pipeline, stage, value, job, record, entry, action, started) -> tuple[bool, str, float]:
+    """Write the handoff, its history line and the stage's record; (changed, summary, duration)."""
+    changed = pipeline.handoffs.write(stage, value)
+    summary = stage.produces.summary(value)
+    duration = time.monotonic() - started
+    pipeline.record(stage, action or stage.ACTION, **{**entry, **job.notes, "outcome": "ok", "handoff": summary,
+                                                      "handoff_sha256": pipeline.handoffs.digest(stage),
+                                                      "duration": round(duration, 2)})
+    uptodate.save(pipeline, stage, record)
+    if job.notes.get("changed_resources"):
+        # New or replaced machines need configuring even when their inventory entry reads the same.
+        pipeline.store.forget_stages([s.name for s in pipeline.downstream(stage)])
+    return changed, summary, duration
 
 
 def _succeeded(pipeline, stage, info, duration, job, value, summary: str, changed: bool) -> bool:

@@ -56,9 +56,11 @@ def _run(argv: list[str]) -> int:
         from proxpipe.commands import init
 
         return init.main(argv[1:])
+    from proxpipe.base.console import console
     from proxpipe.wiring.loader import PipelineLoader
 
-    return ProxpipeMain(PipelineLoader(), config_filenames=()).run(loader_options_first(argv))
+    code = ProxpipeMain(PipelineLoader(), config_filenames=()).run(loader_options_first(argv))
+    return code or (1 if "stdout" in console.lost else 0)  # what it had to say was lost (a full disk)
 
 
 def loader_options_first(argv: list[str]) -> list[str]:

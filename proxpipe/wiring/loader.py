@@ -49,12 +49,12 @@ def load(path: str | Path = DEFAULT_FILE) -> Pipeline:
     gc.disable()
     try:
         pipeline = Pipeline.load(path, env_name=get_var("env"))
+        make_private(pipeline.state_dir)
     except PipelineError as exc:
         raise InvalidDodoFile(mask(str(exc))) from None
     finally:
         gc.freeze()
         gc.enable()
-    make_private(pipeline.state_dir)
     return pipeline
 
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from proxpipe.base.fsutil import atomic_write, display, pid_alive
+from proxpipe.base.fsutil import atomic_write, display, on_disk, pid_alive
 from proxpipe.domain import lock
 from proxpipe.domain.state.store import HISTORY, LOGS, Snapshot, StateStore
 
@@ -35,12 +36,14 @@ class LocalStore(StateStore):
     # ------------------------------------------------------------------ handoffs
 
     def read_handoff(self, name: str) -> str | None:
-        try:
-            return (self.cache_dir / name).read_text()
-        except FileNotFoundError:
-            return None
-        except UnicodeDecodeError:
-            return (self.cache_dir / name).read_bytes().decode(errors="replace")
+        path = self.cache_dir / name
+        with on_disk(path, "read"):
+            try:
+                return path.read_text()
+            except FileNotFoundError:
+                return None
+            except UnicodeDecodeError:
+                return path.read_bytes().decode(errors="replace")
 
     def write_handoff(self, name: str, text: str) -> bool:
         if self.read_handoff(name) == text:
@@ -49,32 +52,36 @@ class LocalStore(StateStore):
         return True
 
     def delete_handoff(self, name: str) -> None:
-        (self.cache_dir / name).unlink(missing_ok=True)
+        with on_disk(self.cache_dir / name, "remove"):
+            (self.cache_dir / name).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ logs
 
     def append(self, log: str, line: str) -> None:
         path = self.cache_dir / f"{log}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.fstat(fd).st_size and not _ends_with_newline(path):
-                line = "\n" + line  # a crash cut the last line short; keep ours whole
-            os.write(fd, (line + "\n").encode())
-            if log in _DURABLE:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        with on_disk(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if os.fstat(fd).st_size and not _ends_with_newline(path):
+                    line = "\n" + line  # a crash cut the last line short; keep ours whole
+                _write_all(fd, (line + "\n").encode(), os.fstat(fd).st_size)
+                if log in _DURABLE:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def log_label(self, log: str) -> str:
         return display(self.cache_dir / f"{log}.jsonl")
 
     def lines(self, log: str) -> list[str]:
-        try:
-            return (self.cache_dir / f"{log}.jsonl").read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            return []
+        path = self.cache_dir / f"{log}.jsonl"
+        with on_disk(path, "read"):
+            try:
+                return path.read_text(errors="replace").splitlines()
+            except FileNotFoundError:
+                return []
 
     # ------------------------------------------------------------------ stage records
 
@@ -121,7 +128,8 @@ class LocalStore(StateStore):
 
     def put_document(self, kind: str, name: str, data: bytes) -> None:
         folder = self.cache_dir / kind
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with on_disk(folder / name):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not (folder / _KIND_MARK).exists():
             atomic_write(folder / _KIND_MARK, "", 0o600, durable=False)
         atomic_write(folder / name, data, 0o600)
@@ -133,7 +141,8 @@ class LocalStore(StateStore):
             return None
 
     def delete_document(self, kind: str, name: str) -> None:
-        (self.cache_dir / kind / name).unlink(missing_ok=True)
+        with on_disk(self.cache_dir / kind / name, "remove"):
+            (self.cache_dir / kind / name).unlink(missing_ok=True)
 
     def document_names(self, kind: str) -> list[str]:
         folder = self.cache_dir / kind
@@ -177,8 +186,10 @@ class LocalStore(StateStore):
     def _edit(self, name: str) -> Iterator[dict]:
         """Read-modify-write of a small JSON file, under a lock so concurrent writers merge."""
         path = self.cache_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with os.fdopen(os.open(self.cache_dir / f".{name}.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w") as guard:
+        with on_disk(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            guard = os.fdopen(os.open(self.cache_dir / f".{name}.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w")
+        with guard:
             fcntl.flock(guard, fcntl.LOCK_EX)
             data = _read_json(path)
             yield data
@@ -191,6 +202,18 @@ def _read_json(path: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _write_all(fd: int, data: bytes, size: int) -> None:
+    """Append data whole, or not at all: a disk that fills up half-way must not leave half a line."""
+    try:
+        written = os.write(fd, data)
+        if written != len(data):  # a short write: the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    except OSError:
+        with contextlib.suppress(OSError):  # what cannot be cut off (a device) was not half-written either
+            os.ftruncate(fd, size)
+        raise
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -8,19 +8,36 @@ import re
 from typing import Any, NamedTuple
 
 from proxpipe.base import schema
+from proxpipe.base.errors import ConfigError
 from proxpipe.base.schema import Field
-from proxpipe.base.secrets import Secret
+from proxpipe.base.secrets import Secret, written_out
+from proxpipe.domain.state import urls
 
 PREFIX = "proxpipe_"
 # PostgreSQL cuts names at 63 bytes; the rest is left for the schemas of tools that share the database (Terraform's).
 MAX_SCHEMA = 40
 _PROJECT = re.compile(r"^[a-z][a-z0-9_-]*$")
 
+
+def literal_password(text: str) -> str | None:
+    """The problem with a state URL whose password is written out (in the URL, ?password= or password=), or None:
+    a URL without a password (~/.pgpass, PGPASSWORD, a certificate) or with a ${VAR} one is fine."""
+    try:
+        password = urls.parse(written_out(text, "\0")).get("password", "")
+    except ConfigError:
+        return None  # not a connection string as written (a ${VAR} for all of it): checked when it is used
+    if not password.replace("\0", ""):
+        return None
+    return ("its password is written out, and a literal secret is refused: write it as a reference "
+            "(postgresql://USER:${DB_PASSWORD}@HOST:PORT/DBNAME), or the whole URL as one (${PROXPIPE_STATE_URL}), "
+            "and set that environment variable")
+
+
 STATE_FIELDS = {
     "url": Field(schema.SECRET, "The PostgreSQL database, as a libpq URL "
                                 "(postgresql://USER:PASSWORD@HOST:PORT/DBNAME, ?sslmode=... and other libpq "
-                                "parameters allowed); a ${ENV_VAR} reference, since it holds a password.",
-                 required=True),
+                                "parameters allowed); a ${ENV_VAR} reference, or its password one, since it holds a "
+                                "password.", required=True, as_written=literal_password),
 }
 
 
