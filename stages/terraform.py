@@ -31,6 +31,7 @@ from proxpipe.api import (
     handoff,
     hcl,
     inventory,
+    placement,
     stable_digest,
 )
 from proxpipe.api import toolrunner as tools
@@ -82,6 +83,9 @@ class TerraformStage(Stage):
                            items=Field(schema.STR)),
         "parallelism": Field(schema.INT, "Resources that plan and apply work on at once (-parallelism). Default: "
                                          "Terraform's own, 10; more VMs than that are made in rounds.", minimum=1),
+        "nodes": Field(schema.LIST, "The Proxmox nodes its VMs land on, where its variables do not say (a `node`, "
+                                    "`node_name` or `target_node` variable, or such a key per VM); checked before any "
+                                    "tool runs. Default: those, else proxmox.node.", items=Field(schema.STR)),
     }
 
     @classmethod
@@ -174,10 +178,11 @@ class TerraformStage(Stage):
     # ------------------------------------------------------------------ up to date
 
     def fingerprint(self) -> dict[str, Any]:
-        """parallelism says how fast, not what: setting it (or a pipeline.yaml from before it) leaves provision up to
-        date."""
+        """parallelism says how fast and nodes where to check placement, not what is made: setting them (or a
+        pipeline.yaml from before them) leaves provision up to date."""
         found = super().fingerprint()
-        found["options"].pop("parallelism", None)
+        for option in ("parallelism", "nodes"):
+            found["options"].pop(option, None)
         return found
 
     def missing_vms(self, max_age: float = 0.0) -> list[inventory.Host] | None:
@@ -212,6 +217,31 @@ class TerraformStage(Stage):
         chosen = _owned_by(self.replace_instances(job, binary), kept) if kept else []
         job.notes["repaired"] = chosen
         return [f"-replace={a}" for a in chosen]
+
+    # ------------------------------------------------------------------ before any tool
+
+    def preflight(self, upstream: Any, job: StageJob) -> None:
+        """Every template it would clone exists, is a template, and can be cloned on each node its VMs land on,
+        asked of the cluster before Terraform starts: a missing template id would have Terraform destroy the VMs
+        and then fail on the clone."""
+        proxmox = self.pipeline.proxmox
+        if proxmox is None or upstream is None:
+            return
+        given = f"--{self.UPSTREAM_PARAM['long']}" if job.upstream_path is None else display(job.upstream_path)
+        cluster, nodes = proxmox.cluster(), self.target_nodes()
+        for vmid in sorted({int(v) for v in (upstream.values() if isinstance(upstream, dict) else [upstream])}):
+            found = placement.problems(cluster, vmid, proxmox.template_location(vmid), nodes)
+            if found:
+                raise PipelineError(f"{self.name}: {found[0]} (template {vmid} from {given}); no tool was started")
+
+    def target_nodes(self) -> list[str]:
+        """The nodes its VMs land on: the nodes option, else what its variables name, else proxmox.node."""
+        if self.options["nodes"]:
+            return list(self.options["nodes"])
+        named = {str(value[key]) for value in _dicts(self.tool_vars()[0]) for key in _NODE_KEYS
+                 if isinstance(value.get(key), str) and value[key]}
+        default = self.pipeline.env.proxmox.node if self.pipeline.env.proxmox else None
+        return sorted(named) or ([default] if default else [])
 
     # ------------------------------------------------------------------ run
 
@@ -440,6 +470,18 @@ class TofuStage(TerraformStage):
         specs[0] = ToolSpec(self.binary_name, ("version",), r"v(\d+\.\d+\.\d+)", "1.6.0",
                             "https://opentofu.org/docs/intro/install/", "binary")
         return specs
+
+
+_NODE_KEYS = ("node", "node_name", "target_node")
+
+
+def _dicts(value: Any) -> list[dict]:
+    """value and every mapping inside it (a variable per VM: vms = {name: {node: ...}})."""
+    if isinstance(value, dict):
+        return [value, *(d for item in value.values() for d in _dicts(item))]
+    if isinstance(value, list):
+        return [d for item in value for d in _dicts(item)]
+    return []
 
 
 _PLAN = r"Plan: (\d+) to add, (\d+) to change, (\d+) to destroy"

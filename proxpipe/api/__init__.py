@@ -9,7 +9,8 @@ stage kinds (proxpipe.stages) are held to the same rule by a lint step (see the 
 What a stage kind drives its tool with comes as modules: ``handoff`` (the handoff kinds and their parsers),
 ``inventory`` (Ansible inventories), ``hcl`` (Packer's and Terraform's sources, through python-hcl2),
 ``toolrunner`` (finding programs, their versions), ``sshwait`` (waiting for hosts), ``drift`` and ``tfdrift`` (what
-drifted, and reading it from Terraform's refresh-only plan), loaded on first use.
+drifted, and reading it from Terraform's refresh-only plan), ``cluster`` and ``placement`` (Proxmox nodes and
+storages, and whether a template can be cloned where the VMs land), loaded on first use.
 """
 
 from importlib import import_module
@@ -27,7 +28,8 @@ from proxpipe.domain.handoff import CONFIGURE, FILE, INVENTORY, TEMPLATE_ID, Han
 from proxpipe.domain.inputs import Exclude, anchored
 
 _MODULES = {name: f"proxpipe.domain.{name}"
-            for name in ("handoff", "inventory", "hcl", "toolrunner", "sshwait", "drift", "tfdrift")}
+            for name in ("handoff", "inventory", "hcl", "toolrunner", "sshwait", "drift", "tfdrift",
+                         "cluster", "placement")}
 
 __all__ = [
     # stage kinds

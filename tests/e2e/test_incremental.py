@@ -174,3 +174,14 @@ def test_repeated_checks_reuse_the_clusters_answer_until_the_pipeline_changes_so
     build = next(line for line in project.ok("status").stdout.splitlines() if line.startswith("build"))
     assert "stale" in build and f"template {template} does not exist on the cluster" in build
     project.ok("deploy")
+
+
+def test_status_right_after_a_provision_sees_its_new_vms(lab_project):
+    # The provision stage asks the cluster for its VMs before Terraform makes them; that answer must not outlive
+    # the stage, or status would say for check_cache seconds that a VM just made "no longer exists".
+    project = lab_project(extra={"environments": {"lab": {"proxmox": {"check_cache": 600}}}})
+    project.ok("deploy")
+    project.admin("vm", {"vmid": 201, "delete": True})
+    project.ok("provision")  # re-creates VM 201
+    rows = {line.split()[0]: line for line in project.ok("status").stdout.splitlines() if line.strip()}
+    assert "up to date" in rows["provision"] and "no longer exist" not in rows["provision"], rows["provision"]
