@@ -107,6 +107,12 @@ class Console:
         if not self.quiet:
             self.out(text)
 
+    def json(self, document: object) -> None:
+        """A command's --json output: one JSON document on stdout, secrets masked, and nothing else there."""
+        import json
+
+        self.out(json.dumps(document, indent=2, sort_keys=True, default=str))
+
     def step(self, text: str) -> None:
         """A progress line inside a stage."""
         if not self.quiet:
