@@ -7,7 +7,8 @@ variants alternate (their order rotates every repetition), and the table shows m
 Targets: a no-op deploy, through `doit deploy` and through `proxpipe deploy`, at most 1.5x `doit --version`, and
 no tool started by either; stages 2 + 3 for one VM at most 1.15x the bare tools and at least 3x faster than the
 seed's scripts; stages 2 + 3 for 30 VMs at most 4x one VM (the bare tools' own ratio is shown beside it), and
-at most 1.10x the bare tools at 30 VMs; the pipeline's own peak memory at 30 VMs under 100 MB.
+at most 1.10x the bare tools at 30 VMs; the pipeline's own peak memory at 30 VMs under 100 MB; the graph's branches
+at once at most 0.65x one after another, and a 12-stage no-op at most 1.6x `doit --version` (benchmarks/graph.py).
 
 The machine's load average is shown with every comparison: on a shared machine the ratios, measured side by side,
 mean more than the times. Where the CPU of a 1- and a 30-VM run goes (the pipeline and its tools, the lab's VMs,
@@ -33,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks import graph  # noqa: E402
 from tests.labproject import VENV_BIN, LabProject  # noqa: E402
 
 DOIT = str(VENV_BIN / "doit")
@@ -230,6 +232,65 @@ def bench_stages(project: LabProject, reps: int, seed_reps: int, report: Report)
     project.ok("deploy")
 
 
+def bench_graph(root: Path, reps: int, report: Report) -> None:
+    print("\nthe graph's independent branches at once against one after another (deploy --jobs 1), from the templates "
+          "to configured VMs (the VMs destroyed before each run)")
+    for label, stages in (("two independent branches", graph.branches(2)), ("lab-graph", graph.shipped())):
+        project = graph.lab_graph(root / label.replace(" ", "-"), stages)
+        graph.roots(project, stages)
+        try:
+            project.ok("deploy")
+            loads: list[float] = []
+            samples = side_by_side({
+                f"{label}: deploy (jobs 4)": lambda p=project: run([DOIT, "deploy"], p.root, p.environ()),
+                f"{label}: deploy --jobs 1": lambda p=project: run([DOIT, "deploy", "--jobs", "1"], p.root,
+                                                                   p.environ()),
+            }, reps, prepare=lambda _name, p=project: p.ok("destroy"), loads=loads)
+        finally:
+            project.stop()
+        for name, values in samples.items():
+            print(row(name, values))
+        print(load_line(loads))
+        at_once, one_by_one = (median(values) for values in samples.values())
+        ratio = at_once / one_by_one
+        if label == "lab-graph":
+            print(f"  (lab-graph at once / one after another: {ratio:.2f}x; its join runs alone: not a target)")
+        else:
+            report.target("graph branches at once / one by one <= 0.65", f"{ratio:.2f}x", ratio <= 0.65)
+        report.results[f"graph {label}"] = {"samples": samples, "loads": loads}
+
+
+def bench_graph_noop(root: Path, three: LabProject, reps: int, report: Report) -> None:
+    print("\nno-op deploy of a 12-stage graph (four branches) against `doit --version` and the 3-stage no-op")
+    stages = graph.branches(4)
+    project = graph.lab_graph(root / "twelve", stages)
+    graph.roots(project, stages)
+    project.config["environments"]["lab-graph"]["limits"] = {"packer": 1}  # two builds share each Packer folder
+    project.write_config()
+    try:
+        project.ok("deploy")
+        three.ok("deploy")
+        project.reset_calls()
+        loads: list[float] = []
+        samples = side_by_side({
+            "doit --version": lambda: run([DOIT, "--version"], project.root, project.environ()),
+            "doit deploy, 12 stages (no-op)": lambda: run([DOIT, "deploy"], project.root, project.environ()),
+            "doit deploy, 3 stages (no-op)": lambda: run([DOIT, "deploy"], three.root, three.environ()),
+        }, reps, loads=loads)
+        calls = len(project.tool_calls())
+    finally:
+        project.stop()
+    for name, values in samples.items():
+        print(row(name, values))
+    print(load_line(loads))
+    base, twelve, three_stages = (median(values) for values in samples.values())
+    report.target("12-stage no-op / doit --version <= 1.6", f"{twelve / base:.2f}x", twelve / base <= 1.6)
+    per_stage = (twelve - three_stages) / 9 * 1000
+    report.target("what a stage adds to a no-op <= 5 ms", f"{per_stage:.1f} ms", per_stage <= 5)
+    report.target("tool processes started by the 12-stage no-op = 0", str(calls), calls == 0)
+    report.results["graph noop"] = {"samples": samples, "loads": loads}
+
+
 def bench_scaling(projects: dict[int, LabProject], tools: dict[int, Tools], reps: int, report: Report) -> None:
     counts = sorted(projects)
     most = counts[-1]
@@ -330,7 +391,7 @@ def bench_memory(projects: dict[int, LabProject], report: Report) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="noop,stages,scaling,cpu,memory")
+    parser.add_argument("--only", default="noop,stages,graph,graph-noop,scaling,cpu,memory")
     parser.add_argument("--reps", type=int, default=7, help="repetitions of each variant (default 7)")
     parser.add_argument("--seed-reps", type=int, default=2, help="repetitions of the seed's 30 s scripts")
     parser.add_argument("--scaling-reps", type=int, default=5,
@@ -361,6 +422,10 @@ def main() -> int:
                 bench_noop(project(1), max(args.reps, 7), report)
             if "stages" in only:
                 bench_stages(project(1), args.reps, args.seed_reps, report)
+            if "graph" in only:
+                bench_graph(Path(scratch), args.reps, report)
+            if "graph-noop" in only:
+                bench_graph_noop(Path(scratch), project(1), max(args.reps, 7), report)
             sizes = {n: project(n) for n in SCALE} if only & {"scaling", "cpu"} else {}
             tools = {n: Tools(p) for n, p in sizes.items()}
             if "scaling" in only:

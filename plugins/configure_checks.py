@@ -14,7 +14,7 @@ def configure_current(ctx):
     recap = ctx.handoff()
     stage = ctx.stage()
     target = stage.handoff_path.name
-    inventory_file = ctx.stage("inventory").handoff_path
+    inventory_file = ctx.inventory()[1]
     problems = []
     if inventory_file.exists() and recap.get("inventory_sha256") != sha256_file(inventory_file):
         problems.append(f"{inventory_file.name} changed since the last configure")

@@ -76,6 +76,8 @@ class TerraformStage(Stage):
                                    "in TF_VAR_<name> instead (see README)."),
         "var_files": Field(schema.LIST, "-var-file files, relative to dir.", items=Field(schema.FILE)),
         "template_id_var": Field(schema.STR, "The variable that receives the template id.", default="template_id"),
+        "template_ids": Field(schema.MAP, "When it needs several builds: build stage -> the variable that receives "
+                                          "its template id.", values=Field(schema.STR)),
         "output": Field(schema.STR, "The output that holds the Ansible inventory.", default="ansible_inventory"),
         "replace": Field(schema.LIST, "Resource addresses that `doit rollback --stage provision --mode replace` "
                                       "re-creates.", items=Field(schema.STR)),
@@ -87,6 +89,18 @@ class TerraformStage(Stage):
                                     "`node_name` or `target_node` variable, or such a key per VM); checked before any "
                                     "tool runs. Default: those, else proxmox.node.", items=Field(schema.STR)),
     }
+
+    @classmethod
+    def check_sources(cls, options: dict[str, Any], sources: list[str]) -> str | None:
+        """Several builds: each one's template id goes to the variable template_ids names for it."""
+        named = options.get("template_ids") or {}
+        missing = [name for name in sources if name not in named]
+        if missing:
+            example = ", ".join(f"{name}: {name.replace('-', '_')}_template_id" for name in missing)
+            return (f"it needs {len(sources)} builds ({', '.join(sources)}): name the variable each one's template id "
+                    f"goes to, e.g. template_ids: {{{example}}}")
+        extra = sorted(set(named) - set(sources))
+        return f"template_ids names {', '.join(extra)}, which it does not need" if extra else None
 
     @classmethod
     def check_dir(cls, path: Path) -> str | None:
@@ -362,11 +376,11 @@ class TerraformStage(Stage):
             self.step(job, [program, *command[1:]], f"lint gate: {' '.join(command)}", retryable=False)
         atomic_write(marker, digest, durable=False)
 
-    def write_vars(self, template_id: int | None) -> None:
-        """The generated .tfvars.json: the variables that are not secrets, and the template id."""
+    def write_vars(self, template_id: int | dict[str, int] | None) -> None:
+        """The generated .tfvars.json: the variables that are not secrets, and the template id (one per build, in the
+        variables template_ids names, when it reads several builds)."""
         values = self.tool_vars()[0]
-        if template_id is not None:
-            values[self.options["template_id_var"]] = int(template_id)
+        values.update({var: int(vmid) for var, vmid in self._template_vars(template_id).items()})
         atomic_write(self.vars_file, json.dumps(values, indent=2, sort_keys=True, default=str) + "\n", 0o600)
 
     def parallelism_args(self) -> list[str]:
@@ -441,12 +455,25 @@ class TerraformStage(Stage):
         self.init(job, binary)
         return self.inventory(job, binary)
 
-    def _last_template_id(self) -> int | None:
-        """The template id of the last run's generated variables, if any."""
+    def _template_vars(self, template_id: int | dict[str, int] | None) -> dict[str, int]:
+        """variable -> template id: template_id_var's, or one per build stage (template_ids)."""
+        if template_id is None:
+            return {}
+        named = self.options["template_ids"] or {}
+        if isinstance(template_id, dict):
+            return {named[name]: vmid for name, vmid in template_id.items()}
+        return {next(iter(named.values())) if len(named) == 1 else self.options["template_id_var"]: template_id}
+
+    def _last_template_id(self) -> int | dict[str, int] | None:
+        """The template id(s) of the last run's generated variables, if any."""
         try:
-            return json.loads(self.vars_file.read_text()).get(self.options["template_id_var"])
+            values = json.loads(self.vars_file.read_text())
         except (OSError, ValueError):
             return None
+        if self.options["template_ids"]:
+            found = {name: values.get(var) for name, var in self.options["template_ids"].items()}
+            return found if all(v is not None for v in found.values()) else None
+        return values.get(self.options["template_id_var"])
 
     def replace_instances(self, job: StageJob, binary: str) -> list[str]:
         """The instances in the state of the resources `replace` lists (the resource itself, or resource[key])."""

@@ -97,6 +97,7 @@ class LabProject:
         config = yaml.safe_load((REPO / "pipeline.yaml").read_text())
         config["environments"].pop("production")
         config["environments"].pop("lab-shared")  # share_state() adds it back, on this project's own addresses
+        config["environments"].pop("lab-graph")  # tests/e2e/test_graph.py adds it back, on its own addresses
         lab = config["environments"]["lab"]
         lab["lab"]["address"] = self.address
         lab["lab"]["boot_seconds"] = 0.2

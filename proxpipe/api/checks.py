@@ -85,12 +85,13 @@ class CheckContext:
         if self.checked is None:
             raise Skip(f"the pipeline has no stage that hands off {handoff.KINDS[produces or 'file'].title}")
         kind = ROLES.get(produces, produces) if produces else self.checked.produces.name
-        found = self.checked
-        while found is not None and found.produces.name != kind:
-            found = self.pipeline.upstream(found)
-        if found is None:
-            raise Skip(f"no stage that {self.checked.name} reads from hands off {handoff.KINDS[kind].title}")
-        return found
+        todo = [self.checked]
+        while todo:  # the checked stage, then the stages it reads from, nearest first
+            found = todo.pop(0)
+            if found.produces.name == kind:
+                return found
+            todo += self.pipeline.sources(found)
+        raise Skip(f"no stage that {self.checked.name} reads from hands off {handoff.KINDS[kind].title}")
 
     def handoff(self, produces: str | None = None) -> Any:
         """That stage's handoff; Skip when it has none yet."""
@@ -99,10 +100,23 @@ class CheckContext:
             raise Skip(f"no {stage.handoff_path.name} yet (run `doit {stage.name}`)")
         return self.pipeline.handoffs.read(stage)
 
+    def inventory(self) -> tuple[Any, Path]:
+        """The inventory the checked stage makes (its handoff) or reads (merged, when it reads several), and its
+        file. Skip when there is none yet."""
+        if self.checked is not None and self.checked.consumes is handoff.INVENTORY:
+            from proxpipe.base.errors import HandoffError
+
+            try:
+                return self.pipeline.handoffs.upstream(self.checked, self.pipeline.sources(self.checked), None)
+            except HandoffError as exc:
+                raise Skip(f"no inventory to check yet ({exc})") from None
+        stage = self.stage("inventory")
+        return self.handoff("inventory"), stage.handoff_path
+
     def hosts(self) -> dict[str, inventory.Host]:
         """The hosts of the inventory the checked stage makes or reads."""
         if self._inventory is None:
-            self._inventory = inventory.parse(self.handoff("inventory"))
+            self._inventory = inventory.parse(self.inventory()[0])
         return self._inventory
 
     def need_proxmox(self):

@@ -237,8 +237,8 @@ def run_finished(run: RunInfo, ok: bool, outcomes: list[StageOutcome]) -> None:
         ``"SIGTERM"``) when it was interrupted.
     :param ok: True when no stage failed and the run was not interrupted.
     :param outcomes: one ``StageOutcome`` per stage that was considered, in order: ``name``,
-        ``status`` (``ran``, ``skipped``, ``failed`` or ``interrupted``), ``duration``, ``handoff``,
-        ``message``, ``tool_versions``.
+        ``status`` (``ran``, ``skipped``, ``failed``, ``interrupted``, or ``not run`` when a stage it needs
+        failed), ``duration``, ``handoff``, ``message``, ``tool_versions``.
     """
 
 

@@ -56,6 +56,9 @@ class HandoffView(Protocol):
     def value(self, stage: Stage) -> Any:
         """The checked value, or None when it is missing or invalid."""
 
+    def upstream(self, stage: Stage, sources: list[Stage], given: str | None) -> tuple[Any, Path | None]:
+        """(value, file) a stage starts from: its sources' handoffs (merged when several), or one given by hand."""
+
 
 class PipelineView(Protocol):
     """What stages, checks and commands see of the running pipeline (the engine's Pipeline provides it)."""
@@ -86,7 +89,10 @@ class PipelineView(Protocol):
         """The environment's stages, in order."""
 
     def upstream(self, stage: Stage) -> Stage | None:
-        """The stage whose handoff this one reads, or None."""
+        """The stage whose handoff this one reads (the first of several), or None."""
+
+    def sources(self, stage: Stage) -> list[Stage]:
+        """The stages whose handoffs this one reads (see proxpipe.domain.graph)."""
 
     def downstream(self, stage: Stage, inclusive: bool = False) -> list[Stage]:
         """The stages that depend on this one, in the order they run."""
@@ -171,6 +177,15 @@ class Stage(ABC):
     def check_dir(cls, path: Path) -> str | None:
         """What is wrong with dir for this kind (e.g. no .tf files), checked when pipeline.yaml is loaded."""
         return None
+
+    @classmethod
+    def check_sources(cls, options: dict[str, Any], sources: list[str]) -> str | None:
+        """What is wrong with reading the handoffs of several stages (checked when pipeline.yaml is loaded): by
+        default an inventory is merged, one template id or file is all a kind takes."""
+        if cls.consumes is handoff.INVENTORY:
+            return None
+        return (f"its kind takes one {cls.consumes.title.removeprefix('a ').removeprefix('an ')}, but it needs "
+                f"{len(sources)} stages that hand one off ({', '.join(sources)}); keep one in its needs")
 
     def __init__(self, config: StageConfig, pipeline: PipelineView):
         self.config = config

@@ -12,6 +12,8 @@ import codecs
 import os
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from proxpipe.base import secrets
 
@@ -53,6 +55,7 @@ def fit_stream(stream) -> None:
 class Console:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._local = threading.local()  # .tag: the stage whose lines this thread prints, in a parallel run
         self.quiet = False
         self.lost: dict[str, str] = {}  # "stdout"/"stderr" -> the one line said when it could not be written
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
@@ -72,6 +75,9 @@ class Console:
             if name in self.lost:
                 return
             fit_stream(stream)
+            tag = getattr(self._local, "tag", None)
+            if tag and text.startswith("    "):  # a line inside a stage: whose, when stages run at once
+                text = "\n".join(f"    [{tag}] {line[4:]}" for line in text.split("\n"))
             try:
                 stream.write(secrets.mask(text) + "\n")
                 stream.flush()
@@ -102,6 +108,19 @@ class Console:
             sys.stderr.flush()
         except OSError:
             self.lost["stderr"] = problem
+
+    def tag(self) -> str | None:
+        """The stage this thread prints for, if it is tagged."""
+        return getattr(self._local, "tag", None)
+
+    @contextmanager
+    def tagged(self, stage: str) -> Iterator[None]:
+        """The lines this thread prints inside a stage carry its name (stages running at once)."""
+        self._local.tag = stage
+        try:
+            yield
+        finally:
+            self._local.tag = None
 
     def info(self, text: str) -> None:
         if not self.quiet:

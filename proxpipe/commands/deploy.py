@@ -12,18 +12,20 @@ if TYPE_CHECKING:
     from proxpipe.engine.pipeline import Pipeline
 
 
-def deploy(pipeline: Pipeline, force: bool = False) -> None:
+def deploy(pipeline: Pipeline, force: bool = False, jobs: int = 0) -> None:
     from proxpipe.commands.plan import refuse_unreviewed
     from proxpipe.engine.run import run_stages
 
     refuse_unreviewed(pipeline)
     stages = pipeline.stages
-    run_stages(pipeline, "deploy", stages, forced={s.name for s in stages} if force else set())
+    run_stages(pipeline, "deploy", stages, forced={s.name for s in stages} if force else set(), jobs=jobs or None)
 
 
 COMMANDS = (
     Command("deploy", "run every stale stage, in order (the default)", deploy,
-            (Param("force", "force", bool, False, "run every stage, even the up-to-date ones"),), lock=True,
+            (Param("force", "force", bool, False, "run every stage, even the up-to-date ones"),
+             Param("jobs", "jobs", int, 0, "stages that may run at once [default: the environment's jobs, 4]")),
+            lock=True,
             group="run", description="Runs each stage whose inputs, settings, upstream handoff or remote product "
                                      "changed since it last succeeded, and skips the others, saying why.",
             example="doit deploy env=production"),

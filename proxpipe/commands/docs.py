@@ -151,14 +151,17 @@ def _checks(pipeline: Pipeline) -> list[dict[str, str]]:
 
 
 def _stage_facts(pipeline: Pipeline, stage) -> dict[str, Any]:
-    upstream = pipeline.upstream(stage)
-    downstream = [s for s in pipeline.stages if pipeline.upstream(s) is stage]
+    sources = pipeline.sources(stage)
+    readers = [s for s in pipeline.stages if stage in pipeline.sources(s)]
+    reads = [source.handoff_path.name for source in sources] or ([stage.consumes.filename] if stage.consumes else [])
     tools = stage.tools()
     return {
         "name": stage.name, "kind": stage.kind, "dir": pipeline.relative(stage.dir),
         "description": stage.config.description, "produces": stage.produces, "consumes": stage.consumes,
         "handoff": pipeline.relative(stage.handoff_path), "handoff_name": stage.handoff_path.name, "lint": None,
-        "upstream": upstream.name if upstream else None, "downstream": [s.name for s in downstream],
+        "upstream": sources[0].name if sources else None, "downstream": [s.name for s in readers],
+        "sources": [s.name for s in sources], "reads": reads, "id": stage.name.replace("-", "_"),
+        "after": [name for name in pipeline.graph.needs[stage.name] if name not in {s.name for s in sources}],
         "inputs": [os.path.relpath(p, stage.dir) for p in stage.inputs()],
         "excludes_text": ", ".join(f"`{e}`" for e in stage.excludes()), "options": stage.options,
         "tool_writes": [(rule.pattern, rule.why) for rule in stage.tool_writes()],

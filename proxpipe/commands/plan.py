@@ -47,17 +47,18 @@ def plan(pipeline: Pipeline, refresh: bool = False, output: str = "") -> None:
     pipeline.start_run("plan")
     made = Plan(new_id(), pipeline.env.name, who(), time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 pipeline.git_commit(), refresh, [])
-    changing = None  # the first stage whose handoff would change: the ones after it are planned later
+    changing: list[str] = []  # stages whose handoff would change: what needs them is planned later
     for stage in pipeline.stages:
         state = uptodate.current_record(pipeline, stage)
-        if changing is not None:
-            made.stages.append(StagePlan(stage.name, stage.kind, LATER, [f"{changing} would change its handoff "
-                                         "first"], f"planned after {changing} is applied", state=state))
+        first = next((name for name in changing if name in pipeline.graph.ancestors(stage.name)), None)
+        if first is not None:
+            made.stages.append(StagePlan(stage.name, stage.kind, LATER, [f"{first} would change its handoff "
+                                         "first"], f"planned after {first} is applied", state=state))
             continue
         entry, changes_handoff = _plan_stage(pipeline, stage, made.id, refresh, state)
         made.stages.append(entry)
         if entry.action == RUN and changes_handoff:
-            changing = stage.name
+            changing.append(stage.name)
     _discard_older(pipeline, made.id)
     save(pipeline, made)
     show(pipeline, made, output)

@@ -48,19 +48,28 @@ def rollback(pipeline: Pipeline, stage: str = "", to: str = "", mode: str = "") 
     if chosen == RESTORE:
         verbs.restore(pipeline, target)
     elif chosen == DESTROY and target.supports("destroy"):
-        verbs.destroy(pipeline, target)
+        later = [stage for stage in reversed(pipeline.downstream(target)) if stage.supports("destroy")]
+        tear_down(pipeline, [*later, target])
     else:
         verbs.rollback(pipeline, target, chosen, to)
 
 
 def destroy(pipeline: Pipeline) -> None:
     """The action of `doit destroy`: every stage that tears down what it made, the last one first."""
-    from proxpipe.engine import verbs
-
     stages = [stage for stage in reversed(pipeline.stages) if stage.supports("destroy")]
     if not stages:
         raise PipelineError("no stage of this pipeline tears down what it made (e.g. a terraform stage)")
     pipeline.start_run("destroy")
+    tear_down(pipeline, stages)
+
+
+def tear_down(pipeline: Pipeline, stages: list[Stage]) -> None:
+    """Destroy these stages in this order (what depends on a stage first), saying which before it starts."""
+    from proxpipe.base.console import console
+    from proxpipe.engine import verbs
+
+    if len(stages) > 1:
+        console.info(f"destroy: {', then '.join(stage.name for stage in stages)} (what needs a stage goes first)")
     for stage in stages:
         verbs.destroy(pipeline, stage)
 

@@ -17,20 +17,37 @@ if TYPE_CHECKING:
 
 
 def stage_states(pipeline: Pipeline) -> list[dict]:
-    """[{stage, kind, state, why, handoff}] in stage order."""
-    rows, upstream_stale = [], None
+    """[{stage, kind, needs, state, why, handoff}] in the order the stages run."""
+    rows, stale = [], []
     for stage in pipeline.stages:
         why = stale_reasons(pipeline, stage)
+        waiting = [name for name in stale if name in pipeline.graph.ancestors(stage.name)]
         if why:
             state = "stale"
-            upstream_stale = upstream_stale or stage.name
-        elif upstream_stale:
-            state, why = "up to date", [f"reruns if {upstream_stale} changes its handoff"]
+            stale.append(stage.name)
+        elif waiting:
+            state, why = "up to date", [f"reruns if {' or '.join(waiting)} changes its handoff"]
         else:
             state, why = "up to date", [stage.remote_reason or "nothing it depends on changed"]
-        rows.append({"stage": stage.name, "kind": stage.kind, "state": state, "why": "; ".join(why),
-                     "handoff": _handoff(pipeline, stage)})
+        rows.append({"stage": stage.name, "kind": stage.kind, "needs": list(pipeline.graph.needs[stage.name]),
+                     "state": state, "why": "; ".join(why), "handoff": _handoff(pipeline, stage)})
     return rows
+
+
+def _is_chain(pipeline: Pipeline) -> bool:
+    """Each stage needs the one before it (today's three stages): no tree to draw."""
+    names = [stage.name for stage in pipeline.stages]
+    return all(list(pipeline.graph.needs[name]) == names[index - 1:index] for index, name in enumerate(names))
+
+
+def _tree(pipeline: Pipeline, name: str) -> str:
+    """The stage's name, indented by how deep in the graph it is: a tree in the terminal."""
+    depth, todo = 0, [(name, 0)]
+    while todo:
+        current, level = todo.pop()
+        depth = max(depth, level)
+        todo += [(need, level + 1) for need in pipeline.graph.needs[current]]
+    return ("  " * (depth - 1) + "└─ " if depth else "") + name
 
 
 def _handoff(pipeline: Pipeline, stage) -> str:
@@ -43,14 +60,25 @@ def _handoff(pipeline: Pipeline, stage) -> str:
         return f"{name}: INVALID ({str(exc).split(': ', 1)[-1]})"
 
 
-def show(pipeline: Pipeline, inputs: str = "") -> None:
+def show(pipeline: Pipeline, inputs: str = "", json: bool = False) -> None:
     listed = pipeline.stages if inputs == "all" else [pipeline.stage(inputs)] if inputs else []
     env = pipeline.env
+    if json:
+        console.json({"format_version": 1, "environment": env.name, "state": pipeline.store.where,
+                      "stages": [{**row, "inputs": [os.path.relpath(path, stage.dir) for path in stage.inputs()]}
+                                 if stage in listed else row for row, stage in zip(stage_states(pipeline),
+                                                                                  pipeline.stages, strict=True)]})
+        return
     console.out(f"environment {env.name}" + (f" ({env.description})" if env.description else "")
                 + f" · state in {pipeline.store.where}")
     rows = stage_states(pipeline)
-    console.out(table([[r["stage"], r["kind"], r["state"], r["handoff"], r["why"]] for r in rows],
-                      ["stage", "kind", "state", "handoff", "why"]))
+    if _is_chain(pipeline):
+        console.out(table([[r["stage"], r["kind"], r["state"], r["handoff"], r["why"]] for r in rows],
+                          ["stage", "kind", "state", "handoff", "why"]))
+    else:
+        console.out(table([[_tree(pipeline, r["stage"]), r["kind"], ", ".join(r["needs"]) or "-", r["state"],
+                            r["handoff"], r["why"]] for r in rows],
+                          ["stage", "kind", "needs", "state", "handoff", "why"]))
     for stage in listed:
         console.out("\n" + "\n".join(input_report(pipeline, stage)))
 
@@ -74,8 +102,9 @@ def input_report(pipeline: Pipeline, stage) -> list[str]:
 COMMANDS = (
     Command("status", "each stage: up to date, or stale and why (runs no tool)", show,
             (Param("inputs", "inputs", str, "", "also list the input files of this stage ('all': of every stage), "
-                                               "and what was left out and why"),),
-            group="look", description="Shows, per stage, whether a deploy would run it and why, and its handoff. "
-                                      "Runs no tool and takes no lock.",
+                                               "and what was left out and why"),
+             Param("json", "json", bool, False, "one JSON document on stdout (schemas/status.schema.json)")),
+            group="look", description="Shows, per stage, whether a deploy would run it and why, and its handoff; a "
+                                      "graph as a tree. Runs no tool and takes no lock.",
             example="doit status --inputs configure"),
 )

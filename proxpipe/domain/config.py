@@ -63,6 +63,10 @@ STAGE_FIELDS = {
                                        "second interrupt.", default=30, minimum=0),
     "exclude": Field(schema.LIST, "Globs (relative to dir) that are not inputs, besides the kind's caches.",
                      items=Field(schema.STR)),
+    "needs": Field(schema.LIST, "The stages this one runs after; it reads the handoffs of those that hand off what "
+                                "its kind takes. Default: the stage before it ([]: none).", items=Field(schema.STR)),
+    "group": Field(schema.STR, "A name for `limits:` of the environment, shared with other stages (e.g. the "
+                               "builds on one node), besides the stage's kind."),
 }
 
 PROXMOX_FIELDS = {
@@ -102,6 +106,10 @@ ENVIRONMENT_FIELDS = {
     "stages": Field(schema.MAP, "The stages in order: name -> settings.", required=True,
                     values=Field(schema.RAW)),
     "validate": Field(schema.MAP, "Settings of doit validate.", fields=VALIDATE_FIELDS, default={}),
+    "jobs": Field(schema.INT, "Stages that may run at once (independent branches of the graph); also --jobs N on "
+                              "deploy.", default=4, minimum=1),
+    "limits": Field(schema.MAP, "At most this many stages at once of a kind or group, e.g. {packer: 1}.",
+                    values=Field(schema.INT, minimum=1)),
     "approval": Field(schema.STR, "none: doit deploy plans and applies in one go. required: only an approved plan "
                                   "is applied (doit plan, doit approve, doit apply). second-person: approved by "
                                   "someone else than its author.", default="none",
@@ -157,6 +165,8 @@ class StageConfig(NamedTuple):
     options: dict[str, Any]  # the kind's own options, validated by its OPTIONS
     where: str  # key path in pipeline.yaml, for messages
     stop_grace: float = 30.0
+    needs: tuple[str, ...] = ()  # the stages it runs after (see proxpipe.domain.graph)
+    group: str | None = None  # shares `limits:` with other stages of the group
 
 
 class Environment(NamedTuple):
@@ -172,6 +182,8 @@ class Environment(NamedTuple):
     extras: dict[str, Any] = {}  # keys that plugins add (the environment_fields hook), validated; e.g. lab
     approval: str = "none"  # none, required or second-person
     state: state_settings.StateConfig | None = None  # None: local files in state_dir
+    jobs: int = 4  # stages that may run at once
+    limits: dict[str, int] = {}  # kind or group -> stages of it at once
 
     def stage(self, name: str) -> StageConfig:
         for stage in self.stages:
@@ -280,21 +292,22 @@ def _environment(name: str, data: Any, ctx: schema.Context, kinds: dict[str, typ
         raise ctx.error(where, "environment names use lower-case letters, digits, - and _")
     env = schema.validate_map(data, fields, where, ctx)
     state_dir = env["state_dir"] or ctx.base / ".pipeline" / name
-    stages = _stages(env["stages"], f"{where}.stages", ctx, kinds)
-    _check_chain(stages, kinds, f"{where}.stages", ctx)
+    implicit = {str(n) for n, raw in (env["stages"] or {}).items() if isinstance(raw, dict) and "needs" not in raw}
+    stages = _in_order(_stages(env["stages"], f"{where}.stages", ctx, kinds), kinds, f"{where}.stages", ctx, implicit)
     proxmox = _proxmox(env["proxmox"], f"{where}.proxmox", ctx) if env["proxmox"] else None
     validate = env["validate"]
     extras = {key: env[key] for key in fields if key not in ENVIRONMENT_FIELDS}
     return Environment(name, ctx.base, ctx.file, Path(state_dir), env["description"] or "", proxmox, stages,
                        ValidateConfig(validate["group"], validate["ssh_timeout"], tuple(validate["skip"] or ())),
                        data, extras, env["approval"],
-                       state_settings.state_config(env["state"], project, name, f"{where}.state", ctx))
+                       state_settings.state_config(env["state"], project, name, f"{where}.state", ctx),
+                       env["jobs"], dict(env["limits"] or {}))
 
 
 def _stages(data: dict, where: str, ctx: schema.Context, kinds: dict[str, type]) -> tuple[StageConfig, ...]:
     if not data:
         raise ctx.error(where, "no stage defined")
-    stages = []
+    stages: list[StageConfig] = []
     for name, raw in data.items():
         name = str(name)
         here = f"{where}.{name}"
@@ -318,33 +331,36 @@ def _stages(data: dict, where: str, ctx: schema.Context, kinds: dict[str, type])
         retry = common["retry"]
         stages.append(StageConfig(
             name=name, kind=common["kind"], dir=common["dir"],
-            handoff=common["handoff"] or kind.produces.filename,
+            handoff=common["handoff"] or _default_handoff(name, kind, data, kinds),
             description=common["description"] or kind.description,
             env=common["env"] or {}, timeout=common["timeout"],
             retry=Retry(retry["attempts"], retry["max_seconds"],
                         tuple(retry["patterns"] if retry["patterns"] is not None else kind.RETRY_PATTERNS)),
             exclude=tuple(common["exclude"] or ()), options=options, where=f"{ctx.file}: {here}",
-            stop_grace=common["stop_grace"]))
+            stop_grace=common["stop_grace"], group=common["group"],
+            needs=tuple(common["needs"]) if common["needs"] is not None else tuple(s.name for s in stages[-1:])))
     return tuple(stages)
 
 
-def _check_chain(stages: tuple[StageConfig, ...], kinds: dict[str, type], where: str,
-                 ctx: schema.Context) -> None:
-    previous = None
-    handoffs: dict[str, str] = {}
-    for stage in stages:
-        cls = kinds[stage.kind]
-        wants = cls.consumes
-        if wants is not None and previous is not None and previous[1] is not wants:
-            raise ctx.error(f"{where}.{stage.name}",
-                            f"kind {stage.kind} takes {wants.title}, but the stage before it "
-                            f"({previous[0]}) hands off {previous[1].title}; reorder the stages")
-        if stage.handoff in handoffs:
-            raise ctx.error(f"{where}.{stage.name}.handoff",
-                            f"{stage.handoff} is already the handoff of stage {handoffs[stage.handoff]}; "
-                            "give this stage its own handoff file name")
-        handoffs[stage.handoff] = stage.name
-        previous = (stage.name, cls.produces)
+def _default_handoff(name: str, kind: type, stages: dict, kinds: dict[str, type]) -> str:
+    """The kind's file name (template_id.txt, ...); prefixed with the stage's name when other stages hand off the same
+    kind (build-web-template_id.txt), so that each stage has a handoff of its own."""
+    same = [other for other, raw in stages.items() if isinstance(raw, dict) and raw.get("kind") in kinds
+            and kinds[raw["kind"]].produces is kind.produces]
+    return kind.produces.filename if len(same) <= 1 else f"{name}-{kind.produces.filename}"
+
+
+def _in_order(stages: tuple[StageConfig, ...], kinds: dict[str, type], where: str, ctx: schema.Context,
+              implicit: set[str]) -> tuple[StageConfig, ...]:
+    """The stages with their graph checked (proxpipe.domain.graph), each after what it needs."""
+    from proxpipe.domain.graph import Graph, check
+
+    by_name = {stage.name: stage for stage in stages}
+    graph = Graph({s.name: s.needs for s in stages}, {s.name: kinds[s.kind] for s in stages})
+    check(graph, {s.name: s.handoff for s in stages},
+          lambda name, sources: kinds[by_name[name].kind].check_sources(by_name[name].options, sources),
+          lambda at, problem: ctx.error(f"{where}.{at}", problem), implicit)
+    return tuple(by_name[name] for name in graph.order())
 
 
 def _proxmox(data: dict, where: str, ctx: schema.Context) -> ProxmoxConfig:

@@ -125,3 +125,28 @@ def _group(name: str, group: Any, parents: list[str], hosts: dict[str, Host], pa
 
 def in_group(hosts: dict[str, Host], group: str) -> dict[str, Host]:
     return {name: host for name, host in hosts.items() if group in host.groups or group == "all"}
+
+
+def merge(inventories: dict[str, Any]) -> dict:
+    """One inventory from several (source name -> inventory object): groups, children and variables merged, the first
+    source winning where two give a variable different values. InventoryError naming both sources when one host
+    has different addresses in two of them: Ansible would configure one of the machines twice."""
+    seen: dict[str, tuple[str, str | None]] = {}
+    for source, data in inventories.items():
+        for host in parse(data).values():
+            first = seen.setdefault(host.name, (source, host.address))
+            if first[1] != host.address:
+                raise InventoryError(f"host {host.name} is {first[1]} in the inventory of {first[0]} but "
+                                     f"{host.address} in that of {source}: give it one address, or different names")
+    merged: dict = {}
+    for data in inventories.values():
+        _merge_into(merged, data)
+    return merged
+
+
+def _merge_into(target: dict, extra: dict) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge_into(target[key], value)
+        elif key not in target or target[key] is None:
+            target[key] = value

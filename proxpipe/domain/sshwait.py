@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from proxpipe.base import interrupts
 from proxpipe.base.console import console
 from proxpipe.base.errors import PipelineError
 from proxpipe.domain.inventory import Host
@@ -124,7 +125,11 @@ def _watch(threads: list[threading.Thread], hosts: list[Host], pending: set[str]
     next_note = started + PROGRESS_EVERY
     for thread in threads:
         while thread.is_alive():
-            thread.join(max(0.0, next_note - time.monotonic()))
+            # Short joins: off the main thread (a stage of a parallel run) an interrupt is seen only by looking.
+            thread.join(min(0.2, max(0.0, next_note - time.monotonic())))
+            stop = interrupts.received()
+            if stop is not None:
+                raise stop
             if thread.is_alive() and time.monotonic() >= next_note:
                 with lock:
                     waiting = [h.label() for h in hosts if h.name in pending]

@@ -179,8 +179,9 @@ class ToolRunner:
                 proc = self._start(argv, step, env, cwd, capture)
                 interrupts.track(proc.pid, self.grace)
                 streams = [(proc.stdout, stdout if capture else None)] + ([(proc.stderr, None)] if capture else [])
+                tag = console.tag()  # the stage's name on its progress lines, when stages run at once
                 for stream, keep in streams:
-                    readers.append(threading.Thread(target=self._read, args=(stream, lines, on_line, keep),
+                    readers.append(threading.Thread(target=self._read, args=(stream, lines, on_line, keep, tag),
                                                     name=f"{READER}{proc.pid}", daemon=True))
                     readers[-1].start()
             expired = self._wait(proc)
@@ -256,9 +257,12 @@ class ToolRunner:
             timer.cancel()
         return expired.is_set()
 
-    def _read(self, stream, lines: list[str], on_line, keep: list[str] | None) -> None:
+    def _read(self, stream, lines: list[str], on_line, keep: list[str] | None, tag: str | None = None) -> None:
         """Read the tool's output to its end, into lines and the log. The pipe is drained even when the log cannot
         be written (a full disk): a tool must never block on it."""
+        if tag:
+            with console.tagged(tag):
+                return self._read(stream, lines, on_line, keep)
         log = self._open_log()
         try:
             for raw in stream:

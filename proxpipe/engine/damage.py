@@ -50,11 +50,11 @@ def refuse(pipeline: Pipeline, stages: list[Stage], forced: set[str], given: dic
         found = None if stage.name in forced else pipeline.handoffs.damage(stage)
         if found is not None:
             raise HandoffError(f"{describe(pipeline, stage, found)}; nothing was run")
-        upstream = pipeline.upstream(stage)
-        if upstream is None or upstream.name in names or stage.name in given:
+        if stage.name in given:
             continue
-        found = pipeline.handoffs.damage(upstream)
-        if found is not None:
-            param = stage.UPSTREAM_PARAM
-            also = f"pass {stage.consumes.title} with --{param['long']}" if param else ""
-            raise HandoffError(f"{describe(pipeline, upstream, found, also)}; nothing was run")
+        for upstream in pipeline.sources(stage):
+            found = None if upstream.name in names else pipeline.handoffs.damage(upstream)
+            if found is not None:
+                param = stage.UPSTREAM_PARAM
+                also = f"pass {stage.consumes.title} with --{param['long']}" if param else ""
+                raise HandoffError(f"{describe(pipeline, upstream, found, also)}; nothing was run")

@@ -9,7 +9,6 @@ stage stale with that reason, and the next deploy runs it again rather than trus
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -33,19 +32,21 @@ def read_upstream(pipeline: Pipeline, stage: Stage, given: str | None) -> tuple[
     from proxpipe.base.errors import DamagedHandoff, HandoffError
     from proxpipe.engine import damage
 
-    upstream = pipeline.upstream(stage)
+    sources = pipeline.sources(stage)
     param = stage.UPSTREAM_PARAM or {}
     how = f"pass it with --{param['long']}" if param else ""
     try:
-        return pipeline.handoffs.upstream(stage, upstream, given)
+        return pipeline.handoffs.upstream(stage, sources, given)
     except DamagedHandoff as exc:
-        if upstream is None or given is not None:
+        source = next((s for s in sources if pipeline.handoffs.path(s) == exc.path), None)
+        if source is None or given is not None:
             raise
-        raise HandoffError(damage.describe(pipeline, upstream, exc, how)) from None
+        raise HandoffError(damage.describe(pipeline, source, exc, how)) from None
     except HandoffError as exc:
-        if given is not None:
+        missing = [s.name for s in sources if pipeline.handoffs.text(s) is None]
+        if given is not None or (sources and not missing):
             raise
-        hint = f"run `doit {upstream.name}` first" if upstream else "create it"
+        hint = f"run `doit {missing[0]}` first" if missing else "create it"
         raise HandoffError(f"{exc}; {hint}" + (f", or {how}" if how else "")) from None
 
 
@@ -68,8 +69,9 @@ def banner(pipeline: Pipeline, stage: Stage, what: str = "") -> None:
 
 
 def execute(pipeline: Pipeline, stage: Stage, options: dict[str, Any], given: str | None = None,
-            verb: Callable[[Any, StageJob], Any] | None = None, action: str | None = None) -> bool:
-    """Run one stage (its run() verb, or `verb`); True when it succeeded. given: its upstream handoff by hand."""
+            quiet_interrupt: bool = False) -> bool:
+    """Run one stage; True when it succeeded. given: its upstream handoff by hand; quiet_interrupt: an interrupt is
+    recorded but said by the caller (stages running at once get one line together)."""
     run = pipeline.start_run(stage.name)  # the command's run, when it started one
     info = pipeline.info(stage)
     started = time.monotonic()
@@ -85,30 +87,30 @@ def execute(pipeline: Pipeline, stage: Stage, options: dict[str, Any], given: st
                      **{key: options[key] for key in ("plan_id", "approved_by") if options.get(key)})
         job.runner.on_start = lambda: uptodate.attempt(pipeline, stage, run.id)  # the tool may change things
         pipeline.cluster_changed()  # what the stage's tool does is not in an earlier answer of the API
-        value = (verb or stage.run)(upstream, job)
+        value = stage.run(upstream, job)
     except interrupts.Interrupted as stop:
-        _interrupted(pipeline, stage, info, entry, started, stop)
+        _interrupted(pipeline, stage, info, entry, started, stop, quiet_interrupt)
     except PipelineError as exc:
         stop = interrupts.received()
         if stop is not None:  # the tool failed because it was stopped
-            _interrupted(pipeline, stage, info, entry, started, stop)
+            _interrupted(pipeline, stage, info, entry, started, stop, quiet_interrupt)
         return _failed(pipeline, stage, info, entry, started, exc, job.tool_versions if job else {})
     finally:
         pipeline.cluster_changed()  # an answer the stage itself asked for is from before its tool's changes
     with interrupts.deferred():  # the handoff and its history line go together, whatever signal comes
         try:
-            changed, summary, duration = _hand_off(pipeline, stage, value, job, record, entry, action, started)
+            changed, summary, duration = _hand_off(pipeline, stage, value, job, record, entry, started)
         except PipelineError as exc:  # the state store failed (a full disk): the record says the stage must run
             return _failed(pipeline, stage, info, entry, started, exc, job.tool_versions)
     return _succeeded(pipeline, stage, info, duration, job, value, summary, changed)
 
 
-def _hand_off(pipeline, stage, value, job, record, entry, action, started) -> tuple[bool, str, float]:
+def _hand_off(pipeline, stage, value, job, record, entry, started) -> tuple[bool, str, float]:
     """Write the handoff, its history line and the stage's record; (changed, summary, duration)."""
     changed = pipeline.handoffs.write(stage, value)
     summary = stage.produces.summary(value)
     duration = time.monotonic() - started
-    pipeline.record(stage, action or stage.ACTION, **{**entry, **job.notes, "outcome": "ok", "handoff": summary,
+    pipeline.record(stage, stage.ACTION, **{**entry, **job.notes, "outcome": "ok", "handoff": summary,
                                                       "handoff_sha256": pipeline.handoffs.digest(stage),
                                                       "duration": round(duration, 2)})
     uptodate.save(pipeline, stage, record)
@@ -171,7 +173,7 @@ def _failed(pipeline, stage, info, entry, started, exc: PipelineError, tool_vers
     return False
 
 
-def _interrupted(pipeline, stage, info, entry, started, stop: interrupts.Interrupted) -> NoReturn:
+def _interrupted(pipeline, stage, info, entry, started, stop: interrupts.Interrupted, quiet: bool) -> NoReturn:
     """Ctrl-C or SIGTERM while the stage ran: its tools are stopped (see proxpipe.base.interrupts) and its handoff
     is the previous one. Recorded, told to the plugins, said in one line; then the process ends with 130 or 143."""
     with interrupts.deferred():  # a further Ctrl-C must not cut the record short
@@ -186,9 +188,10 @@ def _interrupted(pipeline, stage, info, entry, started, stop: interrupts.Interru
             pipeline.plugins.stage_failed(pipeline.run, info, duration, message)
         except PipelineError as hook:  # a plugin whose on_error is fail: the stage ended anyway
             console.error(str(hook))
-        kept = (f"{pipeline.relative(info.handoff)} is the previous one" if pipeline.handoffs.text(stage) is not None
-                else f"there is no {info.handoff.name} yet")
-        console.out(console.paint(f"  ✗ {stage.name} {message} after {seconds(duration)}: ", "red")
-                    + f"nothing handed off ({kept}); `doit deploy` resumes at {stage.name}")
-        interrupts.mark_reported()
+        if not quiet:
+            kept = (f"{pipeline.relative(info.handoff)} is the previous one"
+                    if pipeline.handoffs.text(stage) is not None else f"there is no {info.handoff.name} yet")
+            console.out(console.paint(f"  ✗ {stage.name} {message} after {seconds(duration)}: ", "red")
+                        + f"nothing handed off ({kept}); `doit deploy` resumes at {stage.name}")
+            interrupts.mark_reported()
     raise stop

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from proxpipe.base import secrets
 from proxpipe.base.errors import DamagedHandoff, HandoffError
+from proxpipe.base.fsutil import atomic_write
 from proxpipe.domain import handoff
 
 if TYPE_CHECKING:
@@ -59,25 +60,43 @@ class Handoffs:
             return None
         return None
 
-    def upstream(self, stage: Stage, upstream: Stage | None, given: str | None) -> tuple[Any, Path | None]:
-        """(value, file) the stage starts from: given by hand (--template-id, --inventory), else its upstream's
-        handoff. HandoffError in one line when it cannot be read."""
+    def upstream(self, stage: Stage, sources: list[Stage], given: str | None) -> tuple[Any, Path | None]:
+        """(value, file) the stage starts from: given by hand (--template-id, --inventory), else its sources'
+        handoffs: one's value, or several merged (template ids by build stage, inventories into one file).
+        HandoffError in one line when one cannot be read."""
         kind = stage.consumes
         if kind is None:
             return None, None
+        if len(sources) > 1:
+            return self._merged(stage, sources, given)
         param = stage.UPSTREAM_PARAM or {}
         if given is not None:
             if param.get("is_path"):
                 path = Path(given).absolute()
                 return handoff.read(kind, path), path
-            try:
-                return kind.parse(given), None
-            except ValueError as exc:
-                raise HandoffError(f"--{param['long']} {given!r}: {exc}") from None
-        if upstream is None:
+            return _parse_given(kind, param, given), None
+        if not sources:
             path = self.store.handoff_file(kind.filename)
             return handoff.read(kind, path), path
-        return self.read(upstream), self.path(upstream)
+        return self.read(sources[0]), self.path(sources[0])
+
+    def _merged(self, stage: Stage, sources: list[Stage], given: str | None) -> tuple[Any, Path | None]:
+        if stage.consumes is handoff.TEMPLATE_ID:  # {build stage: its template id}; --template-id NAME=ID,...
+            ids = _given_ids(stage, [source.name for source in sources], given)
+            return {source.name: ids[source.name] if source.name in ids else self.read(source)
+                    for source in sources}, None
+        if given is not None:  # an inventory given by hand stands for all of them
+            path = Path(given).absolute()
+            return handoff.read(stage.consumes, path), path
+        from proxpipe.domain import inventory
+
+        try:
+            value = inventory.merge({source.name: self.read(source) for source in sources})
+        except inventory.InventoryError as exc:
+            raise HandoffError(f"stage {stage.name}: {exc}") from None
+        path = self.store.cache_dir / stage.name / f"merged-{stage.consumes.filename}"
+        atomic_write(path, stage.consumes.dump(value), 0o600)
+        return value, path
 
     # ------------------------------------------------------------------ writing
 
@@ -108,3 +127,23 @@ class Handoffs:
             return handoff.parse_text(stage.produces, data.decode() if data is not None else None, self.path(stage))
         except HandoffError:
             return None
+
+
+def _parse_given(kind, param: dict, text: str) -> Any:
+    try:
+        return kind.parse(text)
+    except ValueError as exc:
+        raise HandoffError(f"--{param['long']} {text!r}: {exc}") from None
+
+
+def _given_ids(stage: Stage, builds: list[str], given: str | None) -> dict[str, int]:
+    """--template-id NAME=ID[,NAME=ID]: the builds named take these ids instead of their handoffs."""
+    param = stage.UPSTREAM_PARAM or {"long": "template-id"}
+    found: dict[str, int] = {}
+    for part in filter(None, (given or "").split(",")):
+        name, sep, text = part.partition("=")
+        if not sep or name.strip() not in builds:
+            raise HandoffError(f"--{param['long']} {given!r}: stage {stage.name} takes one per build, as NAME=ID "
+                               f"(builds: {', '.join(builds)})")
+        found[name.strip()] = _parse_given(stage.consumes, param, text)
+    return found

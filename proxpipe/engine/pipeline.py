@@ -16,6 +16,7 @@ from proxpipe.base.fsutil import remove_stale_temps
 from proxpipe.base.ids import new_id
 from proxpipe.domain import config as config_mod
 from proxpipe.domain.gitrepo import head_commit
+from proxpipe.domain.graph import Graph
 from proxpipe.domain.history import History
 from proxpipe.domain.state import StateStore, open_store
 from proxpipe.engine.handoffs import Handoffs
@@ -64,17 +65,27 @@ class Pipeline:
         self.env.stage(name)  # raises the ConfigError that lists the stages
         raise AssertionError(name)
 
-    def _index(self, stage: Stage) -> int:
-        # By name: rollback runs a stand-in for a stage (its playbook as of a git ref) in the stage's place.
-        return [s.name for s in self.stages].index(stage.name)
+    @cached_property
+    def graph(self) -> Graph:
+        """The stages' needs (proxpipe.domain.graph); stages are by name, so a stand-in (rollback's playbook as of a
+        git ref) sits in its stage's place."""
+        kinds = self.plugins.stage_kinds()
+        return Graph({sc.name: sc.needs for sc in self.env.stages}, {sc.name: kinds[sc.kind] for sc in self.env.stages})
+
+    def needs(self, stage: Stage) -> list[Stage]:
+        return [self.stage(name) for name in self.graph.needs[stage.name]]
+
+    def sources(self, stage: Stage) -> list[Stage]:
+        """The stages whose handoffs this one reads."""
+        return [self.stage(name) for name in self.graph.sources(stage.name)]
 
     def upstream(self, stage: Stage) -> Stage | None:
-        index = self._index(stage)
-        return self.stages[index - 1] if index and stage.consumes is not None else None
+        """The one stage whose handoff this one reads (the first, when it reads several); None when it reads none."""
+        return next(iter(self.sources(stage)), None)
 
     def downstream(self, stage: Stage, inclusive: bool = False) -> list[Stage]:
-        """The stages after `stage` in order (with `stage` itself first when inclusive)."""
-        return self.stages[self._index(stage) + (0 if inclusive else 1):]
+        """The stages that need `stage`, directly or not, in order (with `stage` itself first when inclusive)."""
+        return [self.stage(name) for name in ([stage.name] if inclusive else []) + self.graph.descendants(stage.name)]
 
     def producers(self, kind_name: str) -> list[Stage]:
         """The stages that hand off this kind (template_id, inventory, configure), in order."""
@@ -158,7 +169,10 @@ class Pipeline:
         if self.run is None or self.run.finished is not None:
             return
         self.run.finished = time.time()
-        ok = not any(o.status in ("failed", "interrupted") for o in self.outcomes) and not self.run.interrupted
+        order = {name: index for index, name in enumerate(self.graph.order())}
+        self.outcomes.sort(key=lambda o: order.get(o.name, len(order)))  # parallel stages end in any order
+        ok = (not any(o.status in ("failed", "interrupted", "not run") for o in self.outcomes)
+              and not self.run.interrupted)
         try:
             self.plugins.run_finished(self.run, ok, list(self.outcomes))
         except PipelineError as exc:  # a plugin whose on_error is fail

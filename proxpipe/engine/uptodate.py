@@ -33,8 +33,10 @@ def upstream_digest(pipeline: Pipeline, stage: Stage, given: str | None) -> str:
             path = Path(given)
             return "given:" + (sha256_file(path) if path.is_file() else f"missing {given}")
         return "given:" + given.strip()
-    upstream = pipeline.upstream(stage)
-    return "" if upstream is None else (pipeline.handoffs.digest(upstream) or "missing")
+    sources = pipeline.sources(stage)
+    if len(sources) == 1:
+        return pipeline.handoffs.digest(sources[0]) or "missing"
+    return ";".join(f"{source.name}={pipeline.handoffs.digest(source) or 'missing'}" for source in sources)
 
 
 def current_record(pipeline: Pipeline, stage: Stage, given: str | None = None) -> dict[str, Any]:
@@ -105,13 +107,23 @@ def differences(pipeline: Pipeline, stage: Stage, then: dict[str, Any], now: dic
     if then.get("config") != now["config"]:
         reasons.append("its configuration in pipeline.yaml changed")
     if then.get("upstream") != now["upstream"]:
-        upstream = pipeline.upstream(stage)
         reasons.append("its upstream handoff was given by hand" if now["upstream"].startswith("given:")
-                       else f"the handoff of {upstream.name if upstream else 'the stage before'} changed")
+                       else f"the handoff of {_changed_sources(pipeline, stage, then.get('upstream') or '', now)} "
+                            "changed")
     if then.get("handoff") != now["handoff"]:
         shown = pipeline.relative(pipeline.handoffs.path(stage))
         reasons.append(f"{shown} is missing" if now["handoff"] == "missing" else f"{shown} was changed since {since}")
     return reasons
+
+
+def _changed_sources(pipeline: Pipeline, stage: Stage, then: str, now: dict[str, Any]) -> str:
+    """Which of the stage's sources handed off something else (the upstream digests name them when there are
+    several)."""
+    before = dict(part.partition("=")[::2] for part in then.split(";")) if "=" in then else {}
+    after = dict(part.partition("=")[::2] for part in now["upstream"].split(";")) if "=" in now["upstream"] else {}
+    changed = [name for name in after if before.get(name) != after[name]]
+    names = changed or [source.name for source in pipeline.sources(stage)] or ["the stage before"]
+    return " and ".join(names)
 
 
 def _input_reasons(pipeline: Pipeline, stage: Stage, then: dict[str, str], now: dict[str, str]) -> list[str]:

@@ -19,6 +19,7 @@ def project(tmp_path):
     shutil.copytree(REPO / "lab", tmp_path / "lab", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     shutil.copytree(REPO / "examples", tmp_path / "examples")
     config = yaml.safe_load((REPO / "pipeline.yaml").read_text())
+    config["environments"].pop("lab-graph")  # the graph has tests of its own (tests/unit/test_graph.py)
     return tmp_path, config
 
 

@@ -61,6 +61,18 @@ def test_the_configuration_reference_matches_the_schema():
         "`.venv/bin/python -m proxpipe.commands.configref > docs/configuration.md`")
 
 
+def test_the_committed_lab_graph_guides_are_a_fresh_render_and_draw_the_graph(tmp_path):
+    result = run_doit("docs", "env=lab-graph", "--no-history", "--output", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    for name in ("pipeline-handoffs.md", "pipeline-operation.md", "pipeline-rollback.md"):
+        committed = (REPO / "docs" / "deployment" / "lab-graph" / name).read_text()
+        assert (tmp_path / name).read_text() == committed, (
+            f"docs/deployment/lab-graph/{name} is out of date: run `doit docs env=lab-graph --no-history`")
+    handoffs = (tmp_path / "pipeline-handoffs.md").read_text()
+    assert "provision_web_out --> configure_base" in handoffs and "provision_db_out --> configure_base" in handoffs
+    assert "configure_base -.-> configure_web" in handoffs
+
+
 def test_the_production_docs_describe_production(tmp_path):
     result = run_doit("docs", "env=production", "--no-history", "--output", str(tmp_path))
     assert result.returncode == 0, result.stderr

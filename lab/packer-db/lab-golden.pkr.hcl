@@ -1,0 +1,1 @@
+../packer/lab-golden.pkr.hcl

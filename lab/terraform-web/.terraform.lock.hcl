@@ -1,0 +1,1 @@
+../terraform/.terraform.lock.hcl

@@ -1,0 +1,1 @@
+../terraform/main.tf
