@@ -245,13 +245,14 @@ class PackerStage(Stage):
             return
         in_use = {vmid for stage in self.pipeline.producers("inventory")
                   for vmid in templates.templates_in_use(stage.handoff_value())}
-        templates.apply_retention(self.pipeline, self.options["keep_templates"], in_use | {value},
+        current = {stage.handoff_value() for stage in self.pipeline.producers("template_id")}  # other builds' too
+        templates.apply_retention(self.pipeline, self.name, self.options["keep_templates"], in_use | current | {value},
                                   lambda **fields: self.pipeline.record(self, "retention", outcome="ok", **fields))
 
     def rollback(self, mode: str, to: str, upstream: Any, job: StageJob) -> Rollback:
         """Point the handoff at an earlier template this pipeline built; what depends on it is re-created."""
         current = self.handoff_value()
-        chosen = templates.rollback_target(self.pipeline, current, to)
+        chosen = templates.rollback_target(self.pipeline, self.name, current, to)
         damaged = "damaged" if self.pipeline.handoffs.text(self) is not None else "none"
         return Rollback(chosen, f"{self.handoff_path.name} now {chosen} (was {current or damaged}); re-creating the "
                                 "VMs from it", notes={"template_id": chosen, "from": current})
@@ -350,7 +351,7 @@ class PackerStage(Stage):
         current = self.handoff_value()
         if current is None:
             return None
-        build = next((e for e in self.pipeline.history.builds() if int(e["template_id"]) == current), None)
+        build = next((e for e in self.pipeline.history.builds(self.name) if int(e["template_id"]) == current), None)
         if (build is None or build.get("inputs") != self.inputs_digest()
                 or build.get("config") != self.config_digest()):
             return None

@@ -26,12 +26,13 @@ def templates_in_use(inventory_value: Any) -> set[int]:
     return {host.template_id for host in inventory.parse(inventory_value).values() if host.template_id}
 
 
-def apply_retention(pipeline: PipelineView, keep: int, protected: set[int], record: Callable[..., Any]
-                    ) -> list[int]:
-    """Delete the pipeline's templates beyond the newest `keep`, except the protected ones (the current one, those
-    the inventory's VMs were cloned from); record(template_id=..., message=...) each deletion. Returns the ids."""
+def apply_retention(pipeline: PipelineView, stage: str, keep: int, protected: set[int],
+                    record: Callable[..., Any]) -> list[int]:
+    """Delete the build stage's templates beyond its newest `keep`, except the protected ones (every build stage's
+    current one, those the inventories' VMs were cloned from); record(template_id=..., message=...) each deletion.
+    Returns the ids."""
     proxmox = pipeline.require_proxmox("delete templates past their retention")
-    builds = pipeline.history.templates()
+    builds = pipeline.history.templates(stage)
     protected = protected | {int(e["template_id"]) for e in builds[:keep]}
     on_cluster = {int(vm["vmid"]): vm for vm in proxmox.vms()}
     deleted = []
@@ -49,12 +50,12 @@ def apply_retention(pipeline: PipelineView, keep: int, protected: set[int], reco
     return deleted
 
 
-def rollback_target(pipeline: PipelineView, current: int | None, to: str) -> int:
+def rollback_target(pipeline: PipelineView, stage: str, current: int | None, to: str) -> int:
     """The template `rollback --to` goes back to: the one named (a template this pipeline built, still on the
     cluster, not the current one), else the newest built before the current one that still exists."""
     proxmox = pipeline.require_proxmox("check which templates still exist")
     environment = pipeline.env.name
-    builds = [int(e["template_id"]) for e in pipeline.history.templates()]
+    builds = [int(e["template_id"]) for e in pipeline.history.templates(stage)]
     existing = {int(vm["vmid"]) for vm in proxmox.vms() if int(vm.get("template", 0))}
     if to:
         wanted = int(to) if to.strip().isdigit() else None

@@ -22,25 +22,25 @@ class Graph:
         self._sources: dict[str, list[str]] = {}
 
     def order(self) -> list[str]:
-        """The stages so that each comes after what it needs; otherwise as written. ValueError naming a cycle."""
-        done: list[str] = []
-        visiting: list[str] = []
+        """The stages so that each comes after what it needs, and otherwise as written. ValueError naming a cycle."""
+        placed: list[str] = []
+        waiting = list(self.needs)
+        while waiting:
+            ready = next((name for name in waiting if all(need in placed for need in self.needs[name])), None)
+            if ready is None:
+                raise ValueError(f"a cycle: {' -> '.join(self._cycle(waiting))}")
+            placed.append(ready)
+            waiting.remove(ready)
+        return placed
 
-        def visit(name: str) -> None:
-            if name in done:
-                return
-            if name in visiting:
-                cycle = visiting[visiting.index(name):] + [name]
-                raise ValueError(f"a cycle: {' -> '.join(cycle)}")
-            visiting.append(name)
-            for need in self.needs[name]:
-                visit(need)
-            visiting.pop()
-            done.append(name)
-
-        for name in self.needs:
-            visit(name)
-        return done
+    def _cycle(self, stuck: list[str]) -> list[str]:
+        """A cycle among the stages that cannot be placed: each needs another of them, so a walk meets itself."""
+        path = [stuck[0]]
+        while True:
+            following = next(need for need in self.needs[path[-1]] if need in stuck)
+            if following in path:
+                return path[path.index(following):] + [following]
+            path.append(following)
 
     def sources(self, name: str) -> list[str]:
         """The stages whose handoffs this one reads, in the order of its needs."""

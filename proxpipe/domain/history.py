@@ -55,15 +55,16 @@ class History(Journal):
     def __init__(self, store: StateStore):
         super().__init__(store, HISTORY)
 
-    def builds(self) -> list[dict[str, Any]]:
-        """Successful template builds, newest first."""
+    def builds(self, stage: str | None = None) -> list[dict[str, Any]]:
+        """Successful template builds (of one build stage, or all), newest first."""
         return [e for e in reversed(self.entries())
-                if e.get("action") == "build" and e.get("outcome") == "ok" and isinstance(e.get("template_id"), int)]
+                if e.get("action") == "build" and e.get("outcome") == "ok" and isinstance(e.get("template_id"), int)
+                and stage in (None, e.get("stage"))]
 
-    def templates(self) -> list[dict[str, Any]]:
-        """Successful builds, newest first, one entry per template id."""
+    def templates(self, stage: str | None = None) -> list[dict[str, Any]]:
+        """Successful builds (of one build stage, or all), newest first, one entry per template id."""
         seen, out = set(), []
-        for entry in self.builds():
+        for entry in self.builds(stage):
             if entry["template_id"] not in seen:
                 seen.add(entry["template_id"])
                 out.append(entry)

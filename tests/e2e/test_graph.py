@@ -88,6 +88,19 @@ def test_editing_one_template_rebuilds_it_and_reruns_only_what_is_downstream_of_
     assert sorted(stages_skipped(result)) == sorted(BRANCH_WEB)
 
 
+def test_retention_of_one_build_never_deletes_the_template_of_another(graph):
+    db_templates = [e["template_id"] for e in _history(graph) if e.get("stage") == "build-db"
+                    and e.get("action") == "build" and e.get("outcome") == "ok"]
+    assert len(set(db_templates)) == 2  # built, then rebuilt by the edit above: both kept (keep_templates: 2)
+    built = []
+    for _ in range(3):  # keep_templates: 2 of its own
+        graph.ok("build-web", "--rebuild")
+        built.append(int((graph.graph_state / "build-web-template_id.txt").read_text()))
+    templates = {vm["vmid"] for vm in graph.admin("state", environment="lab-graph")["vms"] if vm["template"]}
+    assert set(db_templates) <= templates and set(built[-2:]) <= templates and built[0] not in templates
+    graph.ok("deploy")
+
+
 def test_a_failing_branch_leaves_the_other_deployed_and_the_summary_right(graph):
     before = handoffs(graph)
     saved = json.dumps(graph.config)
@@ -184,3 +197,7 @@ def _hosts(inventory: dict) -> list[dict]:
     for group in inventory["all"]["children"].values():
         found += group["hosts"].values()
     return found
+
+
+def _history(project) -> list[dict]:
+    return [json.loads(line) for line in (project.graph_state / "history.jsonl").read_text().splitlines()]
