@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from proxpipe.api.checks import Check, failed, passed
+from proxpipe.api.checks import Check, Skip, failed, passed
 from proxpipe.api.hookspecs import hookimpl
+from proxpipe.base.errors import HandoffError
 
 
 def template(ctx):
@@ -41,8 +42,27 @@ def vm(ctx):
                                     f", not the inventory's {host.address}")
 
 
+def placement(ctx):
+    """The template(s) a provision stage clones can be cloned on each node its VMs land on (shared storage, or a
+    copy there), from the cluster's answers."""
+    stage = ctx.stage()
+    ctx.need_proxmox()
+    try:
+        upstream, _path = ctx.pipeline.handoffs.upstream(stage, ctx.pipeline.sources(stage), None)
+    except HandoffError as exc:
+        raise Skip(f"no template to check yet ({exc})") from None
+    problems = stage.placement_problems(upstream)
+    nodes = ", ".join(stage.target_nodes())
+    for problem in problems:
+        yield failed(stage.name, problem)
+    if not problems:
+        yield passed(stage.name, f"its templates can be cloned on {nodes}")
+
+
 @hookimpl
 def register_checks(register):
     register(Check("template", "the template in template_id.txt exists on the node and is a template", "template_id",
                    template))
     register(Check("vm", "every inventory host's VM exists and runs, at the inventory's address", "inventory", vm))
+    register(Check("placement", "the VMs' templates can be cloned on the nodes the VMs land on", "inventory",
+                   placement, ("terraform", "tofu")))

@@ -102,6 +102,7 @@ class PackerStage(Stage):
                       r"503 Service Unavailable", *galaxy.RETRY_PATTERNS)
     PARAMS = ({"name": "rebuild", "long": "rebuild", "type": bool, "default": False, "forces": True,
                "help": "build a new template even if the current one was built from the same inputs"},)
+    ADDED_OPTIONS = ("nodes", "copy_storage")
     KEEP_COPY = False  # the history has every template id; `doit rollback --stage build --to ID` restores one
     ROLLBACK_MODES = {"template": "point the handoff at an earlier template (--to ID; default: the one before) and "
                                   "re-create what depends on it"}
@@ -121,6 +122,11 @@ class PackerStage(Stage):
                                    f"low end {r[0]} is below the smallest VMID {handoff.VMID_MIN}"),
         "keep_templates": Field(schema.INT, "Templates built by this pipeline to keep (the current one "
                                             "included); older ones are deleted.", default=3, minimum=1),
+        "nodes": Field(schema.LIST, "Proxmox nodes the new template must be on: after the build it is copied to each "
+                                    "other one (a full clone to that node's storage, made a template, its VMID from "
+                                    "template_id_range), for VMs placed there.", items=Field(schema.STR)),
+        "copy_storage": Field(schema.STR, "The storage the copies' disks go to. Default: each node's own storage "
+                                          "for VM disks."),
         "manifest": Field(schema.PATH, "Where the template's manifest post-processor writes, relative to dir.",
                           default="manifest.json"),
         "init": Field(schema.STR, "Run `packer init` first: auto (when the template declares "
@@ -226,6 +232,7 @@ class PackerStage(Stage):
             if problem:
                 raise PipelineError(f"packer reported template {template_id}, but {problem}")
             job.notes["template_name"] = (proxmox.vm(template_id, max_age=5) or {}).get("name")
+            job.notes.update(templates.copy_to_nodes(self, proxmox, template_id))
         return template_id
 
     def preview(self, upstream: Any, job: StageJob, reasons: list[str]) -> Preview:
@@ -265,9 +272,9 @@ class PackerStage(Stage):
                 if (text.startswith("==>") and ":" in text) or data[0] == "error":  # a builder's steps
                     console.step(text.lstrip("=> ").strip())
 
-    def _allocate(self) -> int | None:
+    def _allocate(self, for_copy: bool = False) -> int | None:
         low_high = self.options["template_id_range"]
-        if not low_high or not self.options["template_id_var"]:
+        if not low_high or not (self.options["template_id_var"] or for_copy):
             return None
         proxmox = self.pipeline.require_proxmox("allocate a template id from template_id_range")
         low, high = low_high
@@ -356,4 +363,7 @@ class PackerStage(Stage):
                 or build.get("config") != self.config_digest()):
             return None
         proxmox = self.pipeline.proxmox
-        return current if proxmox is None or proxmox.template_problem(current) is None else None
+        if proxmox is None:
+            return current
+        made = [current, *templates.copies(self.pipeline, current).values()]
+        return current if all(proxmox.vm(vmid) for vmid in made) and proxmox.template_problem(current) is None else None

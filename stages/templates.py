@@ -28,26 +28,51 @@ def templates_in_use(inventory_value: Any) -> set[int]:
 
 def apply_retention(pipeline: PipelineView, stage: str, keep: int, protected: set[int],
                     record: Callable[..., Any]) -> list[int]:
-    """Delete the build stage's templates beyond its newest `keep`, except the protected ones (every build stage's
-    current one, those the inventories' VMs were cloned from); record(template_id=..., message=...) each deletion.
-    Returns the ids."""
+    """Delete the build stage's templates beyond its newest `keep`, with their copies on other nodes, except the
+    protected ones (every build stage's current one, those the inventories' VMs were cloned from) and those a VM is
+    a linked clone of; record(template_id=..., message=...) each deletion. Returns the ids deleted."""
     proxmox = pipeline.require_proxmox("delete templates past their retention")
     builds = pipeline.history.templates(stage)
     protected = protected | {int(e["template_id"]) for e in builds[:keep]}
     on_cluster = {int(vm["vmid"]): vm for vm in proxmox.vms()}
+    old = [entry for entry in builds[keep:] if _deletable(entry, on_cluster, protected)]
+    bases, unknown = _linked_bases(proxmox) if old else ({}, None)
     deleted = []
-    for entry in builds[keep:]:
-        template_id = int(entry["template_id"])
-        vm = on_cluster.get(template_id)
-        if template_id in protected or vm is None or not int(vm.get("template", 0)):
+    for entry in old:
+        made = [int(entry["template_id"]), *(int(v) for v in (entry.get("copies") or {}).values())]
+        user = next((bases[vmid] for vmid in made if vmid in bases), None)
+        if user is not None or unknown is not None:
+            why = (f"VM {user} is a linked clone of it" if user is not None else
+                   f"VM {unknown}'s node is offline: it may be a linked clone of it")
+            console.step(f"keeps template {made[0]} past the {keep} kept: {why}")
             continue
-        if entry.get("template_name") and vm.get("name") != entry["template_name"]:
-            continue  # the id was reused by something the pipeline did not build
-        proxmox.delete_vm(template_id, vm.get("node"))
-        record(template_id=template_id, message=f"deleted template {template_id}: older than the {keep} kept")
-        console.step(f"deleted template {template_id} (older than the {keep} templates kept)")
-        deleted.append(template_id)
+        for vmid in made:
+            if vmid in on_cluster:
+                proxmox.delete_vm(vmid, on_cluster[vmid].get("node"))
+        copies = f" and its copies {', '.join(map(str, made[1:]))}" if made[1:] else ""
+        record(template_id=made[0], message=f"deleted template {made[0]}{copies}: older than the {keep} kept")
+        console.step(f"deleted template {made[0]}{copies} (older than the {keep} templates kept)")
+        deleted += made
     return deleted
+
+
+def _deletable(entry: dict, on_cluster: dict[int, dict], protected: set[int]) -> bool:
+    """A template the pipeline built, still a template under the name it was built with, protected by nothing."""
+    made = {int(entry["template_id"]), *(int(v) for v in (entry.get("copies") or {}).values())}
+    vm = on_cluster.get(int(entry["template_id"]))
+    if made & protected or vm is None or not int(vm.get("template", 0)):
+        return False
+    return not entry.get("template_name") or vm.get("name") == entry["template_name"]  # else: the id was reused
+
+
+def _linked_bases(proxmox) -> tuple[dict[int, int], int | None]:
+    """(template -> a VM that is a linked clone of it, a VM whose node is offline: it may be a linked clone of any)."""
+    found: dict[int, int] = {}
+    for vmid, bases in proxmox.linked_clone_bases().items():
+        if bases is None:
+            return found, vmid
+        found.update({base: vmid for base in bases})
+    return found, None
 
 
 def rollback_target(pipeline: PipelineView, stage: str, current: int | None, to: str) -> int:
@@ -74,3 +99,40 @@ def rollback_target(pipeline: PipelineView, stage: str, current: int | None, to:
             return candidate
     raise PipelineError(f"no earlier template to roll back to: the history of environment {environment} has no "
                         f"template older than {current} that still exists on {proxmox.node}")
+
+
+def copy_to_nodes(stage, proxmox, template_id: int) -> dict:
+    """The build stage's nodes: option: the new template copied to each other node listed; {"node": its node,
+    "copies": {node: VMID}} for the history (empty when it has no nodes option)."""
+    from proxpipe.api import placement
+
+    nodes = [node for node in stage.options["nodes"] or [] if node != proxmox.vm(template_id)["node"]]
+    home = str(proxmox.vm(template_id)["node"])
+    if not nodes:
+        return {"node": home} if stage.options["nodes"] else {}
+    cluster, copies = proxmox.cluster(), {}
+    name = proxmox.vm(template_id).get("name") or f"template-{template_id}"
+    for node in nodes:
+        storage = placement.copy_storage(cluster, node, stage.options["copy_storage"])
+        if storage is None:
+            raise PipelineError(f"{stage.config.where}.nodes: {node} has no storage for VM disks to copy template "
+                                f"{template_id} to; set copy_storage")
+        newid = stage._allocate(for_copy=True)
+        if newid is None:
+            raise PipelineError(f"{stage.config.where}.nodes: copies need template_id_range for their VMIDs")
+        try:
+            console.step(f"copying template {template_id} to {node} ({storage}) as {newid}")
+            proxmox.copy_template(template_id, newid, node, storage, f"{name}-{node}")
+        finally:
+            stage._release(newid)
+        copies[node] = newid
+    return {"node": home, "copies": copies}
+
+
+def copies(pipeline: PipelineView, template_id: int) -> dict[str, int]:
+    """node -> VMID of the template and its copies on other nodes, as the build that made it recorded them ({} when
+    it made none)."""
+    build = next((e for e in pipeline.history.builds() if e["template_id"] == template_id), None)
+    if not build or not build.get("copies"):
+        return {}
+    return {build["node"]: template_id, **{node: int(vmid) for node, vmid in build["copies"].items()}}

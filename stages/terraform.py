@@ -54,6 +54,7 @@ class TerraformStage(Stage):
     produces = handoff.INVENTORY
     UPSTREAM_PARAM = {"name": "template_id", "long": "template-id", "env_var": "TEMPLATE_ID",
                       "help": "provision from this template id instead of the build stage's handoff"}
+    ADDED_OPTIONS = ("template_ids", "address_wait", "template_ids_by_node")
     ROLLBACK_MODES = {"destroy": "tear down what it made and remove the inventory handoff",
                       "replace": "re-create the resources listed in its `replace` option, then what depends on them"}
     CACHE_GLOBS = (".terraform", "*.tfstate", "*.tfstate.backup", ".terraform.tfstate.lock.info", "*.tfplan",
@@ -62,7 +63,10 @@ class TerraformStage(Stage):
     RETRY_PATTERNS = (r"Error acquiring the state lock", r"Failed to query available provider packages",
                       r"Could not retrieve the list of available versions", r"connection reset by peer",
                       r"TLS handshake timeout", r"i/o timeout", r"timeout while waiting for plugin to start",
-                      r"429 Too Many Requests", r"(?:502|503|504) (?:Bad Gateway|Service Unavailable|Gateway)")
+                      r"429 Too Many Requests", r"(?:502|503|504) (?:Bad Gateway|Service Unavailable|Gateway)",
+                      # Proxmox's config lock, held by another clone of the same template (bpg#995, Telmate#173)
+                      r"can't lock file '/var/lock/qemu-server/lock-\d+\.conf' - got timeout",
+                      r"VM is locked \((?:clone|create)\)")
     DEFAULT_BINARY = "terraform"
     OPTIONS = {
         "binary": Field(schema.STR, "The terraform (or tofu) program: a name on PATH or a path relative to the "
@@ -85,6 +89,15 @@ class TerraformStage(Stage):
                            items=Field(schema.STR)),
         "parallelism": Field(schema.INT, "Resources that plan and apply work on at once (-parallelism). Default: "
                                          "Terraform's own, 10; more VMs than that are made in rounds.", minimum=1),
+        "max_parallel_clones": Field(schema.INT, "Clones of one node's templates Terraform starts at once, per node "
+                                                 "its VMs land on, when parallelism is not set: Proxmox's config lock "
+                                                 "times out under more (its timeouts are retried either way).",
+                                     minimum=1),
+        "address_wait": Field(schema.NUMBER, "Seconds to wait for the guest agent to report the address of a VM the "
+                                             "inventory output gives none (or dhcp).", default=300, minimum=1),
+        "template_ids_by_node": Field(schema.STR, "A variable that receives {node: template id}: the build's template "
+                                                  "and its copies on other nodes (the build stage's nodes: option), so "
+                                                  "each VM clones the one on its own node."),
         "nodes": Field(schema.LIST, "The Proxmox nodes its VMs land on, where its variables do not say (a `node`, "
                                     "`node_name` or `target_node` variable, or such a key per VM); checked before any "
                                     "tool runs. Default: those, else proxmox.node.", items=Field(schema.STR)),
@@ -195,7 +208,7 @@ class TerraformStage(Stage):
         """parallelism says how fast and nodes where to check placement, not what is made: setting them (or a
         pipeline.yaml from before them) leaves provision up to date."""
         found = super().fingerprint()
-        for option in ("parallelism", "nodes"):
+        for option in ("parallelism", "nodes", "max_parallel_clones"):
             found["options"].pop(option, None)
         return found
 
@@ -242,11 +255,35 @@ class TerraformStage(Stage):
         if proxmox is None or upstream is None:
             return
         given = f"--{self.UPSTREAM_PARAM['long']}" if job.upstream_path is None else display(job.upstream_path)
+        problems = self.placement_problems(upstream)
+        if problems:
+            raise PipelineError(f"{self.name}: {problems[0]} (from {given}); no tool was started")
+
+    def placement_problems(self, upstream: Any) -> list[str]:
+        """What stops its VMs being cloned where they land, from the cluster's answers: each template it would clone
+        (per build, or per node with template_ids_by_node) on each node its VMs land on. One line each."""
+        proxmox = self.pipeline.require_proxmox("check where the VMs can be cloned")
         cluster, nodes = proxmox.cluster(), self.target_nodes()
-        for vmid in sorted({int(v) for v in (upstream.values() if isinstance(upstream, dict) else [upstream])}):
-            found = placement.problems(cluster, vmid, proxmox.template_location(vmid), nodes)
-            if found:
-                raise PipelineError(f"{self.name}: {found[0]} (template {vmid} from {given}); no tool was started")
+        by_node = self._by_node(upstream) if self.options["template_ids_by_node"] and isinstance(upstream, int) else {}
+        plans = ({node: [by_node.get(node, upstream)] for node in nodes} if by_node else
+                 {node: sorted({int(v) for v in (upstream.values() if isinstance(upstream, dict) else [upstream])})
+                  for node in nodes})
+        found: list[str] = []
+        for vmid in sorted({vmid for ids in plans.values() for vmid in ids}):
+            targets = [node for node, ids in plans.items() if vmid in ids]
+            found += [f"{problem} (template {vmid})" if str(vmid) not in problem else problem
+                      for problem in placement.problems(cluster, vmid, proxmox.template_location(vmid), targets)]
+        return found
+
+    def _by_node(self, template_id: int) -> dict[str, int]:
+        """node -> the template VMs on that node clone: the build's copies, or the template on its own node."""
+        from proxpipe.stages.templates import copies
+
+        found = copies(self.pipeline, template_id)
+        if not found and self.pipeline.proxmox is not None:
+            entry = self.pipeline.proxmox.vm(template_id)
+            found = {str(entry["node"]): template_id} if entry else {}
+        return found
 
     def target_nodes(self) -> list[str]:
         """The nodes its VMs land on: the nodes option, else what its variables name, else proxmox.node."""
@@ -381,10 +418,15 @@ class TerraformStage(Stage):
         variables template_ids names, when it reads several builds)."""
         values = self.tool_vars()[0]
         values.update({var: int(vmid) for var, vmid in self._template_vars(template_id).items()})
+        if self.options["template_ids_by_node"] and isinstance(template_id, int):
+            values[self.options["template_ids_by_node"]] = self._by_node(template_id)
         atomic_write(self.vars_file, json.dumps(values, indent=2, sort_keys=True, default=str) + "\n", 0o600)
 
     def parallelism_args(self) -> list[str]:
-        return [f"-parallelism={self.options['parallelism']}"] if self.options["parallelism"] else []
+        """-parallelism: the option, else max_parallel_clones per node the VMs land on, else Terraform's 10."""
+        clones = self.options["max_parallel_clones"]
+        parallelism = self.options["parallelism"] or (clones * len(self.target_nodes() or [None]) if clones else None)
+        return [f"-parallelism={parallelism}"] if parallelism else []
 
     def var_args(self) -> list[str]:
         args = [f"-var-file={f}" for f in self.options["var_files"] or []]
@@ -407,10 +449,26 @@ class TerraformStage(Stage):
                             f"{display(self.dir)}; add it or set {self.config.where}.output",
                             result.output.splitlines()[-10:], str(job.runner.log_path))
         try:
-            return handoff.parse_inventory(result.stdout)
+            value = handoff.parse_inventory(result.stdout, addresses=False)
         except ValueError as exc:
             raise HandoffError(f"output {output!r} of {display(self.dir)} is not a usable inventory: "
                                f"{exc}") from None
+        return self._with_addresses(value)
+
+    def _with_addresses(self, value: dict) -> dict:
+        """The inventory with an address for every host: where the output has none (or a placeholder, dhcp), the
+        guest agent of the host's VM (host variables vm_id and node) is asked, until it tells or the deadline."""
+        waiting = {host.name: host for host in inventory.parse(value).values()
+                   if not host.address or host.address in handoff.PLACEHOLDERS}
+        if not waiting:
+            return value
+        from proxpipe.stages import addresses
+
+        found = addresses.from_agents(self.pipeline.require_proxmox("ask the guest agents for the VMs' addresses"),
+                                      list(waiting.values()), self.options["address_wait"], self.name)
+        for name, address in found.items():
+            inventory.set_address(value, name, address)
+        return value
 
     # ------------------------------------------------------------------ destroy, rollback, restore
 

@@ -90,13 +90,20 @@ variable "lab_api_key" {
   description = "A key the VMs are made with; the lab keeps only its sha256."
 }
 
+variable "template_ids_by_node" {
+  type        = map(number)
+  default     = {}
+  description = "node => the template VMs on that node are cloned from (the build's copies); default: template_id."
+}
+
 locals {
   vms = {
     for name, vm in var.vms : name => {
-      vm_id   = tonumber(vm.vm_id)
-      address = lookup(vm, "address", "") == "" ? "dhcp" : vm.address
-      node    = lookup(vm, "node", "pve1")
-      linked  = lookup(vm, "linked", "false") == "true"
+      template = lookup(var.template_ids_by_node, lookup(vm, "node", "pve1"), var.template_id)
+      vm_id    = tonumber(vm.vm_id)
+      address  = lookup(vm, "address", "") == "" ? "dhcp" : vm.address
+      node     = lookup(vm, "node", "pve1")
+      linked   = lookup(vm, "linked", "false") == "true"
       # Kept in the triggers only where not the default, so that VMs made before the lab had nodes stay as they are.
       placement = merge(lookup(vm, "node", "pve1") == "pve1" ? {} : { node = vm.node },
       lookup(vm, "linked", "false") == "true" ? { linked = "true" } : {})
@@ -108,14 +115,14 @@ resource "null_resource" "vm" {
   for_each = local.vms
 
   triggers = merge(each.value.placement, {
-    template_id = var.template_id
+    template_id = each.value.template
     vm_id       = each.value.vm_id
     address     = each.value.address
     name        = each.key
   })
 
   provisioner "local-exec" {
-    command = "pipeline-lab vm-create --template ${var.template_id} --vmid ${each.value.vm_id} --name ${each.key} --address ${each.value.address} --node ${each.value.node}${each.value.linked ? " --linked" : ""} --sshd-delay ${lookup(var.sshd_delays, each.key, 0)} --agent-delay ${lookup(var.agent_delays, each.key, 0)}${var.clone_lock_retry ? "" : " --no-lock-retry"} --delay ${var.apply_delay}"
+    command = "pipeline-lab vm-create --template ${each.value.template} --vmid ${each.value.vm_id} --name ${each.key} --address ${each.value.address} --node ${each.value.node}${each.value.linked ? " --linked" : ""} --sshd-delay ${lookup(var.sshd_delays, each.key, 0)} --agent-delay ${lookup(var.agent_delays, each.key, 0)}${var.clone_lock_retry ? "" : " --no-lock-retry"} --delay ${var.apply_delay}"
   }
 
   provisioner "local-exec" {

@@ -155,6 +155,7 @@ class Stage(ABC):
     consumes: ClassVar[HandoffKind | None] = None
     produces: ClassVar[HandoffKind] = handoff.FILE
     OPTIONS: ClassVar[dict[str, Field]] = {}
+    ADDED_OPTIONS: ClassVar[tuple[str, ...]] = ()  # options added after stages were first recorded (fingerprint())
     RETRY_PATTERNS: ClassVar[tuple[str, ...]] = ()
     CACHE_GLOBS: ClassVar[tuple[str, ...]] = ()
     # Give the tool the Proxmox API address and credentials (PROXMOX_VE_*, PROXMOX_*) in its environment.
@@ -359,8 +360,12 @@ class Stage(ABC):
     # ------------------------------------------------------------------ up-to-date checks
 
     def fingerprint(self) -> dict[str, Any]:
-        """The configuration that makes this stage stale when it changes (hashed before it is stored)."""
-        return portable({"kind": self.kind, "options": self.options, "env": self.config.env,
+        """The configuration that makes this stage stale when it changes (hashed before it is stored). Options the
+        kind added later (ADDED_OPTIONS) count only once they differ from their default: a stage recorded before
+        they existed stays up to date."""
+        options = {name: value for name, value in self.options.items()
+                   if name not in self.ADDED_OPTIONS or value != self.OPTIONS[name].default}
+        return portable({"kind": self.kind, "options": options, "env": self.config.env,
                          "handoff": self.config.handoff}, self.pipeline.root)
 
     def config_digest(self) -> str:

@@ -79,8 +79,27 @@ def show(pipeline: Pipeline, inputs: str = "", json: bool = False) -> None:
         console.out(table([[_tree(pipeline, r["stage"]), r["kind"], ", ".join(r["needs"]) or "-", r["state"],
                             r["handoff"], r["why"]] for r in rows],
                           ["stage", "kind", "needs", "state", "handoff", "why"]))
+    for line in _template_places(pipeline):
+        console.out(line)
     for stage in listed:
         console.out("\n" + "\n".join(input_report(pipeline, stage)))
+
+
+def _template_places(pipeline: Pipeline) -> list[str]:
+    """Where each build stage's template is (its node and disks' storage) and its copies on other nodes, when the
+    up-to-date checks asked the cluster anyway."""
+    proxmox = pipeline.connected_proxmox
+    lines = []
+    for stage in pipeline.producers("template_id") if proxmox is not None else []:
+        vmid = stage.handoff_value()
+        place = proxmox.template_location(vmid) if vmid is not None else None
+        if place is None:
+            continue
+        build = next((e for e in pipeline.history.builds(stage.name) if e["template_id"] == vmid), {})
+        copies = "".join(f"; copy {copy} on {node}" for node, copy in (build.get("copies") or {}).items())
+        lines.append(f"template of {stage.name}: {vmid} on {place.node} ({', '.join(place.storages) or 'no disks'})"
+                     f"{copies}")
+    return lines
 
 
 def input_report(pipeline: Pipeline, stage) -> list[str]:

@@ -14,6 +14,7 @@ from proxpipe.base.fsutil import display
 from proxpipe.domain import inventory
 
 VMID_MIN, VMID_MAX = 100, 999_999_999
+PLACEHOLDERS = ("dhcp",)  # an ansible_host that says the address is not known yet (the guest agent will tell)
 
 
 class HandoffKind(NamedTuple):
@@ -46,7 +47,9 @@ def parse_template_id(text: str | int) -> int:
     return value
 
 
-def parse_inventory(text: str | dict) -> dict:
+def parse_inventory(text: str | dict, addresses: bool = True) -> dict:
+    """An inventory object from its text; addresses: every host must have one (False: some may be left for the
+    guest agent to tell)."""
     data = text
     if isinstance(text, str):
         try:
@@ -69,8 +72,8 @@ def parse_inventory(text: str | dict) -> dict:
         raise ValueError(str(exc)) from None
     if not hosts:
         raise ValueError("the inventory has no hosts")
-    for host in hosts.values():
-        if not host.address:
+    for host in hosts.values() if addresses else ():
+        if not host.address or host.address in PLACEHOLDERS:
             raise ValueError(f"host {host.name} has no address (set ansible_host)")
     return data
 

@@ -97,13 +97,16 @@ def scan(top: Path, rules: Sequence[Exclude], ignored: frozenset[str] = frozense
     result = Scan()
     keep = [Path(path) for path in keep]
     matcher = _Matcher(rules, ignored)
-    for folder, dirs, files in os.walk(top):
+    seen = {os.path.realpath(top)}  # a linked folder (shared roles, say) is read through, once: no link loops
+    for folder, dirs, files in os.walk(top, followlinks=True):
         rel_top = os.path.relpath(folder, top)
         rel_top = "" if rel_top == "." else rel_top + "/"
         kept_dirs = []
         for name in sorted(dirs):
             why = matcher.why(name, rel_top + name, "/")
-            if why is None:
+            real = os.path.realpath(os.path.join(folder, name))
+            if why is None and real not in seen:
+                seen.add(real)
                 kept_dirs.append(name)
             else:
                 result.excluded.append((rel_top + name + "/", why))

@@ -150,3 +150,21 @@ def _merge_into(target: dict, extra: dict) -> None:
             _merge_into(target[key], value)
         elif key not in target or target[key] is None:
             target[key] = value
+
+
+def set_address(data: dict, host: str, address: str) -> None:
+    """Give host its address (ansible_host) wherever the inventory object defines it."""
+    for group in _groups(data):
+        members = group.get("hosts") or {}
+        if host in members:
+            members[host] = {**(members[host] or {}), "ansible_host": address}
+
+
+def _groups(data: dict) -> list[dict]:
+    found = []
+    todo = [group for group in data.values() if isinstance(group, dict)]
+    while todo:
+        group = todo.pop()
+        found.append(group)
+        todo += [child for child in (group.get("children") or {}).values() if isinstance(child, dict)]
+    return found

@@ -102,6 +102,7 @@ class ToolRunner:
         self.grace = grace  # seconds a tool may take to stop after an interrupt
         self._patterns = [re.compile(p) for p in retry.patterns]
         self.on_start: Callable[[], None] | None = None  # called once, before the first tool process starts
+        self.retries = 0  # retries its steps took (see run())
         self._log_problem: FileError | None = None  # the log could not be written while a tool ran
         _load_libc()
 
@@ -139,6 +140,8 @@ class ToolRunner:
             if stop is not None:  # it failed because it was stopped (in a thread beside the interrupted one)
                 raise stop
             if result.returncode == 0 or not check:
+                # what it took: its own retries, and the Proxmox API's that a program it ran printed (pipeline-lab)
+                self.retries += result.attempts - 1 + len(re.findall(r"; retrying in \d", result.output))
                 return result
             matched = self._retryable(result.output) if retryable else None
             delay = backoff.next_delay() if matched else None

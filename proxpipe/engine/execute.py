@@ -110,6 +110,8 @@ def _hand_off(pipeline, stage, value, job, record, entry, started) -> tuple[bool
     changed = pipeline.handoffs.write(stage, value)
     summary = stage.produces.summary(value)
     duration = time.monotonic() - started
+    if job.runner.retries:
+        job.notes["retries"] = job.runner.retries  # e.g. Proxmox's config lock, taken by another clone
     pipeline.record(stage, stage.ACTION, **{**entry, **job.notes, "outcome": "ok", "handoff": summary,
                                                       "handoff_sha256": pipeline.handoffs.digest(stage),
                                                       "duration": round(duration, 2)})

@@ -116,6 +116,12 @@ class Pipeline:
                                     cache_file=self.cluster_cache)
         return self._proxmox
 
+    @property
+    def connected_proxmox(self) -> Proxmox | None:
+        """The API client if this command already needed it (status asks the cluster no more than its checks did:
+        it never starts the lab's stand-in for that alone)."""
+        return self._proxmox
+
     @cached_property
     def digests(self) -> DigestCache:
         """The input files' sha256, kept between runs while their stat() is unchanged."""

@@ -174,3 +174,17 @@ def test_status_as_json_is_one_document_that_its_schema_accepts(tmp_path):
     assert document["stages"][0]["inputs"] == [] and "inputs" not in document["stages"][1]
     tree = shell.doit("status").stdout  # not a chain: drawn as a tree, with what each stage needs
     assert "└─ upper" in tree and "└─ lower" in tree and "needs" in tree.splitlines()[1]
+
+
+# What the code before the graph (stop 19, 47f2cae) recorded as each stage's settings digest for this repository's
+# pipeline.yaml: today's records of those stages must still match, so nothing is stale after an upgrade.
+RECORDED_BEFORE = {
+    "lab": {"build": "9f8fdc6af7e5", "provision": "a562f08f86b3", "configure": "f48947600f39"},
+    "production": {"build": "305be4c872b3", "provision": "25eee703cdfe", "configure": "59ef906477c2"},
+}
+
+
+@pytest.mark.parametrize("env", list(RECORDED_BEFORE))
+def test_settings_digests_recorded_before_the_graph_still_match(env):
+    pipeline = Pipeline.load(REPO / "pipeline.yaml", env, environ={"PROXMOX_TOKEN_SECRET": "x"})
+    assert {s.name: s.config_digest()[:12] for s in pipeline.stages} == RECORDED_BEFORE[env]
