@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -29,41 +28,7 @@ from proxpipe.base.errors import PipelineError, ToolError
 from proxpipe.base.fsutil import sha256_file
 from proxpipe.base.schema import Field
 from proxpipe.stages import ansiblecfg, galaxy, galaxy_step
-
-_RECAP_LINE = r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$"
-
-
-def parse_recap(output: str) -> dict[str, dict[str, int]]:
-    """host -> {ok, changed, unreachable, failed, ...} from the PLAY RECAP of ansible-playbook's output."""
-    recap: dict[str, dict[str, int]] = {}
-    in_recap = False
-    for line in output.splitlines():
-        if line.startswith("PLAY RECAP"):
-            in_recap = True
-            continue
-        if in_recap:
-            found = re.match(_RECAP_LINE, line.strip())
-            if found:
-                recap[found.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found.group(2))}
-    return recap
-
-
-_TASK = r"^TASK \[(.+)\] \**$"
-_CHANGED = r"^changed: \[([^\]]+)\]"
-
-
-def check_changes(output: str) -> list[tuple[str, str]]:
-    """(host, task) of every task that reported "changed" in ansible-playbook's output (--check: would change)."""
-    changes, task = [], ""
-    for line in output.splitlines():
-        header = re.match(_TASK, line.strip())
-        if header:
-            task = header.group(1)
-            continue
-        found = re.match(_CHANGED, line.strip())
-        if found and task:
-            changes.append((found.group(1).split(" -> ")[0], task))
-    return changes
+from proxpipe.stages.ansible_output import check_changes, check_drift, check_problem, parse_recap
 
 
 def _playbook(path: Path) -> str | None:
@@ -255,12 +220,28 @@ class AnsibleStage(Stage):
         job.runner.cwd = old_dir
         return old.run(upstream, job)
 
+    def drift(self, upstream: Any, job: StageJob) -> list[Any]:
+        """`ansible-playbook --check --diff`: the tasks that would change which hosts (a file edited by hand, a
+        package removed), with their diffs; hosts a stage before found down (job.options["skip_hosts"]) are left
+        out. PipelineError when a host could not be checked."""
+        binary, hosts = self._prepare(upstream, job)
+        limit = ["--limit", ",".join(h.name for h in hosts)] if job.options.get("skip_hosts") else []
+        if not hosts:
+            return []
+        _playbook, result = self._play(job, binary, hosts, ["--check", "--diff", *limit], "ansible-playbook --check",
+                                       check=False)
+        problem = check_problem(result.output, result.returncode)
+        if problem:
+            raise ToolError(f"{self.name}: {problem}", result.output.splitlines()[-10:], str(job.runner.log_path))
+        return check_drift(result.output)
+
     def _prepare(self, upstream: Any, job: StageJob) -> tuple[str, list[inventory.Host]]:
         """The program, and the hosts once they answer; the requirements install meanwhile."""
         binary = tools.require(self.options["binary"], self.pipeline.root,
                                f"pip install ansible-core, or set {self.config.where}.binary")
         self.note_version(job, binary, "ansible")
-        hosts = list(inventory.parse(upstream).values())
+        skip = set(job.options.get("skip_hosts") or ())  # (drift) hosts a stage before found down
+        hosts = [host for host in inventory.parse(upstream).values() if host.name not in skip]
         from concurrent.futures import ThreadPoolExecutor
 
         # The requirements install while the hosts are awaited; a failed install is the error to show.
@@ -273,11 +254,13 @@ class AnsibleStage(Stage):
                 installing.result()
         return binary, hosts
 
-    def _play(self, job: StageJob, binary: str, hosts: list, extra: list[str] = (), step: str = "ansible-playbook"):
+    def _play(self, job: StageJob, binary: str, hosts: list, extra: list[str] = (), step: str = "ansible-playbook",
+              check: bool = True):
         playbook = os.path.relpath(self.options["playbook"], self.dir)
         with self._extra_vars() as variables:
             result = job.runner.run([binary, "-i", str(job.upstream_path), *variables, playbook,
-                                     *(self.options["extra_args"] or []), *extra], step, env=self.tool_env(len(hosts)))
+                                     *(self.options["extra_args"] or []), *extra], step, env=self.tool_env(len(hosts)),
+                                    check=check)
         return playbook, result
 
 

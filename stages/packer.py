@@ -28,6 +28,7 @@ from proxpipe.api import (
     handoff,
     hcl,
     history_note,
+    template_drift,
 )
 from proxpipe.api import toolrunner as tools
 from proxpipe.base import schema
@@ -173,6 +174,17 @@ class PackerStage(Stage):
         return (False, problem) if problem else (True, f"template {template_id} exists on {proxmox.node}"
                                                        f"{proxmox.answered()}")
 
+    def drift(self, upstream: Any, job: StageJob) -> list[Any]:
+        """The template: still there, still a template, its config as the build left it (memory, CPUs, disks,
+        cloud-init drive, NICs)."""
+        current = self.handoff_value()
+        if current is None:
+            return []
+        config = self.pipeline.require_proxmox("read the template's config").vm_config(current)
+        build = next((e for e in self.pipeline.history.builds(self.name) if e["template_id"] == current), {})
+        then = build.get("template_config") or {**template_drift.snapshot(config or {}), "template": 1}
+        return template_drift.template_drift(then, config, current)
+
     def restore_advice(self, last: dict | None, kept: bool) -> tuple[str, str | None]:
         if not last or not last.get("template_id"):
             return super().restore_advice(last, kept)
@@ -232,6 +244,7 @@ class PackerStage(Stage):
             if problem:
                 raise PipelineError(f"packer reported template {template_id}, but {problem}")
             job.notes["template_name"] = (proxmox.vm(template_id, max_age=5) or {}).get("name")
+            job.notes["template_config"] = template_drift.snapshot(proxmox.vm_config(template_id) or {})
             job.notes.update(templates.copy_to_nodes(self, proxmox, template_id))
         return template_id
 

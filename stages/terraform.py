@@ -27,12 +27,14 @@ from proxpipe.api import (
     StageJob,
     ToolSpec,
     anchored,
+    drift,
     env_text,
     handoff,
     hcl,
     inventory,
     placement,
     stable_digest,
+    tfdrift,
 )
 from proxpipe.api import toolrunner as tools
 from proxpipe.base import schema
@@ -469,6 +471,53 @@ class TerraformStage(Stage):
         for name, address in found.items():
             inventory.set_address(value, name, address)
         return value
+
+    # ------------------------------------------------------------------ drift
+
+    def drift(self, upstream: Any, job: StageJob) -> list[Any]:
+        """What changed outside Terraform (a refresh-only plan, read from `show -json`, which is never logged: it
+        holds the variables' values), the inventory's VMs that are gone or not running (job.notes["down_hosts"]:
+        a later stage does not wait for them), and the inventory handoff against the state's output."""
+        binary = self.binary()
+        self.init(job, binary)
+        self.write_vars(upstream if upstream is not None else self._last_template_id())
+        saved = self.data_dir.parent / f"drift-{job.run.id}.tfplan"
+        try:
+            self.step(job, [binary, "plan", "-refresh-only", "-input=false", "-no-color", f"-out={saved}",
+                            *self.var_args()], f"{self.binary_name} plan -refresh-only", with_vars=True)
+            shown = self.step(job, [binary, "show", "-json", str(saved)], f"{self.binary_name} show -json",
+                              private=True)
+        finally:
+            saved.unlink(missing_ok=True)
+        return [*tfdrift.refresh_drift(shown.stdout), *self._vm_drift(job), *self._output_drift(job, binary)]
+
+    def _vm_drift(self, job: StageJob) -> list[Any]:
+        value = self.handoff_value()
+        proxmox = self.pipeline.proxmox
+        if value is None or proxmox is None:
+            return []
+        by_id = {int(vm["vmid"]): vm for vm in proxmox.vms()}
+        items = []
+        for host in sorted(inventory.parse(value).values(), key=lambda h: h.name):
+            vm = by_id.get(host.vm_id) if host.vm_id else None
+            if host.vm_id and (vm is None or vm.get("status") != "running"):
+                state = "no longer exists" if vm is None else f"is {vm.get('status', 'in an unknown state')}"
+                items.append(drift.DriftItem(drift.HOST, host.name, f"VM {host.vm_id} {state}"))
+                job.notes.setdefault("down_hosts", []).append(host.name)
+        return items
+
+    def _output_drift(self, job: StageJob, binary: str) -> list[Any]:
+        value = self.handoff_value()
+        result = self.step(job, [binary, "output", "-no-color", "-json", self.options["output"]],
+                           f"{self.binary_name} output", capture=True, check=False)
+        if value is None or result.returncode != 0:
+            return []
+        try:
+            now = handoff.parse_inventory(result.stdout, addresses=False)
+        except ValueError:
+            return []
+        item = drift.handoff_item(self.handoff_path.name, value, now, "differs from the state's output")
+        return [item] if item else []
 
     # ------------------------------------------------------------------ destroy, rollback, restore
 

@@ -3,9 +3,9 @@
 A stage kind is a Stage subclass registered through the ``register_stage_kinds`` hook (the built-in packer,
 terraform, tofu and ansible kinds too). It declares what it consumes and produces (handoff kinds), its options,
 inputs and up-to-date checks, and implements the verbs the engine asks of it: ``run`` (abstract), ``preflight``,
-``preview`` (plan), ``destroy``, ``rollback`` and ``restore``. A verb a kind does not implement refuses in one line
-(Unsupported). A verb runs the kind's tool and returns a value; the engine (proxpipe.engine) checks, writes, keeps and
-restores the handoffs, records the history and decides what is stale.
+``preview`` (plan), ``drift``, ``destroy``, ``rollback`` and ``restore``. A verb a kind does not implement refuses in
+one line (Unsupported). A verb runs the kind's tool and returns a value; the engine (proxpipe.engine) checks, writes,
+keeps and restores the handoffs, records the history and decides what is stale.
 """
 
 from __future__ import annotations
@@ -400,6 +400,12 @@ class Stage(ABC):
         """Go back (ROLLBACK_MODES names the modes): e.g. to an earlier template, or a playbook as of a git ref."""
         raise Unsupported(f"stage {self.name} ({self.kind}) has no rollback"
                           + (f" --mode {mode}" if mode else ""))
+
+    def drift(self, upstream: Any, job: StageJob) -> list[Any]:
+        """What changed outside the pipeline since the stage ran, found without changing anything, for `proxpipe
+        drift`: proxpipe.api.drift items. A PipelineError when it cannot tell. By default nothing beyond its
+        handoff, which the engine checks for every kind."""
+        return []
 
     def restore(self, kept: Any, job: StageJob) -> Any:
         """The value to write back over a damaged handoff: by default the engine's kept copy of the last valid one

@@ -57,6 +57,7 @@ class Console:
         self._lock = threading.Lock()
         self._local = threading.local()  # .tag: the stage whose lines this thread prints, in a parallel run
         self.quiet = False
+        self.stdout_reserved = False  # see reserve_stdout()
         self.lost: dict[str, str] = {}  # "stdout"/"stderr" -> the one line said when it could not be written
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
             fit_stream(stream)
@@ -124,18 +125,23 @@ class Console:
 
     def info(self, text: str) -> None:
         if not self.quiet:
-            self.out(text)
+            self.out(text, sys.stderr if self.stdout_reserved else None)
+
+    def reserve_stdout(self) -> None:
+        """From now on stdout holds only a --json document: progress and the run's last line go to stderr."""
+        self.stdout_reserved = True
 
     def json(self, document: object) -> None:
         """A command's --json output: one JSON document on stdout, secrets masked, and nothing else there."""
         import json
 
-        self.out(json.dumps(document, indent=2, sort_keys=True, default=str))
+        self.reserve_stdout()
+        self.out(document if isinstance(document, str) else json.dumps(document, indent=2, sort_keys=True, default=str))
 
     def step(self, text: str) -> None:
         """A progress line inside a stage."""
         if not self.quiet:
-            self.out(self.paint(f"    {text}", "dim"))
+            self.out(self.paint(f"    {text}", "dim"), sys.stderr if self.stdout_reserved else None)
 
     def warn(self, text: str) -> None:
         self.out(self.paint(f"warning: {text}", "yellow"), sys.stderr)

@@ -64,6 +64,7 @@ def show(pipeline: Pipeline, inputs: str = "", json: bool = False) -> None:
     listed = pipeline.stages if inputs == "all" else [pipeline.stage(inputs)] if inputs else []
     env = pipeline.env
     if json:
+        console.reserve_stdout()
         console.json({"format_version": 1, "environment": env.name, "state": pipeline.store.where,
                       "stages": [{**row, "inputs": [os.path.relpath(path, stage.dir) for path in stage.inputs()]}
                                  if stage in listed else row for row, stage in zip(stage_states(pipeline),

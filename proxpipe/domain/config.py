@@ -17,7 +17,7 @@ from proxpipe.domain.state import settings as state_settings
 
 DEFAULT_FILE = "pipeline.yaml"
 # Task names of the pipeline's own commands and of doit's; a stage may not take one.
-RESERVED_NAMES = {"deploy", "status", "validate", "rollback", "destroy", "docs", "doctor", "history",
+RESERVED_NAMES = {"deploy", "status", "validate", "rollback", "destroy", "docs", "doctor", "history", "drift",
                   "report", "lab-stop", "plan", "approve", "apply", "init", "state-push", "state-pull", "run",
                   "list", "info", "clean", "forget", "ignore", "help",
                   "auto", "dumpdb", "strace", "reset-dep", "tabcompletion"}

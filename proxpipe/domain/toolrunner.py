@@ -127,14 +127,16 @@ class ToolRunner:
 
     def run(self, argv: Sequence[str], step: str, *, retryable: bool = True, check: bool = True,
             env: dict[str, str] | None = None, cwd: Path | None = None,
-            on_line: Callable[[str], None] | None = None, capture: bool = False) -> StepResult:
+            on_line: Callable[[str], None] | None = None, capture: bool = False, private: bool = False
+            ) -> StepResult:
         """Run argv; retry while its output matches a retryable pattern; ToolError when it fails.
 
-        capture=True keeps stdout apart from stderr (for JSON output); both are logged.
+        capture=True keeps stdout apart from stderr (for JSON output); both are logged. private=True captures
+        stdout without logging or showing it (a plan's JSON holds the variables' values in clear).
         """
         backoff = Backoff(self.retry.attempts, self.retry.max_seconds)
         while True:
-            result = self._once(list(argv), step, env, cwd, on_line, capture)
+            result = self._once(list(argv), step, env, cwd, on_line, capture or private, private)
             result.attempts = backoff.attempt
             stop = interrupts.received()
             if stop is not None:  # it failed because it was stopped (in a thread beside the interrupted one)
@@ -159,7 +161,7 @@ class ToolRunner:
                 return pattern.pattern
         return None
 
-    def _once(self, argv, step, env, cwd, on_line, capture) -> StepResult:
+    def _once(self, argv, step, env, cwd, on_line, capture, private=False) -> StepResult:
         stop = interrupts.received()
         if stop is not None:  # never start a tool once the run is interrupted
             raise stop
@@ -181,10 +183,12 @@ class ToolRunner:
             with interrupts.deferred():  # a tool that starts is tracked and read, so an interrupt reaches it
                 proc = self._start(argv, step, env, cwd, capture)
                 interrupts.track(proc.pid, self.grace)
-                streams = [(proc.stdout, stdout if capture else None)] + ([(proc.stderr, None)] if capture else [])
+                streams = [(proc.stdout, stdout if capture else None, private)] + (
+                    [(proc.stderr, None, False)] if capture else [])
                 tag = console.tag()  # the stage's name on its progress lines, when stages run at once
-                for stream, keep in streams:
-                    readers.append(threading.Thread(target=self._read, args=(stream, lines, on_line, keep, tag),
+                for stream, keep, unlogged in streams:
+                    readers.append(threading.Thread(target=self._read,
+                                                    args=(stream, lines, on_line, keep, tag, unlogged),
                                                     name=f"{READER}{proc.pid}", daemon=True))
                     readers[-1].start()
             expired = self._wait(proc)
@@ -260,12 +264,17 @@ class ToolRunner:
             timer.cancel()
         return expired.is_set()
 
-    def _read(self, stream, lines: list[str], on_line, keep: list[str] | None, tag: str | None = None) -> None:
-        """Read the tool's output to its end, into lines and the log. The pipe is drained even when the log cannot
-        be written (a full disk): a tool must never block on it."""
+    def _read(self, stream, lines: list[str], on_line, keep: list[str] | None, tag: str | None = None,
+              private: bool = False) -> None:
+        """Read the tool's output to its end, into lines and the log (only into keep when private). The pipe is
+        drained even when the log cannot be written (a full disk): a tool must never block on it."""
         if tag:
             with console.tagged(tag):
-                return self._read(stream, lines, on_line, keep)
+                return self._read(stream, lines, on_line, keep, None, private)
+        if private:
+            keep.extend(raw.rstrip("\n") for raw in stream)
+            self.log(f"# its output ({len(keep)} lines) is not logged: it holds the variables' values")
+            return
         log = self._open_log()
         try:
             for raw in stream:

@@ -187,6 +187,11 @@ class Pipeline:
             console.error(str(exc))
             raise SystemExit(1) from None
 
+    def lock(self, command: str) -> None:
+        """Take the environment's lock for the rest of this process (waiting --wait-lock seconds for another run)."""
+        self.store.acquire(command, wait=self.wait_lock)
+        atexit.register(self.store.release)
+
     def interrupted(self, signal_name: str) -> None:
         """The run was interrupted (Ctrl-C, SIGTERM): recorded as such; the exit code stays the interrupt's."""
         self.run.interrupted = signal_name

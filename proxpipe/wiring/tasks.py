@@ -8,7 +8,6 @@ state store and its remote product), not by doit's own up-to-date checks: every 
 
 from __future__ import annotations
 
-import atexit
 import os
 import sys
 from collections.abc import Iterator
@@ -60,8 +59,7 @@ def invoke(pipeline: Pipeline, command: Command, task) -> TaskFailed | None:
     RAN_HERE.add(command.name)
     try:
         if command.lock:
-            pipeline.store.acquire(command.name, wait=pipeline.wait_lock)
-            atexit.register(pipeline.store.release)
+            pipeline.lock(command.name)
         command.run(pipeline, **(task.options or {}))
     except ConfigError as exc:
         if pipeline.run is not None:

@@ -1,4 +1,4 @@
-"""Ansible's check mode read for drift (stages/ansible_drift.py), on the output of the real ansible-playbook: a play
+"""Ansible's check mode read for drift (stages/ansible_output.py), on the output of the real ansible-playbook: a play
 run once, files then changed by hand, and `--check --diff` of it. The hosts are local connections to folders under
 the test's own directory; one more host behind a closed port is unreachable."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from proxpipe.domain.drift import HOST, DriftItem
-from proxpipe.stages.ansible_drift import check_drift, check_problem, stage_drift
+from proxpipe.stages.ansible_output import check_drift, check_problem, stage_drift
 
 PLAYBOOK = """
 - hosts: all

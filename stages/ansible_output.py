@@ -1,4 +1,5 @@
-"""Ansible's check mode, read for drift: which tasks would change which hosts, with their diffs.
+"""What ansible-playbook printed, read: the play recap, the tasks check mode would change (for a plan), and check
+mode read for drift: which tasks would change which hosts, with their diffs.
 
 `ansible-playbook --check --diff` prints, under each task's header, a host's diff just before its `changed:
 [host]` line (a loop's per item, before `changed: [host] => (item=...)`); warnings and errors come after the diff.
@@ -11,7 +12,23 @@ import re
 
 from proxpipe.api import drift
 
-from .ansible import parse_recap
+_RECAP_LINE = r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$"
+
+
+def parse_recap(output: str) -> dict[str, dict[str, int]]:
+    """host -> {ok, changed, unreachable, failed, ...} from the PLAY RECAP of ansible-playbook's output."""
+    recap: dict[str, dict[str, int]] = {}
+    in_recap = False
+    for line in output.splitlines():
+        if line.startswith("PLAY RECAP"):
+            in_recap = True
+            continue
+        if in_recap:
+            found = re.match(_RECAP_LINE, line.strip())
+            if found:
+                recap[found.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found.group(2))}
+    return recap
+
 
 DIFF_LINES = 40  # per task and host; a long diff (a whole new file) is cut with a count
 _HEADER = re.compile(r"^(TASK|RUNNING HANDLER) \[(.+)\] \**$")
@@ -41,6 +58,11 @@ def check_drift(output: str, diff_lines: int = DIFF_LINES) -> list[drift.DriftIt
         else:
             pending.append(line)
     return items
+
+
+def check_changes(output: str) -> list[tuple[str, str]]:
+    """(host, task) of every task that reported "changed" in ansible-playbook's output (--check: would change)."""
+    return [(item.subject, item.summary) for item in check_drift(output)]
 
 
 def check_problem(output: str, returncode: int) -> str | None:
