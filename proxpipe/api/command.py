@@ -23,6 +23,12 @@ class Param(NamedTuple):
     env_var: str = ""
     short: str = ""
     metavar: str = ""
+    check: Callable[[Any], str | None] | None = None  # what is wrong with a value given, checked before run()
+
+
+def at_least(minimum: int) -> Callable[[Any], str | None]:
+    """A Param check: an integer of at least minimum."""
+    return lambda value: None if value >= minimum else f"must be {minimum} or more"
 
 
 class Command(NamedTuple):

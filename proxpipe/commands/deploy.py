@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from proxpipe.api.command import Command, Param
+from proxpipe.api.command import Command, Param, at_least
 
 if TYPE_CHECKING:
     from proxpipe.api.stage import Stage
@@ -24,7 +24,8 @@ def deploy(pipeline: Pipeline, force: bool = False, jobs: int = 0) -> None:
 COMMANDS = (
     Command("deploy", "run every stale stage, in order (the default)", deploy,
             (Param("force", "force", bool, False, "run every stage, even the up-to-date ones"),
-             Param("jobs", "jobs", int, 0, "stages that may run at once [default: the environment's jobs, 4]")),
+             Param("jobs", "jobs", int, 0, "stages that may run at once [default: the environment's jobs, 4]",
+                   check=at_least(1))),
             lock=True,
             group="run", description="Runs each stage whose inputs, settings, upstream handoff or remote product "
                                      "changed since it last succeeded, and skips the others, saying why.",

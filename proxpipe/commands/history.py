@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from proxpipe.api.command import Command, Param
+from proxpipe.api.command import Command, Param, at_least
 from proxpipe.base.console import console, table
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def show(pipeline: Pipeline, limit: int = 20) -> None:
 
 COMMANDS = (
     Command("history", "builds, deploys and rollbacks, newest first", show,
-            (Param("limit", "limit", int, 20, "how many entries"),), group="look",
+            (Param("limit", "limit", int, 20, "how many entries", check=at_least(1)),), group="look",
             description="Lists the environment's history: every stage run, rollback, destroy and template deletion.",
             example="doit history --limit 50"),
 )

@@ -39,6 +39,8 @@ def run_stages(pipeline: Pipeline, command: str, stages: list[Stage], forced: se
     forced, given, options = forced or set(), given or {}, options or {}
     for stage in stages:
         stage.require_values()  # a secret the run needs that is not set: one line before anything runs
+        if stage.name in given:  # a handoff given by hand is checked before anything runs, too
+            pipeline.handoffs.upstream(stage, pipeline.sources(stage), given[stage.name])
     damage.refuse(pipeline, stages, forced, given)
     pipeline.start_run(command)
     def stale(stage: Stage) -> bool:

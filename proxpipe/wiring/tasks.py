@@ -45,12 +45,35 @@ def all_tasks(pipeline: Pipeline) -> Iterator[dict]:
         yield task(pipeline, command)
 
 
+# Numbers are taken as text and converted here, so that a value that is not one is our one line, not doit's two.
+_CONVERTED = (int, float)
+
+
 def task(pipeline: Pipeline, command: Command) -> dict:
-    params = [{"name": p.name, "long": p.long, "type": p.type, "default": p.default, "help": p.help,
+    params = [{"name": p.name, "long": p.long, "type": str if p.type in _CONVERTED else p.type,
+               "default": str(p.default) if p.type in _CONVERTED else p.default, "help": p.help,
                **({"env_var": p.env_var} if p.env_var else {}), **({"short": p.short} if p.short else {})}
               for p in command.params]
     return {"basename": command.name, "doc": command.doc, "actions": [(invoke, [pipeline, command])],
             "params": params, "uptodate": [False], "verbosity": 2}
+
+
+def parsed(command: Command, given: dict) -> dict:
+    """The command's options as run() takes them: every value from the command line checked where it is parsed,
+    a problem one line naming the command, the option and the value (ConfigError: exit 3, nothing done)."""
+    options = dict(given)
+    for param in command.params:
+        value = options.get(param.name)
+        try:
+            value = param.type(value) if param.type in _CONVERTED and value is not None else value
+        except ValueError:
+            wanted = "an integer" if param.type is int else "a number"
+            raise ConfigError(f"{command.name} --{param.long} {value!r}: not {wanted}") from None
+        problem = param.check(value) if param.check and value != param.default else None
+        if problem:
+            raise ConfigError(f"{command.name} --{param.long} {value!r}: {problem}")
+        options[param.name] = value
+    return options
 
 
 def invoke(pipeline: Pipeline, command: Command, task) -> TaskFailed | None:
@@ -58,9 +81,10 @@ def invoke(pipeline: Pipeline, command: Command, task) -> TaskFailed | None:
     (exit 1), a configuration error before anything changed ends like a bad pipeline.yaml (exit 3)."""
     RAN_HERE.add(command.name)
     try:
+        options = parsed(command, task.options or {})
         if command.lock:
             pipeline.lock(command.name)
-        command.run(pipeline, **(task.options or {}))
+        command.run(pipeline, **options)
     except ConfigError as exc:
         if pipeline.run is not None:
             return TaskFailed(str(exc))
