@@ -53,8 +53,8 @@ def last_run(project) -> dict:
 SLOW = {
     # The VM's creation sleeps first: Terraform is caught applying, in its local-exec provisioner.
     "provision": ({"vars": {"apply_delay": 300}}, "(local-exec): waiting 300s first", "lab/terraform"),
-    # The play pauses before its task: ansible-playbook is caught in the middle of the play.
-    "configure": ({"extra_args": ["-e", "lab_pause=300"]}, "Pausing for 300 seconds", "lab/ansible"),
+    # The play sleeps before its task: ansible-playbook is caught in the middle of the play.
+    "configure": ({"extra_args": ["-e", "lab_pause=300"]}, "Sleep 300s on the controller", "lab/ansible"),
 }
 
 
