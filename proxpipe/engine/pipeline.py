@@ -44,8 +44,8 @@ class Pipeline:
 
     @classmethod
     def load(cls, path: str | Path = config_mod.DEFAULT_FILE, env_name: str | None = None,
-             environ: dict[str, str] | None = None) -> Pipeline:
-        cfg = load_config(path, environ)
+             environ: dict[str, str] | None = None, write_cache: bool = True) -> Pipeline:
+        cfg = load_config(path, environ, write_cache)
         return cls(cfg, cfg.environment(env_name))
 
     # ------------------------------------------------------------------ stages
@@ -139,6 +139,11 @@ class Pipeline:
 
     # ------------------------------------------------------------------ runs
 
+    def take_lock(self, command: str) -> None:
+        """The environment's lock, for the rest of the process (--wait-lock: waiting for it that long)."""
+        self.store.acquire(command, wait=self.wait_lock)
+        atexit.register(self.store.release)
+
     def prepare_state_dir(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.state_dir)
@@ -192,9 +197,9 @@ def _seconds(text: str) -> float:
         return 0.0
 
 
-def load_config(path: str | Path = config_mod.DEFAULT_FILE, environ: dict[str, str] | None = None
-                ) -> config_mod.PipelineConfig:
+def load_config(path: str | Path = config_mod.DEFAULT_FILE, environ: dict[str, str] | None = None,
+                write_cache: bool = True) -> config_mod.PipelineConfig:
     """pipeline.yaml with its plugins loaded: their stage kinds and environment keys are checked with it."""
     from .plugin_manager import Plugins
 
-    return config_mod.load(path, environ, plugins=Plugins.load)
+    return config_mod.load(path, environ, plugins=Plugins.load, write_cache=write_cache)
