@@ -39,7 +39,7 @@ def recent(store, count: int = 10) -> list[dict]:
 def register_commands(register):
     register(Command("report", "the recent runs with per-stage timings (from the run log)",
                      lambda pipeline, limit, json=False: show(pipeline, limit, json),
-                     (Param("limit", "limit", int, 10, "how many runs"), JSON), group="look",
+                     (Param("limit", "limit", int, 10, "how many runs", metavar="N"), JSON), group="look",
                      description="Lists the environment's recent runs from its run log: the command, when it started, "
                                  "how it ended, and what each stage did and how long it took.",
                      example="proxpipe report --limit 5 --json"))

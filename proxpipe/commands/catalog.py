@@ -26,6 +26,7 @@ class Catalog:
     commands: dict[str, Command]  # by name: registered ones (standalone and hidden included), then the stages
     pipeline: Pipeline | None
     problem: str = ""  # why there is no pipeline: no pipeline.yaml here, or the line that says what is wrong in it
+    known_environments: tuple[str, ...] = ()  # pipeline.yaml's, when no environment was chosen
 
     @property
     def tasks(self) -> dict[str, Command]:
@@ -65,7 +66,7 @@ class Catalog:
 
     @property
     def environments(self) -> list[str]:
-        return list(self.pipeline.config.environments) if self.pipeline is not None else []
+        return list(self.pipeline.config.environments) if self.pipeline is not None else list(self.known_environments)
 
 
 def of_pipeline(pipeline: Pipeline) -> Catalog:
@@ -77,14 +78,22 @@ def of_pipeline(pipeline: Pipeline) -> Catalog:
 
 def load(path: str | Path = DEFAULT_FILE, env_name: str | None = None) -> Catalog:
     """The catalog of the pipeline at path (loaded without writing any file), else of proxpipe alone."""
-    from proxpipe.engine.pipeline import Pipeline
+    from proxpipe.engine.pipeline import Pipeline, load_config
 
     try:
-        return of_pipeline(Pipeline.load(path, env_name=env_name, write_cache=False))
+        config = load_config(path, write_cache=False)
     except PipelineError as exc:
         return without_pipeline(str(exc) if Path(path).exists() else
                                 f"no {Path(path).name} in {Path(path).absolute().parent} (`proxpipe init` writes one; "
                                 "each of its stages is a command)")
+    try:
+        environment = config.environment(env_name)
+    except PipelineError as exc:  # no default environment, say: the plugins' commands, and the environments
+        return Catalog(dict(config.plugins.commands()), None, str(exc), tuple(config.environments))
+    try:
+        return of_pipeline(Pipeline(config, environment))
+    except PipelineError as exc:
+        return Catalog(dict(config.plugins.commands()), None, str(exc), tuple(config.environments))
 
 
 def without_pipeline(problem: str) -> Catalog:

@@ -35,12 +35,19 @@ def stage_commands(pipeline: Pipeline) -> list[Command]:
     return [_stage_command(stage) for stage in pipeline.stages]
 
 
-def _stage_command(stage: Stage) -> Command:
-    params = [Param(p["name"], p["long"], p["type"], p["default"], p["help"]) for p in stage.PARAMS]
-    upstream = stage.UPSTREAM_PARAM
+def stage_params(kind: type[Stage]) -> tuple[Param, ...]:
+    """The options of a stage's command, from what its kind declares."""
+    params = [Param(p["name"], p["long"], p["type"], p["default"], p["help"]) for p in kind.PARAMS]
+    upstream = kind.UPSTREAM_PARAM
     if upstream:
         params.append(Param(upstream["name"], upstream["long"], str, "", upstream["help"],
                             env_var=upstream.get("env_var", "")))
+    return tuple(params)
+
+
+def _stage_command(stage: Stage) -> Command:
+    params = stage_params(type(stage))
+    upstream = stage.UPSTREAM_PARAM
 
     def run(pipeline: Pipeline, **options: Any) -> None:
         from proxpipe.commands.plan import refuse_unreviewed
@@ -52,7 +59,7 @@ def _stage_command(stage: Stage) -> Command:
                    given={stage.name: str(given)} if given not in (None, "") else {}, options={stage.name: options})
 
     description = stage.config.description or stage.description
-    return Command(stage.name, f"{stage.kind}: {description}".rstrip(": "), run, tuple(params), lock=True,
+    return Command(stage.name, f"{stage.kind}: {description}".rstrip(": "), run, params, lock=True,
                    group="stages",
                    description=f"Runs stage {stage.name} alone when it is stale: {description}.",
                    example=f"doit {stage.name}" + (f" --{upstream['long']} ..." if upstream else ""))

@@ -36,16 +36,18 @@ def _row(pipeline: Pipeline, spec: ToolSpec, used_by: str) -> tuple[list[str], b
 
 def check(pipeline: Pipeline, json: bool = False) -> None:
     pipeline.state_dir.mkdir(parents=True, exist_ok=True)
-    rows, problems = [], []
+    rows, oks, problems = [], [], []
     for stage in pipeline.stages:
         for spec in stage.tools():
             row, ok = _row(pipeline, spec, f"{stage.name} ({spec.option or 'tool'})")
             rows.append(row)
+            oks.append(ok)
             if not ok:
                 problems.append(f"{spec.program} for {stage.name}")
     for spec in pipeline.plugins.doctor_tools(pipeline.env):  # what plugins need, e.g. the lab's sshd
         row, ok = _row(pipeline, spec, spec.option or "environment")
         rows.append(row)
+        oks.append(ok)
         if not ok:
             problems.append(f"{spec.program} for {spec.option or 'the environment'}")
     found = _extras(pipeline)
@@ -55,7 +57,7 @@ def check(pipeline: Pipeline, json: bool = False) -> None:
         problems.append("the Proxmox API")
     if json:  # schemas/doctor.schema.json
         console.json({"format_version": 1, "environment": pipeline.env.name, "ok": not problems,
-                      "problems": problems, "tools": [dict(zip(_TOOL_KEYS, row, strict=True)) for row in rows],
+                      "problems": problems, "tools": [_tool(row, ok) for row, ok in zip(rows, oks, strict=True)],
                       "extras": found, "proxmox_api": {"ok": api[0], "detail": api[1]}})
     else:
         console.out(f"environment {pipeline.env.name}")
@@ -70,6 +72,12 @@ def check(pipeline: Pipeline, json: bool = False) -> None:
 
 
 _TOOL_KEYS = ("program", "needed_by", "found_at", "version", "minimum", "install")
+
+
+def _tool(row: list[str], ok: bool) -> dict:
+    """A row of the table as --json gives it: "" where the table shows MISSING or -."""
+    tool = {key: "" if value in ("-", "MISSING") else value for key, value in zip(_TOOL_KEYS, row, strict=True)}
+    return {**tool, "found": row[2] != "MISSING", "ok": ok}
 
 
 def _extras(pipeline: Pipeline) -> list[dict]:

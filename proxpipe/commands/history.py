@@ -33,7 +33,7 @@ def show(pipeline: Pipeline, limit: int = 20, json: bool = False) -> None:
 
 COMMANDS = (
     Command("history", "builds, deploys and rollbacks, newest first", show,
-            (Param("limit", "limit", int, 20, "how many entries"), JSON), group="look",
+            (Param("limit", "limit", int, 20, "how many entries", metavar="N"), JSON), group="look",
             description="Lists the environment's history: every stage run, rollback, destroy and template deletion.",
             example="doit history --limit 50"),
 )

@@ -269,19 +269,20 @@ def stale_cause(pipeline: Pipeline, record: Plan, offline: bool = False) -> str 
 COMMANDS = (
     Command("plan", "what a deploy would do, per stage, changing nothing: a record to approve and apply", plan,
             (Param("refresh", "refresh", bool, False, "plan every stage, not only the stale ones (drift detection)"),
-             Param("output", "output", str, "", "also write plan.json and plan.md into this directory"), JSON),
+             Param("output", "output", str, "", "also write plan.json and plan.md into this directory",
+                   metavar="DIR"), JSON),
             lock=True, group="run",
             description="Previews every stale stage with its tool's own dry run (Packer: would it build; Terraform: "
                         "a saved plan; Ansible: --check --diff) and saves the result as a plan record, with a digest "
                         "of everything it depends on, to approve and apply.",
             example="doit plan --output plan/"),
     Command("approve", "record who approved a plan", approve,
-            (Param("plan_id", "plan", str, "", "the plan to approve"),
-             Param("by", "by", str, "", "who approves (default: the CI's user, else the local user)")),
+            (Param("plan_id", "plan", str, "", "the plan to approve", metavar="ID"),
+             Param("by", "by", str, "", "who approves (default: the CI's user, else the local user)", metavar="NAME")),
             group="run", description="Records an approval of a plan; `approval: second-person` refuses its author's.",
             example="doit approve --plan 20260101-120000-abcd"),
     Command("apply", "run exactly the stages of a plan, if it still holds and is approved", apply,
-            (Param("plan_id", "plan", str, "", "the plan to apply"),), lock=True,
+            (Param("plan_id", "plan", str, "", "the plan to apply", metavar="ID"),), lock=True,
             group="run", description="Runs the stages a plan would run, Terraform applying its saved plan, or "
                                      "refuses in one line when the plan is stale or not approved.",
             example="doit apply --plan 20260101-120000-abcd"),

@@ -162,7 +162,7 @@ def validate(pipeline: Pipeline, check: list[str] = (), list_checks: bool = Fals
 COMMANDS = (
     Command("validate", "run every check (template, lint, state, VMs, SSH, ping, drift), changing nothing",
             validate,
-            (Param("check", "check", list, [], "run only this check (repeatable)"),
+            (Param("check", "check", list, [], "run only this check", metavar="ID"),
              Param("list_checks", "list", bool, False, "list the checks and exit"), JSON),
             group="look", description="Runs every check the plugins contribute, per stage, in parallel; exit 0 only "
                                       "when all pass. Writes validate.json and validate.xml (JUnit) into the state "

@@ -37,7 +37,8 @@ def _seconds_from_env(name: str, default: float) -> float:
 
 # A tool silent this long gets a line saying what it is still doing, and another each time as long again passes in
 # silence: people see it is not stuck, and CI runners that end silent jobs do not. PROXPIPE_HEARTBEAT: other seconds.
-HEARTBEAT = _seconds_from_env("PROXPIPE_HEARTBEAT", 15.0)
+HEARTBEAT_DEFAULT = 15.0
+HEARTBEAT = _seconds_from_env("PROXPIPE_HEARTBEAT", HEARTBEAT_DEFAULT)
 
 
 @dataclass
