@@ -3,7 +3,6 @@ plugins): each command is declared in the module that implements it, in its COMM
 
 from proxpipe.api.hookspecs import hookimpl
 from proxpipe.commands import (
-    default,
     deploy,
     docs,
     doctor,
@@ -16,7 +15,7 @@ from proxpipe.commands import (
     validate,
 )
 
-MODULES = (deploy, plan, status, validate, history, rollback, statecopy, docs, doctor, standalone, default)
+MODULES = (deploy, plan, status, validate, history, rollback, statecopy, docs, doctor, standalone)
 
 
 @hookimpl

@@ -4,7 +4,6 @@ pipeline.yaml (or with one that cannot be loaded) the built-in and installed plu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,12 +20,13 @@ DOIT_COMMANDS = ("run", "list", "info", "clean", "forget", "ignore", "dumpdb", "
                  "reset-dep")
 
 
-@dataclass
 class Catalog:
-    commands: dict[str, Command]  # by name: registered ones (standalone and hidden included), then the stages
-    pipeline: Pipeline | None
-    problem: str = ""  # why there is no pipeline: no pipeline.yaml here, or the line that says what is wrong in it
-    known_environments: tuple[str, ...] = ()  # pipeline.yaml's, when no environment was chosen
+    def __init__(self, commands: dict[str, Command], pipeline: Pipeline | None, problem: str = "",
+                 known_environments: tuple[str, ...] = ()):
+        self.commands = commands  # by name: registered ones (standalone and hidden included), then the stages
+        self.pipeline = pipeline
+        self.problem = problem  # why there is no pipeline: no pipeline.yaml here, or what is wrong in it
+        self.known_environments = known_environments  # pipeline.yaml's, when no environment was chosen
 
     @property
     def tasks(self) -> dict[str, Command]:

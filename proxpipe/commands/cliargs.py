@@ -7,8 +7,6 @@ one line with the closest match and exit 2, `--help` works after every command, 
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass, field
 from typing import Any
 
 from proxpipe.api.command import Command, Param
@@ -42,16 +40,16 @@ class UsageError(PipelineError):
     """An unknown command, option or variable: one line, exit 2."""
 
 
-@dataclass
 class Invocation:
     """A command line taken apart. args: what follows the command; for a doit task, global options taken out."""
 
-    options: dict[str, Any] = field(default_factory=dict)  # global options given, by Param name
-    env: str | None = None  # env=NAME, anywhere
-    doit_options: list[str] = field(default_factory=list)  # doit's own run options before the command (-n 2, -v 2)
-    command: str | None = None
-    args: list[str] = field(default_factory=list)
-    help: bool = False  # --help or -h before any command
+    def __init__(self) -> None:  # a plain class: a dataclass costs every run a millisecond to make
+        self.options: dict[str, Any] = {}  # global options given, by Param name
+        self.env: str | None = None  # env=NAME, anywhere
+        self.doit_options: list[str] = []  # doit's own run options before the command (-n 2, -v 2)
+        self.command: str | None = None
+        self.args: list[str] = []
+        self.help = False  # --help or -h before any command
 
     def loader_words(self) -> list[str]:
         """The loader's options as doit reads them (before the command)."""
@@ -194,5 +192,7 @@ def unknown_command(word: str, names: list[str], problem: str = "") -> UsageErro
 
 
 def _closest(word: str, names: list[str]) -> str:
+    import difflib
+
     found = difflib.get_close_matches(word, names, n=1, cutoff=0.5)
     return f"; did you mean `{found[0]}`?" if found else ""

@@ -7,6 +7,7 @@ from the code:
 from __future__ import annotations
 
 import sys
+import textwrap
 from pathlib import Path
 
 from proxpipe.api.command import Command
@@ -31,10 +32,16 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|") or "-"
 
 
+def _para(text: str) -> str:
+    """A paragraph, or a `- ` item, wrapped as the other docs are."""
+    indent = "  " if text.startswith("- ") else ""
+    return textwrap.fill(text, 110, subsequent_indent=indent, break_on_hyphens=False, break_long_words=False)
+
+
 def _options(command: Command) -> list[str]:
     rows = option_rows(command)
     return ["| Option | Default | Meaning |", "| --- | --- | --- |",
-            *(f"| `{name}` | {_cell(value)} | {_cell(meaning)} |" for name, value, meaning in rows)]
+            *(f"| `{_cell(name)}` | {_cell(value)} | {_cell(meaning)} |" for name, value, meaning in rows)]
 
 
 def _section(command: Command, title: str | None = None) -> list[str]:
@@ -142,7 +149,17 @@ def render() -> str:
               "installed says so in one line with the command that installs it; `proxpipe doctor` lists them.", "",
               "| Extra | What for | Install |", "| --- | --- | --- |",
               *(f"| `{e.name}` | {e.purpose} | `{e.install}` |" for e in extras.EXTRAS)]
-    return "\n".join(parts).rstrip() + "\n"
+    return "\n".join(_wrapped(parts)).rstrip() + "\n"
+
+
+def _wrapped(lines: list[str]) -> list[str]:
+    """Paragraphs wrapped; tables, headings and code blocks as they are."""
+    out, code = [], False
+    for line in lines:
+        if line.startswith("```"):
+            code = not code
+        out.append(line if code or line.startswith(("|", "#", "```")) else _para(line))
+    return out
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ import re
 from typing import TYPE_CHECKING
 
 from proxpipe.api.command import JSON, Command
-from proxpipe.base import extras
 from proxpipe.base.console import console, table
 from proxpipe.base.errors import PipelineError
 from proxpipe.domain import toolrunner as tools
@@ -83,6 +82,8 @@ def _tool(row: list[str], ok: bool) -> dict:
 def _extras(pipeline: Pipeline) -> list[dict]:
     """proxpipe's extras: installed or not, and whether this environment needs it (the lab: an environment with a
     `lab:` section; postgres: one with shared state)."""
+    from proxpipe.base import extras
+
     env = pipeline.env
     needed = {"lab": env.extras.get("lab") is not None, "postgres": env.state is not None}
     return [{"name": e.name, "installed": not (absent := extras.missing(e.name)), "missing": absent,

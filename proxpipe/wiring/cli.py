@@ -45,7 +45,7 @@ class ProxpipeMain(DoitMain):
         if inv is None:
             return super().run(all_args)
         from proxpipe.base.console import console
-        from proxpipe.commands import catalog, usage
+        from proxpipe.commands import catalog
 
         try:
             pipeline = self.task_loader.preload(inv.options, inv.env)
@@ -63,6 +63,8 @@ class ProxpipeMain(DoitMain):
             return command.run(inv.args)
         help_for, _ = check_task_args(inv, found.tasks)
         if help_for is not None:
+            from proxpipe.commands import usage
+
             console.out(usage.command_help(found.commands[help_for], found.default_environment).rstrip("\n"))
             return 0
         if "--json" in inv.args:

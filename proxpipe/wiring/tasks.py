@@ -26,7 +26,7 @@ from proxpipe.wiring.reporter import PipelineReporter
 
 def doit_config(pipeline: Pipeline) -> dict:
     return {
-        "default_tasks": ["default"],  # plain `doit`: deploys a lab environment only (proxpipe.commands.default)
+        "default_tasks": ["default"],  # plain `doit`: deploys a lab environment only (proxpipe.commands.deploy)
         "backend": "pipeline-json",
         "dep_file": os.path.relpath(pipeline.state_dir / "doit.json"),  # a local cache only: see engine.uptodate
         "reporter": PipelineReporter.bound_to(pipeline),
