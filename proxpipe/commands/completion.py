@@ -245,7 +245,7 @@ class _Lazy:
     def __call__(self) -> Catalog:
         if self.found is None:
             name = _option_value(self.before, "-f") or _option_value(self.before, "--file") or \
-                catalog_mod.DEFAULT_FILE
+                os.environ.get("PROXPIPE_FILE") or catalog_mod.DEFAULT_FILE
             folder = _option_value(self.before, "-d") or _option_value(self.before, "--dir") or "."
             env = next((w[4:] for w in reversed(self.before) if w.startswith("env=")), None)
             self.found = catalog_mod.load(Path(folder) / name, env or None)

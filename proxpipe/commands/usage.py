@@ -4,7 +4,9 @@ does, every option with its default, and an example. docs/cli.md is made from th
 
 from __future__ import annotations
 
+import os
 import textwrap
+from pathlib import Path
 
 from proxpipe.api.command import Command, Param
 from proxpipe.commands import catalog as catalog_mod
@@ -141,7 +143,9 @@ def main(argv: list[str]) -> int:
         unknown = [a for a in inv.args if a.startswith("-")]
         if unknown:
             raise UsageError(f"`{PROGRAM} help` has no option {unknown[0]} (it takes a command name, and --all)")
-        found = catalog_mod.load(inv.options.get("config_file") or catalog_mod.DEFAULT_FILE, inv.env)
+        folder = Path(inv.options.get("project_dir") or ".")
+        name = inv.options.get("config_file") or os.environ.get("PROXPIPE_FILE") or catalog_mod.DEFAULT_FILE
+        found = catalog_mod.load(folder / name, inv.env)
         if inv.help:
             return show_command(found, "help")
         if inv.command is None:

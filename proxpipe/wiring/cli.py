@@ -19,7 +19,15 @@ import sys
 from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidDodoFile
 
-from proxpipe.commands.cliargs import EXIT_USAGE, Invocation, UsageError, check_task_args, split, unknown_command
+from proxpipe.commands.cliargs import (
+    EXIT_USAGE,
+    HELP_FLAGS,
+    Invocation,
+    UsageError,
+    check_task_args,
+    split,
+    unknown_command,
+)
 
 EXIT_CONFIG = 3  # doit's code for errors before any task runs
 BUILTIN_STANDALONE = ("init", "completion", "help")  # proxpipe.commands.standalone; `doit` passes through
@@ -53,6 +61,8 @@ class ProxpipeMain(DoitMain):
             known = catalog.without_pipeline(str(exc))
             if inv.command not in known.commands:
                 raise unknown_command(inv.command, known.names(), str(exc)) from None
+            if any(word in HELP_FLAGS for word in inv.args):  # a command's help needs no pipeline
+                return _command_help(known, inv.command)
             console.out(f"ERROR: {exc}", sys.stderr)
             return EXIT_CONFIG
         found = catalog.of_pipeline(pipeline)
@@ -63,13 +73,18 @@ class ProxpipeMain(DoitMain):
             return command.run(inv.args)
         help_for, _ = check_task_args(inv, found.tasks)
         if help_for is not None:
-            from proxpipe.commands import usage
-
-            console.out(usage.command_help(found.commands[help_for], found.default_environment).rstrip("\n"))
-            return 0
+            return _command_help(found, help_for)
         if "--json" in inv.args:
             console.json_mode = True
         return super().run(all_args)
+
+
+def _command_help(found, name: str) -> int:
+    from proxpipe.base.console import console
+    from proxpipe.commands import usage
+
+    console.out(usage.command_help(found.commands[name], found.default_environment).rstrip("\n"))
+    return 0
 
 
 def empty_argument(argv: list[str]) -> str | None:

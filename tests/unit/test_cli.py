@@ -103,6 +103,8 @@ def test_help_without_a_pipeline_lists_the_built_in_commands(tmp_path):
     result = subprocess.run([PROXPIPE], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and {"deploy", "status", "init", "report", "lab-stop"} <= listed(result.stdout)
     assert f"no pipeline.yaml in {tmp_path}" in result.stdout and "proxpipe init" in result.stdout
+    deploy = subprocess.run([PROXPIPE, "deploy", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert deploy.returncode == 0 and deploy.stdout.startswith("usage: proxpipe deploy [--force]"), deploy.stderr
     assert list(tmp_path.iterdir()) == []
 
 
