@@ -46,7 +46,7 @@ def default(pipeline: Pipeline) -> None:
 
 
 COMMANDS = (
-    Command("deploy", "run every stale stage, in order (the default)", deploy,
+    Command("deploy", "run every stale stage, in order", deploy,
             (Param("force", "force", bool, False, "run every stage, even the up-to-date ones"),), lock=True,
             group="run", description="Runs each stage whose inputs, settings, upstream handoff or remote product "
                                      "changed since it last succeeded, and skips the others, saying why.",

@@ -200,6 +200,7 @@ class ToolRunner:
                 beat.start()
             expired = self._wait(proc)
         except (interrupts.Interrupted, KeyboardInterrupt) as exc:
+            beat.stop()  # it is being stopped now, not waited for
             if proc is not None:
                 self._settle(proc, exc, started, readers)
             raise
