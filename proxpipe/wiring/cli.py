@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(argv: list[str]) -> int:
     from proxpipe.base.console import console
 
-    problem = empty_argument(argv)
+    problem = empty_argument(argv) if argv[:2] != ["completion", "--complete"] else None  # "": the word at the cursor
     if problem:
         print(f"ERROR: {problem}", file=sys.stderr)
         return EXIT_CONFIG
@@ -148,7 +148,8 @@ def _dispatch(inv: Invocation) -> int:
     if inv.command == "doit":
         return ProxpipeMain(PipelineLoader(), config_filenames=()).run([*inv.loader_words(), *inv.args])
     if inv.command in BUILTIN_STANDALONE:
-        if inv.command != "help" and any(a in ("-h", "--help") for a in inv.args):
+        asks_help = inv.args[:1] != ["--complete"] and any(word in HELP_FLAGS for word in inv.args)
+        if inv.command != "help" and asks_help:
             return _standalone("help", [inv.command, *shared])
         if inv.options.get("project_dir") and inv.command == "init":
             inv.args = ["--dir", str(inv.options["project_dir"]), *inv.args]

@@ -231,6 +231,13 @@ def test_completion_knows_commands_stages_options_environments_and_ids(shell):
     assert shell.events() == []
 
 
+def test_zsh_and_fish_pass_the_words_with_the_one_at_the_cursor_last(shell):
+    for shell_name in ("zsh", "fish"):
+        result = proxpipe(shell, "completion", "--complete", shell_name, "--", "proxpipe", "rollback", "--stage", "")
+        assert result.returncode == 0 and result.stdout.splitlines() == ["make", "upper"], result.stderr
+        assert proxpipe(shell, "completion", shell_name).stdout.startswith(("#compdef proxpipe", "# proxpipe's fish"))
+
+
 def test_the_bash_script_completes_in_a_real_bash(shell):
     script = proxpipe(shell, "completion", "bash").stdout
     probe = (f"{script}\ncomplete -p proxpipe\n"
