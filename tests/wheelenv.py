@@ -2,6 +2,7 @@
 installed into fresh virtual environments outside the repository (one module builds it once)."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +16,21 @@ def run(argv, cwd, env=None, timeout=600):
     return subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+# What a checkout holds besides its sources: never in a wheel.
+NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", ".tools", ".pipeline", "build", "dist", "*.egg-info",
+                                     "__pycache__", ".pytest_cache", ".ruff_cache", ".terraform", "*.tfstate*",
+                                     "manifest.json", ".ansible-cache")
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    """The wheel, built from a copy of the checkout's sources: setuptools builds in the source tree (build/), where
+    another module's build may run at the same time, and where a file removed since an earlier build would stay."""
     dist = tmp_path_factory.mktemp("dist")
+    sources = dist / "sources"
+    shutil.copytree(REPO, sources, ignore=NOT_SOURCES)
     built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist,
-                 REPO], cwd=dist)
+                 sources], cwd=dist)
     assert built.returncode == 0, built.stdout + built.stderr
     (found,) = dist.glob("proxpipe-*.whl")
     return found
