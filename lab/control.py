@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from proxpipe.base import extras
 from proxpipe.base.errors import PipelineError, ProxmoxError
 from proxpipe.base.fsutil import atomic_write, pid_alive
 from proxpipe.base.secrets import credentials_digest, same_credentials
@@ -51,6 +52,7 @@ def server_pid(env: Environment) -> int | None:
 
 def ensure(env: Environment) -> None:
     """The lab's Proxmox stand-in is running and accepts the environment's credentials."""
+    extras.require("lab", f"environment {env.name} (the local lab)")
     folder = runtime_dir(env)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "start.lock", "w") as lock:

@@ -43,7 +43,10 @@ def state_endpoint(environment, state):
 
 @hookimpl
 def register_commands(register):
-    register(Command("lab-stop", "stop the local lab's services (the Proxmox stand-in and the VMs' sshd)", _stop))
+    register(Command("lab-stop", "stop the local lab's services (the Proxmox stand-in and the VMs' sshd)", _stop,
+                     group="lab", description="Stops the environment's Proxmox stand-in, the sshd of its VMs and its "
+                                              "PostgreSQL; the next command that needs them starts them again.",
+                     example="proxpipe lab-stop env=lab"))
 
 
 @hookimpl
@@ -64,9 +67,16 @@ def _example_files() -> dict[str, str | Path]:
 
 
 def _install_tools(root: Path) -> list[str]:
+    from proxpipe.base import extras
+
     from . import terraform_install
 
-    return ["lab tools: " + "; ".join(terraform_install.install(root / ".tools"))]
+    done = ["lab tools: " + "; ".join(terraform_install.install(root / ".tools"))]
+    absent = extras.missing("lab")
+    if absent:  # said now, not as a ModuleNotFoundError at the first deploy
+        done.append(f"the lab needs proxpipe's lab extra, which is not installed here (no module {', '.join(absent)}):"
+                    f" {extras.extra('lab').install}")
+    return done
 
 
 def _stop(pipeline) -> None:

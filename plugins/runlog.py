@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
-from proxpipe.api import Command, Param, PipelineError, hookimpl
+from proxpipe.api import JSON, Command, Param, PipelineError, hookimpl
 from proxpipe.domain.history import Journal
 
 LOG = "runs"
@@ -38,15 +38,22 @@ def recent(store, count: int = 10) -> list[dict]:
 @hookimpl
 def register_commands(register):
     register(Command("report", "the recent runs with per-stage timings (from the run log)",
-                     lambda pipeline, limit: show(pipeline.store, limit),
-                     (Param("limit", "limit", int, 10, "how many runs"),)))
+                     lambda pipeline, limit, json=False: show(pipeline, limit, json),
+                     (Param("limit", "limit", int, 10, "how many runs", metavar="N"), JSON), group="look",
+                     description="Lists the environment's recent runs from its run log: the command, when it started, "
+                                 "how it ended, and what each stage did and how long it took.",
+                     example="proxpipe report --limit 5 --json"))
 
 
-def show(store, count: int) -> None:
-    """`doit report`: the recent runs and their per-stage timings."""
+def show(pipeline, count: int, json: bool = False) -> None:
+    """`doit report`: the recent runs and their per-stage timings (--json: schemas/report.schema.json)."""
     from proxpipe.base.console import console, seconds, table
 
+    store = pipeline.store
     runs = recent(store, count)
+    if json:
+        console.json({"format_version": 1, "environment": pipeline.env.name, "runs": runs})
+        return
     if not runs:
         console.out(f"no runs recorded yet in {store.where}")
         return

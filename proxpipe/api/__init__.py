@@ -17,7 +17,7 @@ from importlib import import_module
 from typing import Any
 
 from proxpipe.api.checks import Check, CheckContext, Result, Skip, failed, passed
-from proxpipe.api.command import Command, Example, Param
+from proxpipe.api.command import JSON, Command, Example, Param
 from proxpipe.api.hookspecs import hookimpl
 from proxpipe.api.stage import Preview, Rollback, Stage, StageJob, ToolSpec, env_text, history_note, stable_digest
 from proxpipe.base import schema
@@ -38,7 +38,7 @@ __all__ = [
     # options in pipeline.yaml
     "Field", "schema",
     # checks and commands
-    "Check", "CheckContext", "Result", "Skip", "passed", "failed", "Command", "Param", "Example",
+    "Check", "CheckContext", "Result", "Skip", "passed", "failed", "Command", "Param", "Example", "JSON",
     # hooks and what they receive
     "hookimpl", "RunInfo", "StageInfo", "StageOutcome",
     # expected failures: one line, never a traceback

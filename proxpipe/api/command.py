@@ -33,7 +33,9 @@ def at_least(minimum: int) -> Callable[[Any], str | None]:
 
 class Command(NamedTuple):
     """A verb. run(pipeline, **options) does the work; an expected failure raises proxpipe.api.PipelineError (one
-    line, exit 1), a ConfigError before anything changed ends like a bad pipeline.yaml (exit 3)."""
+    line, exit 1), a ConfigError before anything changed ends like a bad pipeline.yaml (exit 3). A standalone
+    command (`proxpipe init`) needs no pipeline and is no doit task: run(argv) parses its own arguments and returns
+    the exit code; its params are what its help shows."""
 
     name: str
     doc: str  # one line, for the command list
@@ -43,6 +45,15 @@ class Command(NamedTuple):
     group: str = "other"  # where `proxpipe --help` lists it: run, look, stages, recover, set up, lab, other
     description: str = ""  # a few more lines for `proxpipe help NAME`
     example: str = ""  # a command line, for `proxpipe help NAME`
+    hidden: bool = False  # left out of `proxpipe --help` and the completion (still runs when named)
+    standalone: bool = False  # run(argv) -> exit code, outside doit and without a pipeline
+    arguments: str = ""  # what follows the options in its usage line, e.g. "bash|zsh|fish"
+
+
+# `--json`: one JSON document on stdout and nothing else there (progress goes to stderr). A command that takes it adds
+# JSON to its params, prints its document with proxpipe.base.console.console.json(document) when json is true, and
+# keeps its JSON Schema as schemas/<command>.schema.json (docs/cli.md lists them; a test checks each is there).
+JSON = Param("json", "json", bool, False, "print one JSON document on stdout and nothing else (stable: docs/cli.md)")
 
 
 class Example(NamedTuple):

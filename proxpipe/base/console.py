@@ -56,22 +56,26 @@ class Console:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._local = threading.local()  # .tag: the stage whose lines this thread prints, in a parallel run
-        self.quiet = False
-        self.stdout_reserved = False  # see reserve_stdout()
+        self.quiet = False  # -q: progress and warnings left out; errors, results and the final line stay
+        self.json_mode = False  # --json: stdout holds the one JSON document; everything else goes to stderr
         self.lost: dict[str, str] = {}  # "stdout"/"stderr" -> the one line said when it could not be written
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
             fit_stream(stream)
 
     @property
     def color(self) -> bool:
-        return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        return colors(self._stream())
 
-    def paint(self, text: str, color: str) -> str:
-        return f"\033[{_COLORS[color]}m{text}\033[0m" if self.color else text
+    def paint(self, text: str, color: str, stream=None) -> str:
+        """text in color, when the stream it is for (stdout, or stderr with --json) shows colors."""
+        return f"\033[{_COLORS[color]}m{text}\033[0m" if colors(stream or self._stream()) else text
+
+    def _stream(self):
+        return sys.stderr if self.json_mode else sys.stdout
 
     def out(self, text: str = "", stream=None) -> None:
+        stream = stream or self._stream()
         name = "stderr" if stream is sys.stderr else "stdout"
-        stream = stream or sys.stdout
         with self._lock:
             if name in self.lost:
                 return
@@ -125,29 +129,37 @@ class Console:
 
     def info(self, text: str) -> None:
         if not self.quiet:
-            self.out(text, sys.stderr if self.stdout_reserved else None)
-
-    def reserve_stdout(self) -> None:
-        """From now on stdout holds only a --json document: progress and the run's last line go to stderr."""
-        self.stdout_reserved = True
+            self.out(text)
 
     def json(self, document: object) -> None:
         """A command's --json output: one JSON document on stdout, secrets masked, and nothing else there."""
         import json
 
-        self.reserve_stdout()
-        self.out(document if isinstance(document, str) else json.dumps(document, indent=2, sort_keys=True, default=str))
+        self.json_mode = True
+        text = document if isinstance(document, str) else json.dumps(document, indent=2, sort_keys=True, default=str)
+        self.out(text, sys.stdout)
 
     def step(self, text: str) -> None:
         """A progress line inside a stage."""
         if not self.quiet:
-            self.out(self.paint(f"    {text}", "dim"), sys.stderr if self.stdout_reserved else None)
+            self.out(self.paint(f"    {text}", "dim"))
 
     def warn(self, text: str) -> None:
-        self.out(self.paint(f"warning: {text}", "yellow"), sys.stderr)
+        if not self.quiet:
+            self.out(self.paint(f"warning: {text}", "yellow", sys.stderr), sys.stderr)
 
     def error(self, text: str) -> None:
-        self.out(self.paint(f"error: {text}", "red"), sys.stderr)
+        self.out(self.paint(f"error: {text}", "red", sys.stderr), sys.stderr)
+
+
+def colors(stream) -> bool:
+    """Whether to color what goes to stream: a terminal, unless NO_COLOR is set to anything (no-color.org; proxpipe
+    --no-color sets it) or the terminal is a dumb one."""
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):  # a closed or detached stream
+        return False
+    return tty and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
 def _target(fd: int) -> str:

@@ -2,9 +2,21 @@
 plugins): each command is declared in the module that implements it, in its COMMANDS."""
 
 from proxpipe.api.hookspecs import hookimpl
-from proxpipe.commands import deploy, docs, doctor, drift, history, plan, rollback, statecopy, status, validate
+from proxpipe.commands import (
+    deploy,
+    docs,
+    doctor,
+    drift,
+    history,
+    plan,
+    rollback,
+    standalone,
+    statecopy,
+    status,
+    validate,
+)
 
-MODULES = (deploy, plan, status, validate, drift, history, rollback, statecopy, docs, doctor)
+MODULES = (deploy, plan, status, validate, drift, history, rollback, statecopy, docs, doctor, standalone)
 
 
 @hookimpl

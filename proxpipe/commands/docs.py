@@ -188,7 +188,7 @@ def environment_variables(pipeline: Pipeline) -> list[tuple[str, str]]:
 COMMANDS = (
     Command("docs", "render templates/ into docs/deployment/ (handoffs, operation, rollback)", docs,
             (Param("no_history", "no-history", bool, False, "leave the history out (for committed docs)"),
-             Param("output", "output", str, "", "write into this directory instead")),
+             Param("output", "output", str, "", "write into this directory instead", metavar="DIR")),
             group="set up", description="Renders the deployment guides from pipeline.yaml (and the history), only "
                                         "when something they are made from changed.",
             example="doit docs --no-history"),

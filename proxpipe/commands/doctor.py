@@ -7,7 +7,7 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from proxpipe.api.command import Command
+from proxpipe.api.command import JSON, Command
 from proxpipe.base.console import console, table
 from proxpipe.base.errors import PipelineError
 from proxpipe.domain import toolrunner as tools
@@ -33,29 +33,61 @@ def _row(pipeline: Pipeline, spec: ToolSpec, used_by: str) -> tuple[list[str], b
     return [spec.program, used_by, shown, status, spec.minimum or "-", spec.install if too_old else ""], not too_old
 
 
-def check(pipeline: Pipeline) -> None:
+def check(pipeline: Pipeline, json: bool = False) -> None:
     pipeline.state_dir.mkdir(parents=True, exist_ok=True)
-    rows, problems = [], []
+    rows, oks, problems = [], [], []
     for stage in pipeline.stages:
         for spec in stage.tools():
             row, ok = _row(pipeline, spec, f"{stage.name} ({spec.option or 'tool'})")
             rows.append(row)
+            oks.append(ok)
             if not ok:
                 problems.append(f"{spec.program} for {stage.name}")
     for spec in pipeline.plugins.doctor_tools(pipeline.env):  # what plugins need, e.g. the lab's sshd
         row, ok = _row(pipeline, spec, spec.option or "environment")
         rows.append(row)
+        oks.append(ok)
         if not ok:
             problems.append(f"{spec.program} for {spec.option or 'the environment'}")
-    console.out(f"environment {pipeline.env.name}")
-    console.out(table(rows, ["program", "needed by", "found at", "version", "minimum", "how to install"]))
+    found = _extras(pipeline)
+    problems += [f"proxpipe's {e['name']} extra ({e['install']})" for e in found if e["needed"] and not e["installed"]]
     api = _api(pipeline)
-    console.out(f"Proxmox API: {api[1]}")
     if not api[0]:
         problems.append("the Proxmox API")
+    if json:  # schemas/doctor.schema.json
+        console.json({"format_version": 1, "environment": pipeline.env.name, "ok": not problems,
+                      "problems": problems, "tools": [_tool(row, ok) for row, ok in zip(rows, oks, strict=True)],
+                      "extras": found, "proxmox_api": {"ok": api[0], "detail": api[1]}})
+    else:
+        console.out(f"environment {pipeline.env.name}")
+        console.out(table(rows, ["program", "needed by", "found at", "version", "minimum", "how to install"]))
+        console.out(table([[e["name"], "installed" if e["installed"] else f"MISSING (no {', '.join(e['missing'])})",
+                            "yes" if e["needed"] else "no", e["purpose"], "" if e["installed"] else e["install"]]
+                           for e in found], ["extra", "state", "needed here", "what for", "how to install"]))
+        console.out(f"Proxmox API: {api[1]}")
     if problems:
         raise PipelineError(f"doctor: missing or not working: {', '.join(problems)}")
     console.out("everything this environment needs is here")
+
+
+_TOOL_KEYS = ("program", "needed_by", "found_at", "version", "minimum", "install")
+
+
+def _tool(row: list[str], ok: bool) -> dict:
+    """A row of the table as --json gives it: "" where the table shows MISSING or -."""
+    tool = {key: "" if value in ("-", "MISSING") else value for key, value in zip(_TOOL_KEYS, row, strict=True)}
+    return {**tool, "found": row[2] != "MISSING", "ok": ok}
+
+
+def _extras(pipeline: Pipeline) -> list[dict]:
+    """proxpipe's extras: installed or not, and whether this environment needs it (the lab: an environment with a
+    `lab:` section; postgres: one with shared state)."""
+    from proxpipe.base import extras
+
+    env = pipeline.env
+    needed = {"lab": env.extras.get("lab") is not None, "postgres": env.state is not None}
+    return [{"name": e.name, "installed": not (absent := extras.missing(e.name)), "missing": absent,
+             "needed": needed.get(e.name, False), "purpose": e.purpose, "install": e.install} for e in extras.EXTRAS]
 
 
 def _api(pipeline: Pipeline) -> tuple[bool, str]:
@@ -71,8 +103,10 @@ def _api(pipeline: Pipeline) -> tuple[bool, str]:
 
 
 COMMANDS = (
-    Command("doctor", "the tools this environment needs: found, version, how to install", check, group="set up",
+    Command("doctor", "the tools this environment needs: found, version, how to install", check, (JSON,),
+            group="set up",
             description="Checks every program the environment's stages and plugins need against its minimum "
-                        "version, and whether the Proxmox API answers and accepts the token.",
+                        "version, which of proxpipe's extras are installed, and whether the Proxmox API answers "
+                        "and accepts the token.",
             example="doit doctor env=production"),
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from proxpipe.api.command import Command, Param
+from proxpipe.api.command import JSON, Command, Param
 from proxpipe.base.console import console
 from proxpipe.base.events import StageOutcome
 
@@ -21,8 +21,6 @@ if TYPE_CHECKING:
 def drift(pipeline: Pipeline, json: bool = False, output: str = "", fix: bool = False) -> None:
     from proxpipe.engine.drift import detect
 
-    if json:
-        console.reserve_stdout()
     report = detect(pipeline)
     _record(pipeline, report)
     if json:
@@ -69,8 +67,9 @@ def _fix(pipeline: Pipeline, report: DriftReport) -> None:
 COMMANDS = (
     Command("drift", "what changed outside the pipeline, every stage, changing nothing; exit 0 in sync, 2 drifted, 1 "
                      "could not tell", drift,
-            (Param("json", "json", bool, False, "one JSON document on stdout (schemas/drift.schema.json)"),
-             Param("output", "output", str, "", "also write drift.json and drift.md into this directory"),
+            (JSON,
+             Param("output", "output", str, "", "also write drift.json and drift.md into this directory",
+                   metavar="DIR"),
              Param("fix", "fix", bool, False, "run the drifted stages again (deploy --force of them), where no "
                                               "approval is required")),
             group="look", description="Asks every stage, not only the stale ones: the template still there and as "

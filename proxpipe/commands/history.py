@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from proxpipe.api.command import Command, Param, at_least
+from proxpipe.api.command import JSON, Command, Param, at_least
 from proxpipe.base.console import console, table
 
 if TYPE_CHECKING:
     from proxpipe.engine.pipeline import Pipeline
 
 
-def show(pipeline: Pipeline, limit: int = 20) -> None:
+def show(pipeline: Pipeline, limit: int = 20, json: bool = False) -> None:
     history = pipeline.history
     entries = list(reversed(history.entries()))[:limit]
+    if json:  # schemas/history.schema.json
+        console.json({"format_version": 1, "environment": pipeline.env.name, "entries": entries})
+        return
     if not entries:
         console.out(f"no history yet in {history.store.where}")
         return
@@ -30,7 +33,7 @@ def show(pipeline: Pipeline, limit: int = 20) -> None:
 
 COMMANDS = (
     Command("history", "builds, deploys and rollbacks, newest first", show,
-            (Param("limit", "limit", int, 20, "how many entries", check=at_least(1)),), group="look",
+            (Param("limit", "limit", int, 20, "how many entries", metavar="N", check=at_least(1)), JSON), group="look",
             description="Lists the environment's history: every stage run, rollback, destroy and template deletion.",
             example="doit history --limit 50"),
 )

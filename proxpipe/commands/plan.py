@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from proxpipe.api.command import Command, Param
+from proxpipe.api.command import JSON, Command, Param
 from proxpipe.base import interrupts
 from proxpipe.base.console import console, table
 from proxpipe.base.errors import PipelineError
@@ -42,8 +42,8 @@ def who(given: str = "") -> str:
 # ----------------------------------------------------------------------------- plan
 
 
-def plan(pipeline: Pipeline, refresh: bool = False, output: str = "") -> None:
-    """The doit action of `doit plan [--refresh] [--output DIR]`."""
+def plan(pipeline: Pipeline, refresh: bool = False, output: str = "", json: bool = False) -> None:
+    """The doit action of `doit plan [--refresh] [--output DIR] [--json]`."""
     pipeline.start_run("plan")
     made = Plan(new_id(), pipeline.env.name, who(), time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 pipeline.git_commit(), refresh, [])
@@ -61,7 +61,11 @@ def plan(pipeline: Pipeline, refresh: bool = False, output: str = "") -> None:
             changing.append(stage.name)
     _discard_older(pipeline, made.id)
     save(pipeline, made)
-    show(pipeline, made, output)
+    show(pipeline, made, output)  # on stderr with --json
+    if json:  # the record as plan.json holds it (schemas/plan.schema.json)
+        import json as json_module
+
+        console.json({"format_version": 1, **json_module.loads(made.dump())})
 
 
 def _plan_stage(pipeline: Pipeline, stage: Stage, plan_id: str, refresh: bool, state: dict
@@ -264,21 +268,22 @@ def stale_cause(pipeline: Pipeline, record: Plan, offline: bool = False) -> str 
 
 
 COMMANDS = (
-    Command("plan", "what a deploy would do, per stage, changing nothing: Packer (would it build), Terraform (a saved "
-                    "plan), Ansible (--check --diff); a record to approve", plan,
+    Command("plan", "what a deploy would do, per stage, changing nothing: a record to approve and apply", plan,
             (Param("refresh", "refresh", bool, False, "plan every stage, not only the stale ones (drift detection)"),
-             Param("output", "output", str, "", "also write plan.json and plan.md into this directory")),
+             Param("output", "output", str, "", "also write plan.json and plan.md into this directory",
+                   metavar="DIR"), JSON),
             lock=True, group="run",
-            description="Previews every stale stage with its tool's own dry run and saves the result as a plan "
-                        "record, with a digest of everything it depends on, to approve and apply.",
+            description="Previews every stale stage with its tool's own dry run (Packer: would it build; Terraform: "
+                        "a saved plan; Ansible: --check --diff) and saves the result as a plan record, with a digest "
+                        "of everything it depends on, to approve and apply.",
             example="doit plan --output plan/"),
     Command("approve", "record who approved a plan", approve,
-            (Param("plan_id", "plan", str, "", "the plan to approve"),
-             Param("by", "by", str, "", "who approves (default: the CI's user, else the local user)")),
+            (Param("plan_id", "plan", str, "", "the plan to approve", metavar="ID"),
+             Param("by", "by", str, "", "who approves (default: the CI's user, else the local user)", metavar="NAME")),
             group="run", description="Records an approval of a plan; `approval: second-person` refuses its author's.",
             example="doit approve --plan 20260101-120000-abcd"),
-    Command("apply", "run exactly the stages of a plan, if it still holds (and is approved where approval is "
-                     "required)", apply, (Param("plan_id", "plan", str, "", "the plan to apply"),), lock=True,
+    Command("apply", "run exactly the stages of a plan, if it still holds and is approved", apply,
+            (Param("plan_id", "plan", str, "", "the plan to apply", metavar="ID"),), lock=True,
             group="run", description="Runs the stages a plan would run, Terraform applying its saved plan, or "
                                      "refuses in one line when the plan is stale or not approved.",
             example="doit apply --plan 20260101-120000-abcd"),

@@ -75,15 +75,17 @@ def tear_down(pipeline: Pipeline, stages: list[Stage]) -> None:
 
 
 COMMANDS = (
-    Command("rollback", "go back one stage: build (--to ID), provision (--mode destroy|replace), configure (--to "
-                        "GIT_REF); --mode restore: a damaged handoff's last valid value", rollback,
-            (Param("stage", "stage", str, "", "the stage to roll back"),
-             Param("to", "to", str, "", "build: template id; configure: git ref"),
+    Command("rollback", "go back one stage: an earlier template, VMs re-created or destroyed, a git ref",
+            rollback,
+            (Param("stage", "stage", str, "", "the stage to roll back", metavar="STAGE"),
+             Param("to", "to", str, "", "build: template id; configure: git ref", metavar="ID|GIT_REF"),
              Param("mode", "mode", str, "", "what to do; the stage kind's first mode by default (provision: destroy "
-                                            "or replace; every stage: restore)")),
+                                            "or replace; every stage: restore)", metavar="MODE")),
             lock=True, group="recover",
             description="Goes back one stage and runs again what depends on it. Each stage kind says what back "
-                        "means (see docs/deployment/pipeline-rollback.md).",
+                        "means: build --to ID points at an earlier template, provision --mode destroy|replace, "
+                        "configure --to GIT_REF runs the playbook as of that commit; --mode restore writes a damaged "
+                        "handoff's last valid value back (see docs/deployment/pipeline-rollback.md).",
             example="doit rollback --stage build --to 9101"),
     Command("destroy", "tear down what provision made and remove the inventory handoff", destroy, lock=True,
             group="run", description="Tears down what the stages made, the last stage first, and removes their "

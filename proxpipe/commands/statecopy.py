@@ -68,14 +68,19 @@ def _require_database(pipeline: Pipeline, what: str) -> None:
 
 
 COMMANDS = (
-    Command("state-push", "copy the environment's local state into its database (state.url); refused when the "
-                          "database has state of it, unless --force", push,
+    Command("state-push", "copy the environment's local state into its database (state.url)", push,
             (Param("force", "force", bool, False, "replace the state the database holds"),
-             Param("source", "from", str, "", "copy this state directory [default: the environment's]")),
-            lock=True, group="recover", example="doit state-push env=production"),
-    Command("state-pull", "write the environment's state from its database out as local files (a backup, or the way "
-                          "back to local state)", pull,
-            (Param("target", "to", str, "", "write into this directory [default: the environment's state "
-                                           "directory]"),), lock=True, group="recover",
+             Param("source", "from", str, "", "copy this state directory (none: the environment's)",
+                   metavar="DIR")),
+            lock=True, group="recover",
+            description="Copies the handoffs, history, run log, plans and stage records of the local state directory "
+                        "into the environment's PostgreSQL database; refused when the database has state of the "
+                        "environment already, unless --force (see docs/shared-state.md).",
+            example="doit state-push env=production"),
+    Command("state-pull", "write the environment's state from its database out as local files", pull,
+            (Param("target", "to", str, "", "write into this directory (none: the environment's state "
+                                           "directory)", metavar="DIR"),), lock=True, group="recover",
+            description="Writes the state the database holds for the environment as local files: a backup, or the "
+                        "way back to local state.",
             example="doit state-pull --to backup/"),
 )

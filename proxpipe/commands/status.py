@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from proxpipe.api.command import Command, Param
+from proxpipe.api.command import JSON, Command, Param
 from proxpipe.base.console import console, table
 from proxpipe.base.errors import HandoffError
 from proxpipe.domain import inputs as inputs_mod
@@ -64,7 +64,6 @@ def show(pipeline: Pipeline, inputs: str = "", json: bool = False) -> None:
     listed = pipeline.stages if inputs == "all" else [pipeline.stage(inputs)] if inputs else []
     env = pipeline.env
     if json:
-        console.reserve_stdout()
         console.json({"format_version": 1, "environment": env.name, "state": pipeline.store.where,
                       "stages": [{**row, "inputs": [os.path.relpath(path, stage.dir) for path in stage.inputs()]}
                                  if stage in listed else row for row, stage in zip(stage_states(pipeline),
@@ -123,7 +122,7 @@ COMMANDS = (
     Command("status", "each stage: up to date, or stale and why (runs no tool)", show,
             (Param("inputs", "inputs", str, "", "also list the input files of this stage ('all': of every stage), "
                                                "and what was left out and why"),
-             Param("json", "json", bool, False, "one JSON document on stdout (schemas/status.schema.json)")),
+             JSON),
             group="look", description="Shows, per stage, whether a deploy would run it and why, and its handoff; a "
                                       "graph as a tree. Runs no tool and takes no lock.",
             example="doit status --inputs configure"),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from proxpipe.api.checks import FAILED, PASSED, SKIPPED, Check, CheckContext, Result, Skip, planned
-from proxpipe.api.command import Command, Param
+from proxpipe.api.command import JSON, Command, Param
 from proxpipe.base import secrets
 from proxpipe.base.console import console, table
 from proxpipe.base.errors import CheckFailed, PipelineError
@@ -128,18 +128,28 @@ def listing(pairs: list[tuple[Check, Stage | None]]) -> list[list[str]]:
 # ----------------------------------------------------------------------------- the doit action
 
 
-def validate(pipeline: Pipeline, check: list[str] = (), list_checks: bool = False) -> None:
-    """Run the checks (or list them); CheckFailed when any failed, so doit exits non-zero."""
+def validate(pipeline: Pipeline, check: list[str] = (), list_checks: bool = False, json: bool = False) -> None:
+    """Run the checks (or list them); CheckFailed when any failed, so doit exits non-zero. json: the list, or the
+    report (what validate.json holds), as one document (schemas/validate.schema.json)."""
     pairs = select(pipeline, list(check or []))
     if list_checks:
-        console.out(table(listing(pairs), ["check", "stage", "what it checks"]))
+        rows = listing(pairs)
+        if json:
+            console.json({"format_version": 1, "environment": pipeline.env.name, "checks": [
+                {"id": row[0], "stages": row[1].split(", ") if row[1] else [], "description": row[2]}
+                for row in rows]})
+            return
+        console.out(table(rows, ["check", "stage", "what it checks"]))
         return
     started = time.time()
     pipeline.state_dir.mkdir(parents=True, exist_ok=True)
     log_dir = pipeline.state_dir / "logs" / time.strftime("validate-%Y%m%d-%H%M%S")
     results = run_checks(pipeline, pairs, log_dir)
-    show(results)
+    if not json:
+        show(results)
     data = report(pipeline, results, started)
+    if json:
+        console.json({"format_version": 1, **data})
     counts = data["counts"]
     summary = (f"{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[SKIPPED]} skipped in "
                f"{data['duration']:.1f}s; reports: {display(pipeline.state_dir / 'validate.json')}, "
@@ -150,11 +160,12 @@ def validate(pipeline: Pipeline, check: list[str] = (), list_checks: bool = Fals
 
 
 COMMANDS = (
-    Command("validate", "run every check (template, lint, state, VMs, SSH, ping, drift); writes validate.json and "
-                        "validate.xml (JUnit)", validate,
-            (Param("check", "check", list, [], "run only this check (repeatable)"),
-             Param("list_checks", "list", bool, False, "list the checks and exit")),
+    Command("validate", "run every check (template, lint, state, VMs, SSH, ping, drift), changing nothing",
+            validate,
+            (Param("check", "check", list, [], "run only this check", metavar="ID"),
+             Param("list_checks", "list", bool, False, "list the checks and exit"), JSON),
             group="look", description="Runs every check the plugins contribute, per stage, in parallel; exit 0 only "
-                                      "when all pass. Changes nothing and takes no lock.",
+                                      "when all pass. Writes validate.json and validate.xml (JUnit) into the state "
+                                      "directory. Changes nothing else and takes no lock.",
             example="doit validate --check ssh"),
 )

@@ -227,14 +227,14 @@ class PipelineConfig(NamedTuple):
         return self.environments[name]
 
 
-def load(path: Path | str, environ: dict[str, str] | None, plugins: Callable[[Any, schema.Context], PluginSource]
-         ) -> PipelineConfig:
+def load(path: Path | str, environ: dict[str, str] | None, plugins: Callable[[Any, schema.Context], PluginSource],
+         write_cache: bool = True) -> PipelineConfig:
     """Read and check pipeline.yaml with every environment in it. plugins(section, ctx) loads the plugins of the
     `plugins:` section (proxpipe.engine.plugin_manager.Plugins.load): their stage kinds and environment keys are part of
-    what is checked."""
+    what is checked. write_cache=False: no file is written (the help and the completion change nothing)."""
     path = Path(path).absolute()
     ctx = schema.Context(path.name, path.parent, environ if environ is not None else dict(os.environ))
-    raw = _read_yaml(path)
+    raw = _read_yaml(path, write_cache)
     top = schema.validate_map(raw, TOP_FIELDS, "", ctx)
     loaded = plugins(top["plugins"], ctx)
     kinds = loaded.stage_kinds()
@@ -250,7 +250,7 @@ def load(path: Path | str, environ: dict[str, str] | None, plugins: Callable[[An
     return PipelineConfig(path, path.parent, default, envs, loaded, top["plugins"])
 
 
-def _read_yaml(path: Path) -> Any:
+def _read_yaml(path: Path, write_cache: bool = True) -> Any:
     """The parsed file. A JSON copy next to the state (.pipeline/) spares the YAML parser, a tenth of a no-op
     run's start-up, as long as the file's bytes are the same. The copy is written only once the file passed
     yamlfile's checks (no duplicate key, within its bounds), so it never holds what they refuse."""
@@ -276,6 +276,8 @@ def _read_yaml(path: Path) -> Any:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     data = yamlfile.load(path.name, raw)
+    if not write_cache:
+        return data
     try:
         from proxpipe.base.fsutil import atomic_write
 

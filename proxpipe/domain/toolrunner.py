@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from proxpipe.base import interrupts, secrets
-from proxpipe.base.console import console
+from proxpipe.base.console import console, seconds
 from proxpipe.base.errors import FileError, ToolError
 from proxpipe.base.fsutil import atomic_write, file_error, on_disk
 from proxpipe.base.retry import Backoff
@@ -26,6 +26,19 @@ from proxpipe.domain.config import Retry
 
 TAIL_LINES = 25
 READER = "tool-output:"  # the name of a thread that reads a tool's output into its log, before the tool's pid
+
+
+def _seconds_from_env(name: str, default: float) -> float:
+    try:
+        return max(0.05, float(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+# A tool silent this long gets a line saying what it is still doing, and another each time as long again passes in
+# silence: people see it is not stuck, and CI runners that end silent jobs do not. PROXPIPE_HEARTBEAT: other seconds.
+HEARTBEAT_DEFAULT = 15.0
+HEARTBEAT = _seconds_from_env("PROXPIPE_HEARTBEAT", HEARTBEAT_DEFAULT)
 
 
 @dataclass
@@ -179,6 +192,7 @@ class ToolRunner:
         lines: list[str] = []
         stdout: list[str] = []
         readers: list[threading.Thread] = []
+        beat = Heartbeat(self.label.rsplit(".", 1)[-1], step, HEARTBEAT)
         try:
             with interrupts.deferred():  # a tool that starts is tracked and read, so an interrupt reaches it
                 proc = self._start(argv, step, env, cwd, capture)
@@ -188,15 +202,18 @@ class ToolRunner:
                 tag = console.tag()  # the stage's name on its progress lines, when stages run at once
                 for stream, keep, unlogged in streams:
                     readers.append(threading.Thread(target=self._read,
-                                                    args=(stream, lines, on_line, keep, tag, unlogged),
+                                                    args=(stream, lines, on_line, keep, tag, unlogged, beat),
                                                     name=f"{READER}{proc.pid}", daemon=True))
                     readers[-1].start()
+                beat.start()
             expired = self._wait(proc)
         except (interrupts.Interrupted, KeyboardInterrupt) as exc:
+            beat.stop()  # it is being stopped now, not waited for
             if proc is not None:
                 self._settle(proc, exc, started, readers)
             raise
         finally:
+            beat.stop()
             if proc is not None:
                 interrupts.untrack(proc.pid)
         if expired:
@@ -265,13 +282,13 @@ class ToolRunner:
         return expired.is_set()
 
     def _read(self, stream, lines: list[str], on_line, keep: list[str] | None, tag: str | None = None,
-              private: bool = False) -> None:
+              private: bool = False, beat: Heartbeat | None = None) -> None:
         """Read the tool's output to its end, into lines and the log (only into keep when private). The pipe is
         drained even when the log cannot be written (a full disk): a tool must never block on it."""
         if tag:
             with console.tagged(tag):
-                return self._read(stream, lines, on_line, keep, None, private)
-        if private:
+                return self._read(stream, lines, on_line, keep, None, private, beat)
+        if private:  # not heard by the heartbeat either: its last line would be said
             keep.extend(raw.rstrip("\n") for raw in stream)
             self.log(f"# its output ({len(keep)} lines) is not logged: it holds the variables' values")
             return
@@ -280,6 +297,8 @@ class ToolRunner:
             for raw in stream:
                 line = secrets.mask(raw.rstrip("\n"))
                 lines.append(line)
+                if beat is not None:
+                    beat.heard(line)
                 if keep is not None:
                     keep.append(raw.rstrip("\n"))
                 if log is not None:
@@ -320,6 +339,44 @@ class ToolRunner:
         tries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
         return ToolError(f"{step} failed (exit {result.returncode}){tries}" + (f": {reason}" if reason else ""),
                          tail, str(self.log_path))
+
+
+class Heartbeat:
+    """While a tool runs: a line once it has been silent for `interval` seconds, then one per `interval` it stays
+    silent. It names the stage, the step (what it waits for: `packer build`), the time so far and the tool's last
+    line (Packer's "Waiting for SSH to become available...")."""
+
+    def __init__(self, stage: str, step: str, interval: float):
+        self.stage, self.step, self.interval = stage, step, interval
+        self.started = self.last_heard = time.monotonic()
+        self.last_line = ""
+        self._said = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.started = self.last_heard = time.monotonic()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def heard(self, line: str) -> None:
+        self.last_heard = time.monotonic()
+        if line.strip():
+            self.last_line = line.strip()
+
+    def _run(self) -> None:
+        while not self._done.wait(max(0.05, max(self.last_heard, self._said) + self.interval - time.monotonic())):
+            now = time.monotonic()
+            if now - self.last_heard >= self.interval and now - self._said >= self.interval:
+                self._said = now
+                console.step(self.line(now))
+
+    def line(self, now: float) -> str:
+        last = f"; its last line: {self.last_line[:100]}" if self.last_line else ""
+        return (f"{self.stage}: {self.step} still running after {seconds(now - self.started)}, no output for "
+                f"{seconds(now - self.last_heard)}{last}")
 
 
 def _close_quietly(stream) -> None:

@@ -45,8 +45,8 @@ class Pipeline:
 
     @classmethod
     def load(cls, path: str | Path = config_mod.DEFAULT_FILE, env_name: str | None = None,
-             environ: dict[str, str] | None = None) -> Pipeline:
-        cfg = load_config(path, environ)
+             environ: dict[str, str] | None = None, write_cache: bool = True) -> Pipeline:
+        cfg = load_config(path, environ, write_cache)
         return cls(cfg, cfg.environment(env_name))
 
     # ------------------------------------------------------------------ stages
@@ -217,9 +217,9 @@ def _seconds(text: str) -> float:
         return 0.0
 
 
-def load_config(path: str | Path = config_mod.DEFAULT_FILE, environ: dict[str, str] | None = None
-                ) -> config_mod.PipelineConfig:
+def load_config(path: str | Path = config_mod.DEFAULT_FILE, environ: dict[str, str] | None = None,
+                write_cache: bool = True) -> config_mod.PipelineConfig:
     """pipeline.yaml with its plugins loaded: their stage kinds and environment keys are checked with it."""
     from .plugin_manager import Plugins
 
-    return config_mod.load(path, environ, plugins=Plugins.load)
+    return config_mod.load(path, environ, plugins=Plugins.load, write_cache=write_cache)

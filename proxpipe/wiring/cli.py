@@ -1,8 +1,14 @@
-"""The `proxpipe` command: doit's command line on proxpipe's own task loader, plus `proxpipe init`.
+"""The `proxpipe` command: proxpipe's own help and checks of the command line, then doit on proxpipe's task loader.
 
-    proxpipe deploy | validate | status | ... [env=NAME]     every task of the pipeline, as with `doit`
-    proxpipe list | info | help | forget                     doit's own commands
-    proxpipe init [--dry-run] [--example lab]                start a pipeline.yaml in this repository
+    proxpipe                                   the help (never runs anything); also --help, -h, help
+    proxpipe COMMAND [options] [env=NAME]      a command of the pipeline (deploy, status, ...) or a stage
+    proxpipe COMMAND --help                    that command's usage, options and an example
+    proxpipe init | completion | help          the commands that need no pipeline
+    proxpipe doit ...                          doit's own command line, as it is (list, info, forget, ...)
+
+The command line is read before doit reads it (proxpipe.commands.cliargs): an unknown command or option is one line
+with the closest match and exit 2; `-q`, `--no-color` and the loader's options (`-f`, `-d`, `--wait-lock`) may
+stand anywhere.
 """
 
 from __future__ import annotations
@@ -11,18 +17,74 @@ import os
 import sys
 
 from doit.doit_cmd import DoitMain
+from doit.exceptions import InvalidDodoFile
 
-EXIT_USAGE = 3  # doit's code for errors before any task runs
+from proxpipe.commands.cliargs import (
+    EXIT_USAGE,
+    HELP_FLAGS,
+    Invocation,
+    UsageError,
+    check_task_args,
+    split,
+    unknown_command,
+)
+
+EXIT_CONFIG = 3  # doit's code for errors before any task runs
+BUILTIN_STANDALONE = ("init", "completion", "help")  # proxpipe.commands.standalone; `doit` passes through
 
 
 class ProxpipeMain(DoitMain):
     BIN_NAME = "proxpipe"
 
-    def print_version(self) -> None:
+    def __init__(self, task_loader=None, invocation: Invocation | None = None, **kwargs):
+        super().__init__(task_loader, **kwargs)
+        self.invocation = invocation  # the command line as proxpipe read it; None: doit's own, unchecked
+
+    @staticmethod
+    def print_version() -> None:
         from proxpipe import __version__
 
         print(f"proxpipe {__version__}")
-        super().print_version()
+        DoitMain.print_version()
+
+    def run(self, all_args: list[str]) -> int:
+        """The command and its options checked against the pipeline's commands (loaded once, for doit too)."""
+        inv = self.invocation
+        if inv is None:
+            return super().run(all_args)
+        from proxpipe.base.console import console
+        from proxpipe.commands import catalog
+
+        try:
+            pipeline = self.task_loader.preload(inv.options, inv.env)
+        except InvalidDodoFile as exc:
+            known = catalog.without_pipeline(str(exc))
+            if inv.command not in known.commands:
+                raise unknown_command(inv.command, known.names(), str(exc)) from None
+            if any(word in HELP_FLAGS for word in inv.args):  # a command's help needs no pipeline
+                return _command_help(known, inv.command)
+            console.out(f"ERROR: {exc}", sys.stderr)
+            return EXIT_CONFIG
+        found = catalog.of_pipeline(pipeline)
+        command = found.commands.get(inv.command)
+        if command is None:
+            raise unknown_command(inv.command, found.names())
+        if command.standalone:  # a plugin's
+            return command.run(inv.args)
+        help_for, _ = check_task_args(inv, found.tasks)
+        if help_for is not None:
+            return _command_help(found, help_for)
+        if "--json" in inv.args:
+            console.json_mode = True
+        return super().run(all_args)
+
+
+def _command_help(found, name: str) -> int:
+    from proxpipe.base.console import console
+    from proxpipe.commands import usage
+
+    console.out(usage.command_help(found.commands[name], found.default_environment).rstrip("\n"))
+    return 0
 
 
 def empty_argument(argv: list[str]) -> str | None:
@@ -48,36 +110,61 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    problem = empty_argument(argv)
+    from proxpipe.base.console import console
+
+    problem = empty_argument(argv) if argv[:2] != ["completion", "--complete"] else None  # "": the word at the cursor
     if problem:
         print(f"ERROR: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        inv = split(argv, standalone=(*BUILTIN_STANDALONE, "doit"))
+        _output_options(inv)
+        if inv.options.get("version"):
+            ProxpipeMain.print_version()
+            return 0
+        code = _dispatch(inv)
+    except UsageError as exc:
+        console.error(str(exc))
         return EXIT_USAGE
-    if argv[:1] == ["init"]:
-        from proxpipe.commands import init
-
-        return init.main(argv[1:])
-    from proxpipe.base.console import console
-    from proxpipe.wiring.loader import PipelineLoader
-
-    code = ProxpipeMain(PipelineLoader(), config_filenames=()).run(loader_options_first(argv))
     return code or (1 if "stdout" in console.lost else 0)  # what it had to say was lost (a full disk)
 
 
-def loader_options_first(argv: list[str]) -> list[str]:
-    """doit reads its loader's options only before the command and task names; `proxpipe deploy --wait-lock 30`
-    reads better, so such options move to the front."""
-    front, rest, index = [], [], 0
-    while index < len(argv):
-        if argv[index] == "--wait-lock" and index + 1 < len(argv):
-            front += argv[index:index + 2]
-            index += 2
-            continue
-        if argv[index].startswith("--wait-lock="):
-            front.append(argv[index])
-        else:
-            rest.append(argv[index])
-        index += 1
-    return front + rest
+def _output_options(inv: Invocation) -> None:
+    from proxpipe.base.console import console
+
+    if inv.options.get("no_color"):
+        os.environ["NO_COLOR"] = "1"  # for the tools too
+    if inv.options.get("quiet"):
+        console.quiet = True
+
+
+def _dispatch(inv: Invocation) -> int:
+    from proxpipe.commands import catalog
+    from proxpipe.wiring.loader import PipelineLoader
+
+    shared = [*inv.loader_words(), *([f"env={inv.env}"] if inv.env is not None else [])]
+    if inv.help or inv.command is None:  # bare `proxpipe` only says how to use it
+        return _standalone("help", shared)
+    if inv.command == "doit":
+        return ProxpipeMain(PipelineLoader(), config_filenames=()).run([*inv.loader_words(), *inv.args])
+    if inv.command in BUILTIN_STANDALONE:
+        asks_help = inv.args[:1] != ["--complete"] and any(word in HELP_FLAGS for word in inv.args)
+        if inv.command != "help" and asks_help:
+            return _standalone("help", [inv.command, *shared])
+        if inv.options.get("project_dir") and inv.command == "init":
+            inv.args = ["--dir", str(inv.options["project_dir"]), *inv.args]
+        return _standalone(inv.command, inv.args + (shared if inv.command == "help" else []))
+    doit_argv = [*shared, *inv.doit_options, inv.command, *inv.args]
+    if inv.command in catalog.DOIT_COMMANDS:
+        return ProxpipeMain(PipelineLoader(), config_filenames=()).run(doit_argv)
+    return ProxpipeMain(PipelineLoader(), inv, config_filenames=()).run(doit_argv)
+
+
+def _standalone(name: str, argv: list[str]) -> int:
+    from proxpipe.commands import standalone
+
+    command = next(c for c in standalone.COMMANDS if c.name == name)
+    return command.run(argv)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,8 @@ class PipelineReporter:
         total = seconds(time.monotonic() - self.started)
         failed = self.failed or any(o.status == "failed" for o in pipeline.outcomes)
         verdict = console.paint("failed", "red") if failed else console.paint("done", "green")
-        console.info(f"{pipeline.run.command} {verdict} in {total}: {', '.join(parts)}  "
+        # The final line: shown with -q too.
+        console.out(f"{pipeline.run.command} {verdict} in {total}: {', '.join(parts)}  "
                      + console.paint(f"[env {pipeline.env.name}, run {pipeline.run.id}]", "dim"))
 
     @staticmethod

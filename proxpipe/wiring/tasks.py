@@ -26,7 +26,7 @@ from proxpipe.wiring.reporter import PipelineReporter
 
 def doit_config(pipeline: Pipeline) -> dict:
     return {
-        "default_tasks": ["deploy"],
+        "default_tasks": ["default"],  # plain `doit`: deploys a lab environment only (proxpipe.commands.deploy)
         "backend": "pipeline-json",
         "dep_file": os.path.relpath(pipeline.state_dir / "doit.json"),  # a local cache only: see engine.uptodate
         "reporter": PipelineReporter.bound_to(pipeline),
@@ -36,8 +36,9 @@ def doit_config(pipeline: Pipeline) -> dict:
 
 
 def commands(pipeline: Pipeline) -> list[Command]:
-    """Every command: the registered ones (built-in and plugins'), then the stages'."""
-    return [*pipeline.plugins.commands().values(), *stage_commands(pipeline)]
+    """Every doit task's command: the registered ones (built-in and plugins'), then the stages'. Standalone ones
+    (`proxpipe init`) run outside doit."""
+    return [*(c for c in pipeline.plugins.commands().values() if not c.standalone), *stage_commands(pipeline)]
 
 
 def all_tasks(pipeline: Pipeline) -> Iterator[dict]:
@@ -80,6 +81,8 @@ def invoke(pipeline: Pipeline, command: Command, task) -> TaskFailed | None:
     """A command's action: its lock if it takes one, then run(pipeline, **options); an expected failure is one line
     (exit 1), a configuration error before anything changed ends like a bad pipeline.yaml (exit 3)."""
     RAN_HERE.add(command.name)
+    if (task.options or {}).get("json"):  # plain `doit CMD --json`; the proxpipe command set it before doit started
+        console.json_mode = True
     try:
         options = parsed(command, task.options or {})
         if command.lock:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from proxpipe.base import secrets
+from proxpipe.base import extras, secrets
 from proxpipe.base.errors import ConfigError, StateError
 from proxpipe.base.fsutil import atomic_write
 from proxpipe.domain import lock
@@ -101,11 +101,8 @@ class PostgresStore(StateStore):
         url = self.settings.url.reveal()
         environ = libpq_environ(url, self.settings.where)
         secrets.register(environ.get("PGPASSWORD"))  # the whole URL is masked already; the password alone too
-        try:
-            import psycopg
-        except ImportError:
-            raise ConfigError(f"{self.settings.where}: shared state needs psycopg 3: "
-                              "pip install 'proxpipe[postgres]'") from None
+        extras.require("postgres", f"{self.settings.where}: shared state")
+        import psycopg
         try:
             self._conn = psycopg.connect(url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT,
                                          application_name=f"proxpipe {self.environment}", keepalives=1,
