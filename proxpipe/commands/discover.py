@@ -50,34 +50,41 @@ def walk(root: Path) -> Iterator[Path]:
             yield Path(top) / name
 
 
-def discover(root: Path) -> Found:
-    paths = list(walk(root))
+def discover(root: Path, paths: list[Path] | None = None) -> Found:
+    paths = list(walk(root)) if paths is None else paths
     packer = _packer(paths)
     terraform = _terraform(paths)
-    return Found(packer, _packer_id_var(packer.value), terraform, _output(terraform.value),
-                 _terraform_id_var(terraform.value), _ansible(root, paths))
+    return Found(packer, packer_id_var(packer.value), terraform, inventory_output(terraform.value),
+                 terraform_id_var(terraform.value), _ansible(root, paths))
 
 
 # ----------------------------------------------------------------------------- Packer
 
 
+def templates(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(the Packer templates with a build block, those with a build or a source block)."""
+    found = [p for p in paths if p.name.endswith(".pkr.hcl")
+             and any(kind in hcl.parse(p) for kind in ("build", "source"))]
+    return [p for p in found if "build" in hcl.parse(p)], found
+
+
 def _packer(paths: list[Path]) -> Guess:
-    templates = [p for p in paths if p.name.endswith(".pkr.hcl")
-                 and any(kind in hcl.parse(p) for kind in ("build", "source"))]
-    with_build = [p for p in templates if "build" in hcl.parse(p)]
-    chosen = with_build or templates
+    with_build, found = templates(paths)
+    chosen = with_build or found
     if not chosen:
         return NOTHING
     return Guess(chosen[0], tuple(chosen), f"{chosen[0].name} has a build block" if with_build
                  else f"{chosen[0].name} has a source block")
 
 
-def _packer_id_var(template: Path | None) -> Guess:
+def packer_id_var(template: Path | None) -> Guess:
     """The Packer variable the template gives its builder as vm_id: the new template's VMID."""
     if template is None:
         return NOTHING
     found = []
-    for _path, block in hcl.blocks(template.parent, hcl.PACKER, "source"):
+    own = hcl.parse(template).get("source") or []  # `packer build FILE` reads that file's sources
+    own = own if isinstance(own, list) else [own]
+    for block in own or [block for _path, block in hcl.blocks(template.parent, hcl.PACKER, "source")]:
         for key, value in hcl.walk(block):
             name = hcl.var_reference(value) if key == "vm_id" else None
             if name and name not in found:
@@ -98,9 +105,14 @@ def _is_root_module(directory: Path) -> bool:
     return False
 
 
-def _terraform(paths: list[Path]) -> Guess:
+def root_modules(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(the folders of .tf files with a provider or backend block, every folder of .tf files)."""
     folders = sorted({p.parent for p in paths if p.suffix == ".tf"})
-    roots = [d for d in folders if _is_root_module(d)]
+    return [d for d in folders if _is_root_module(d)], folders
+
+
+def _terraform(paths: list[Path]) -> Guess:
+    roots, folders = root_modules(paths)
     if not roots:
         return NOTHING if not folders else Guess(None, tuple(folders), "no folder of .tf files has a provider or "
                                                                         "backend block (only modules?)")
@@ -117,7 +129,7 @@ def _inventory_like(value: Any) -> str | None:
     return None
 
 
-def _output(directory: Path | None) -> Guess:
+def inventory_output(directory: Path | None) -> Guess:
     if directory is None:
         return NOTHING
     outputs = hcl.outputs(directory)
@@ -131,11 +143,20 @@ def _output(directory: Path | None) -> Guess:
     return Guess(None, tuple(outputs), "no output builds an inventory object")
 
 
-def _terraform_id_var(directory: Path | None) -> Guess:
+def terraform_id_var(directory: Path | None) -> Guess:
     """The variable a VM is cloned from: used as a clone block's vm_id, else named like a template or clone id."""
     if directory is None:
         return NOTHING
-    cloned = []
+    found = template_id_vars(directory)
+    if not found:
+        return Guess(None, (), "no variable looks like the template id")
+    return Guess(found[0][0], tuple(name for name, _how in found), found[0][1])
+
+
+def template_id_vars(directory: Path) -> list[tuple[str, str]]:
+    """(name, how it was found) of the variables that take a template id: those a clone block takes its vm_id
+    from, else those named like a template or clone id."""
+    cloned: list[str] = []
     for _path, block in hcl.blocks(directory, hcl.TERRAFORM, "resource"):
         for key, value in hcl.walk(block):
             if key == "clone":
@@ -144,30 +165,36 @@ def _terraform_id_var(directory: Path | None) -> Guess:
                     if name and name not in cloned:
                         cloned.append(name)
     if cloned:
-        return Guess(cloned[0], tuple(cloned), f"a clone block takes its vm_id from var.{cloned[0]}")
-    names = [n for n in hcl.variables(directory, hcl.TERRAFORM)
-             if ("template" in n or "clone" in n) and (n.endswith("id") or n.endswith("vmid"))]
-    if names:
-        return Guess(names[0], tuple(names), f"variable {names[0]} is named like a template or clone id")
-    return Guess(None, (), "no variable looks like the template id")
+        return [(name, f"a clone block takes its vm_id from var.{name}") for name in cloned]
+    return [(n, f"variable {n} is named like a template or clone id") for n in hcl.variables(directory, hcl.TERRAFORM)
+            if ("template" in n or "clone" in n) and (n.endswith("id") or n.endswith("vmid"))]
 
 
 # ----------------------------------------------------------------------------- Ansible
 
 
+def playbooks(paths: list[Path]) -> list[Path]:
+    """The Ansible playbooks, site.yml first, then the shallower: YAML files that are lists of plays, named like a
+    playbook (site.yml, ...) or beside one, in a playbooks/ or ansible/ folder, or beside an ansible.cfg."""
+    named = [p for p in paths if p.name in PLAYBOOK_NAMES and _looks_like_playbook(p)]
+    folders = {p.parent for p in named} | {p.parent for p in paths if p.name == "ansible.cfg"}
+    found = [p for p in paths if p.suffix in (".yml", ".yaml") and "molecule" not in p.parts
+             and (p in named or ((p.parent.name in ("playbooks", "ansible") or p.parent in folders)
+                                 and _looks_like_playbook(p)))]
+    return sorted(found, key=lambda p: (p.name not in ("site.yml", "site.yaml"), len(p.parts), str(p)))
+
+
 def _ansible(root: Path, paths: list[Path]) -> Guess:
-    playbooks = [p for p in paths if p.suffix in (".yml", ".yaml") and _looks_like_playbook(p)
-                 and (p.name in PLAYBOOK_NAMES or p.parent.name == "playbooks")]
-    if not playbooks:
+    found = playbooks(paths)
+    if not found:
         return NOTHING
-    playbooks.sort(key=lambda p: (p.name not in ("site.yml", "site.yaml"), len(p.parts), str(p)))
-    candidates = tuple((_project_dir(p), p) for p in playbooks)
+    candidates = tuple((project_dir(p), p) for p in found)
     directory, playbook = candidates[0]
     return Guess(candidates[0], candidates, f"{playbook.relative_to(root)} is a playbook (a list of plays with "
                                             "hosts:)")
 
 
-def _project_dir(playbook: Path) -> Path:
+def project_dir(playbook: Path) -> Path:
     """Where ansible-playbook runs: the collection or project folder above playbooks/, else the playbook's own."""
     return playbook.parent.parent if playbook.parent.name == "playbooks" else playbook.parent
 

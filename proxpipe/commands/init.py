@@ -1,12 +1,15 @@
 """`proxpipe init`: a pipeline.yaml (and the one-line dodo.py) for an existing infrastructure repository, from
 what discover() finds in it; or, with `--example lab`, the local lab's demo project in an empty folder.
 
-It shows what it guessed and why, writes the other candidates as comments, and never overwrites a file.
+It shows what it guessed and why, writes the other candidates as comments, and never overwrites a file. With
+several templates, root modules or playbooks it writes the graph of their stages (proxpipe.commands.initgraph);
+one of each is the three-stage chain build, provision, configure.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -16,7 +19,8 @@ from pathlib import Path
 from proxpipe.base.console import console
 from proxpipe.base.errors import PipelineError
 
-from .discover import Found, Guess, discover
+from . import initgraph, inventorynote
+from .discover import Found, Guess, discover, walk
 
 DODO = '"""doit entry point: `doit deploy`, `doit validate`, ... run proxpipe\'s tasks of pipeline.yaml."""\n\n' \
        "from proxpipe.wiring.dodo import *  # noqa: F401,F403\n"
@@ -46,42 +50,79 @@ def main(argv: list[str]) -> int:
 def init(root: Path, env_name: str | None, dry_run: bool) -> int:
     if not root.is_dir():
         raise PipelineError(f"--dir {root}: no such directory")
-    found = discover(root)
+    paths = list(walk(root))
+    found = discover(root, paths)
     if found.packer.value is None and found.terraform.value is None and found.ansible.value is None:
         raise PipelineError(f"no Packer template (*.pkr.hcl), Terraform root module or Ansible playbook found under "
                             f"{root}; try `proxpipe init --example lab` for a demo project")
-    env_name = env_name or _environment_name(found)
-    text = pipeline_yaml(root, found, env_name)
-    show_guesses(root, found)
+    graph = initgraph.plan(root, paths, found, env_name)
+    env_name = env_name or _environment_name(graph)
+    text = pipeline_yaml(root, graph, env_name)
+    if graph.single:
+        show_guesses(root, found, graph)
+    else:
+        show_graph(root, graph)
     return write(root, {"pipeline.yaml": text, "dodo.py": DODO}, dry_run,
                  f"next: proxpipe status   (and proxpipe doctor, proxpipe docs; environment {env_name})")
 
 
-def _environment_name(found: Found) -> str:
-    folder = found.terraform.value
-    if folder is not None and folder.parent.name == "environments":
-        return folder.name.lower().replace(" ", "-")
-    return "production"
+def _environment_name(graph: initgraph.Plan) -> str:
+    """NAME of the first root module's environments/NAME/ folder, else production."""
+    named = next((initgraph.environment(p.dir.value) for p in graph.provisions if initgraph.environment(p.dir.value)),
+                 None)
+    return named.lower().replace(" ", "-") if named else "production"
 
 
-def show_guesses(root: Path, found: Found) -> None:
+def _row(label: str, value: str, why: str, width: int = 26) -> None:
+    console.out(f"  {label:<{width}} {value:<48} {why}")
+
+
+def show_guesses(root: Path, found: Found, graph: initgraph.Plan) -> None:
+    """One stage of each kind: what was found for each, and the other candidates."""
+    ansible = graph.configures[0].playbook if graph.configures else found.ansible
     rows = [("Packer template", found.packer, _rel(root)), ("its template id variable", found.packer_id_var, str),
             ("Terraform root module", found.terraform, _rel(root)), ("its inventory output", found.output, str),
             ("its template id variable", found.terraform_id_var, str),
-            ("Ansible playbook", found.ansible, lambda v: _rel(root)(v[1]))]
+            ("Ansible playbook", ansible, lambda v: _rel(root)(v[1]))]
     console.out("found:")
     for label, guess, shown in rows:
-        value = shown(guess.value) if guess.value is not None else "-"
-        console.out(f"  {label:<26} {value:<48} {guess.why}")
+        _row(label, shown(guess.value) if guess.value is not None else "-", guess.why)
         for other in guess.candidates[1:]:
             console.out(f"  {'':<26} {'(or ' + shown(other) + ')'}")
+    for note in graph.notes:
+        console.out(f"  {'':<26} {note}")
+
+
+def show_graph(root: Path, graph: initgraph.Plan) -> None:
+    """Several stages of a kind: each stage, what it runs and why, then what each needs."""
+    rel, width = _rel(root), max(26, *(len(name) for name in graph.names))
+    row = functools.partial(_row, width=width)
+    console.out("found:")
+    for build in graph.builds:
+        row(build.name, rel(build.template.value), build.template.why)
+        row("", f"template id variable {build.id_var.value or '-'}", build.id_var.why)
+    for stage in graph.provisions:
+        row(stage.name, rel(stage.dir.value), stage.dir.why)
+        row("", f"inventory output {stage.output.value or '-'}",
+            stage.output.why + ("" if stage.output.value else "; pipeline.yaml shows one to add"))
+        for match in stage.takes:
+            row("", f"{match.var} <- {match.build or '?'}", match.why)
+    for stage in graph.configures:
+        row(stage.name, rel(stage.playbook.value[1]), stage.playbook.why)
+        if stage.order:
+            row("", "", stage.order)
+    for note in graph.notes:
+        row("", "", note)
+    console.out("the graph:")
+    for name, needs in graph.needs.items():
+        console.out(f"  {name:<{width}} needs {', '.join(needs) if needs else 'nothing'}")
 
 
 def _rel(root: Path):
     return lambda path: str(Path(path).relative_to(root)) if Path(path).is_relative_to(root) else str(path)
 
 
-def pipeline_yaml(root: Path, found: Found, env_name: str) -> str:
+def pipeline_yaml(root: Path, graph: initgraph.Plan, env_name: str) -> str:
     rel = _rel(root)
     lines = [
         f"# proxpipe: Packer -> Terraform -> Ansible for Proxmox VE. Written by `proxpipe init` on "
@@ -99,30 +140,97 @@ def pipeline_yaml(root: Path, found: Found, env_name: str) -> str:
         "      node: ${PROXMOX_NODE:-pve}",
         "      token_id: ${PROXMOX_TOKEN_ID:-terraform@pve!pipeline}",
         "      token_secret: ${PROXMOX_TOKEN_SECRET}",
-        "    stages:",
     ]
-    if found.packer.value is not None:
-        template = found.packer.value
-        lines += ["      build:", "        kind: packer", f"        dir: {_q(rel(template.parent))}",
-                  *_why(found.packer, rel), f"        template: {_q(template.name)}"]
-        lines += _id_var(found.packer_id_var, "template_id_var")
-        lines += ["        template_id_range: [8000, 8999]   # CHECK: VMIDs for new templates, free on the cluster",
-                  "        keep_templates: 3"]
-    if found.terraform.value is not None:
-        lines += ["      provision:", "        kind: terraform", f"        dir: {_q(rel(found.terraform.value))}",
-                  *_why(found.terraform, rel)]
-        if found.output.value is not None:
-            lines += [*_why(found.output, str), f"        output: {_q(found.output.value)}"]
-        else:
-            lines += [f"        # CHECK: {found.output.why}; name the output that holds the Ansible inventory",
-                      "        output: ansible_inventory"]
-        lines += _id_var(found.terraform_id_var, "template_id_var")
-    if found.ansible.value is not None:
-        directory, playbook = found.ansible.value
-        lines += ["      configure:", "        kind: ansible", f"        dir: {_q(rel(directory))}",
-                  *_why(found.ansible, lambda v: rel(v[1])),
-                  f"        playbook: {_q(str(playbook.relative_to(directory)))}"]
+    if len(graph.builds) > 1:
+        lines.append("    # limits: {packer: 1}   # one Packer build at a time, e.g. when the builds share a node")
+    lines.append("    stages:")
+    for build in graph.builds:
+        lines += _build(build, graph, rel)
+    for stage in graph.provisions:
+        lines += _provision(stage, graph, rel)
+    for stage in graph.configures:
+        lines += _configure(stage, graph, rel)
     return "\n".join(lines) + "\n"
+
+
+def _build(stage: initgraph.BuildStage, graph: initgraph.Plan, rel) -> list[str]:
+    template = stage.template.value
+    lines = [f"      {stage.name}:", "        kind: packer", f"        dir: {_q(rel(template.parent))}",
+             *_why(stage.template, rel), f"        template: {_q(template.name)}",
+             *_graph(stage.name, stage.exclude, graph)]
+    if graph.provisions and not any(stage.name in graph.needs[p.name] for p in graph.provisions):
+        lines.append("        # CHECK: no root module takes its template: none of their template id variables was "
+                     "matched to it")
+    lines += _id_var(stage.id_var, "template_id_var")
+    apart = " and apart from the other builds'" if len(graph.builds) > 1 else ""
+    low, high = stage.id_range
+    return lines + [f"        template_id_range: [{low}, {high}]   # CHECK: VMIDs for new templates, free on the "
+                    f"cluster{apart}", "        keep_templates: 3"]
+
+
+def _provision(stage: initgraph.ProvisionStage, graph: initgraph.Plan, rel) -> list[str]:
+    lines = [f"      {stage.name}:", "        kind: terraform", f"        dir: {_q(rel(stage.dir.value))}",
+             *_why(stage.dir, rel), *_graph(stage.name, stage.exclude, graph)]
+    if stage.output.value is not None:
+        lines += [*_why(stage.output, str), f"        output: {_q(stage.output.value)}"]
+    else:
+        lines += [f"        # CHECK: {stage.output.why}; name the output that holds the Ansible inventory",
+                  "        output: ansible_inventory", *_inventory_note(stage, rel)]
+    return lines + _template_vars(stage, graph, rel)
+
+
+def _inventory_note(stage: initgraph.ProvisionStage, rel) -> list[str]:
+    """The output to add, as HCL: one group per VM resource of the root."""
+    directory = stage.dir.value
+    file = f"{rel(directory / 'outputs.tf')}" + ("" if (directory / "outputs.tf").exists() else ", a new file")
+    if stage.vms:
+        head = [f"        # add it to {file} (one group per VM resource; with vm_id and node, proxpipe asks",
+                "        # the guest agent for an address the output does not give, or gives as dhcp):"]
+    else:
+        head = [f"        # CHECK: no VM resource ({', '.join(inventorynote.VM_KINDS)}) in {rel(directory)}:",
+                "        # if it makes none, the configure stages do not need it; if it makes VMs, add an output",
+                f"        # like this one to {file}, with the resource that makes them:"]
+    return head + [f"        #   {line}" for line in inventorynote.output_hcl("ansible_inventory", list(stage.vms))]
+
+
+def _template_vars(stage: initgraph.ProvisionStage, graph: initgraph.Plan, rel) -> list[str]:
+    """Which variable takes which build's template id: template_id_var for one build, template_ids for several."""
+    if not stage.takes:
+        if graph.builds and not graph.needs[stage.name] and stage.id_var.value is None:
+            return [f"        # found: {stage.id_var.why}: it needs no build"]
+        return _id_var(stage.id_var, "template_id_var")
+    templates = {b.name: rel(b.template.value) for b in graph.builds}
+    lines = []
+    for match in stage.takes:
+        if match.build is None:
+            lines.append(f"        # CHECK: {match.why}: give it a value in vars")
+            continue
+        lines.append(f"        # {'CHECK: ' if match.others else 'found: '}{match.why}")
+        if match.others:
+            lines.append("        # other candidates: " + ", ".join(f"{templates[o]} ({o})" for o in match.others))
+    matched = sorted((m for m in stage.takes if m.build), key=lambda m: graph.names.index(m.build))
+    if len(matched) == 1:
+        return lines + [f"        template_id_var: {_q(matched[0].var)}"]
+    return lines + ["        template_ids:", *(f"          {m.build}: {_q(m.var)}" for m in matched)]
+
+
+def _configure(stage: initgraph.ConfigureStage, graph: initgraph.Plan, rel) -> list[str]:
+    directory, playbook = stage.playbook.value
+    lines = [f"      {stage.name}:", "        kind: ansible", f"        dir: {_q(rel(directory))}",
+             *_why(stage.playbook, lambda v: rel(v[1])),
+             f"        playbook: {_q(str(playbook.relative_to(directory)))}"]
+    if stage.order:
+        lines.append(f"        # {'' if stage.order.startswith('CHECK') else 'found: '}{stage.order}")
+    return lines + _graph(stage.name, stage.exclude, graph)
+
+
+def _graph(name: str, exclude: tuple[str, ...], graph: initgraph.Plan) -> list[str]:
+    """needs (unless the stages are a chain, which pipeline.yaml says without it), and the other stages' files."""
+    lines = [] if graph.chain else [f"        needs: [{', '.join(graph.needs[name])}]"]
+    if exclude:
+        lines.append(f"        exclude: [{', '.join(_q(glob) for glob in exclude)}]   # other stages' files: a change "
+                     "to them reruns those")
+    return lines
 
 
 def _why(guess: Guess, shown) -> list[str]:
