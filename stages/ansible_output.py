@@ -9,8 +9,10 @@ A host that was unreachable or failed in check mode could not be checked: the st
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from proxpipe.api import drift
+if TYPE_CHECKING:
+    from proxpipe.api import drift
 
 _RECAP_LINE = r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$"
 
@@ -40,6 +42,8 @@ _NOTICE = re.compile(r"^\[(WARNING|DEPRECATION WARNING|ERROR)\]")
 def check_drift(output: str, diff_lines: int = DIFF_LINES) -> list[drift.DriftItem]:
     """One host item per task that would change a host (subject: the host, summary: the task, "handler: NAME" for
     a handler, " (item=x)" for a loop's item), with the diff Ansible printed for it, at most diff_lines lines."""
+    from proxpipe.api import drift  # only when drift runs
+
     items, task, pending = [], "", []
     for raw in output.splitlines():
         line = raw.rstrip()
@@ -80,6 +84,8 @@ def check_problem(output: str, returncode: int) -> str | None:
 
 def stage_drift(name: str, kind: str, output: str, returncode: int) -> drift.StageDrift:
     """The configure stage's answer from one `ansible-playbook --check --diff` run."""
+    from proxpipe.api import drift  # only when drift runs
+
     return drift.StageDrift(name, kind, tuple(check_drift(output)), check_problem(output, returncode))
 
 

@@ -28,7 +28,6 @@ from proxpipe.api import (
     handoff,
     hcl,
     history_note,
-    template_drift,
 )
 from proxpipe.api import toolrunner as tools
 from proxpipe.base import schema
@@ -177,6 +176,8 @@ class PackerStage(Stage):
     def drift(self, upstream: Any, job: StageJob) -> list[Any]:
         """The template: still there, still a template, its config as the build left it (memory, CPUs, disks,
         cloud-init drive, NICs)."""
+        from proxpipe.api import template_drift  # drift's modules: only when drift runs
+
         current = self.handoff_value()
         if current is None:
             return []
@@ -244,6 +245,8 @@ class PackerStage(Stage):
             if problem:
                 raise PipelineError(f"packer reported template {template_id}, but {problem}")
             job.notes["template_name"] = (proxmox.vm(template_id, max_age=5) or {}).get("name")
+            from proxpipe.api import template_drift
+
             job.notes["template_config"] = template_drift.snapshot(proxmox.vm_config(template_id) or {})
             job.notes.update(templates.copy_to_nodes(self, proxmox, template_id))
         return template_id

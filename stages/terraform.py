@@ -27,14 +27,11 @@ from proxpipe.api import (
     StageJob,
     ToolSpec,
     anchored,
-    drift,
     env_text,
     handoff,
     hcl,
     inventory,
-    placement,
     stable_digest,
-    tfdrift,
 )
 from proxpipe.api import toolrunner as tools
 from proxpipe.base import schema
@@ -264,6 +261,8 @@ class TerraformStage(Stage):
     def placement_problems(self, upstream: Any) -> list[str]:
         """What stops its VMs being cloned where they land, from the cluster's answers: each template it would clone
         (per build, or per node with template_ids_by_node) on each node its VMs land on. One line each."""
+        from proxpipe.api import placement
+
         proxmox = self.pipeline.require_proxmox("check where the VMs can be cloned")
         cluster, nodes = proxmox.cluster(), self.target_nodes()
         by_node = self._by_node(upstream) if self.options["template_ids_by_node"] and isinstance(upstream, int) else {}
@@ -489,9 +488,13 @@ class TerraformStage(Stage):
                               private=True)
         finally:
             saved.unlink(missing_ok=True)
+        from proxpipe.api import tfdrift  # drift's modules: only when drift runs
+
         return [*tfdrift.refresh_drift(shown.stdout), *self._vm_drift(job), *self._output_drift(job, binary)]
 
     def _vm_drift(self, job: StageJob) -> list[Any]:
+        from proxpipe.api import drift
+
         value = self.handoff_value()
         proxmox = self.pipeline.proxmox
         if value is None or proxmox is None:
@@ -507,6 +510,8 @@ class TerraformStage(Stage):
         return items
 
     def _output_drift(self, job: StageJob, binary: str) -> list[Any]:
+        from proxpipe.api import drift
+
         value = self.handoff_value()
         result = self.step(job, [binary, "output", "-no-color", "-json", self.options["output"]],
                            f"{self.binary_name} output", capture=True, check=False)
