@@ -46,11 +46,15 @@ def placement(ctx):
     """The template(s) a provision stage clones can be cloned on each node its VMs land on (shared storage, or a
     copy there), from the cluster's answers."""
     stage = ctx.stage()
-    ctx.need_proxmox()
+    proxmox = ctx.need_proxmox()
     try:
         upstream, _path = ctx.pipeline.handoffs.upstream(stage, ctx.pipeline.sources(stage), None)
     except HandoffError as exc:
         raise Skip(f"no template to check yet ({exc})") from None
+    missing = [str(t) for t in (upstream.values() if isinstance(upstream, dict) else [upstream])
+               if proxmox.vm(int(t)) is None]
+    if missing:  # one fault, one failure: the template check reports it
+        raise Skip(f"template {', '.join(missing)} does not exist; see the template check")
     problems = stage.placement_problems(upstream)
     nodes = ", ".join(stage.target_nodes())
     for problem in problems:

@@ -144,7 +144,7 @@ def test_provision_with_a_bad_template_id_changes_nothing(deployed):
         result = deployed.doit("provision", "--template-id", bad)
         assert result.returncode != 0, bad
         assert "Traceback" not in result.stdout + result.stderr
-        assert "not a Proxmox VMID" in result.stdout or "outside the Proxmox VMID range" in result.stdout
+        assert "not a Proxmox VMID" in result.stderr or "outside the Proxmox VMID range" in result.stderr
     assert not [c for c in deployed.tool_calls() if c.startswith("terraform")]
     after = {path.name: path.read_bytes() for path in deployed.state.glob("*.json*")
              if path.name in before}

@@ -138,7 +138,8 @@ def test_a_deploys_and_b_starts_no_tool_and_shows_as_run(shared):
     status = shared.run(b, "status", SHARED).stdout
     assert f"state in database {a.address}:5433/proxpipe (schema {SCHEMA})" in status
     assert f"template_id.txt: template {handoffs['template_id.txt'].strip()}" in status
-    assert [line.split()[2:4] for line in status.splitlines()[3:]] == [["up", "to"]] * 3
+    assert [line.split()[2:4] for line in status.splitlines()[3:6]] == [["up", "to"]] * 3
+    assert status.splitlines()[6].startswith(f"template of build: {handoffs['template_id.txt'].strip()} on pve")
     history = shared.run(b, "history", SHARED).stdout
     assert [line.split()[2:4] for line in history.splitlines()[2:]] == [["configure", "configure"],
                                                                         ["provision", "provision"], ["build", "build"]]
