@@ -21,14 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from proxpipe.api import Exclude, Preview, Rollback, Stage, StageJob, ToolSpec, anchored, handoff, inventory
-from proxpipe.api import toolrunner as tools
 from proxpipe.base import schema
 from proxpipe.base.console import console
 from proxpipe.base.errors import PipelineError, ToolError
 from proxpipe.base.fsutil import sha256_file
 from proxpipe.base.schema import Field
 from proxpipe.stages import ansiblecfg, galaxy, galaxy_step
-from proxpipe.stages.ansible_output import check_changes, check_drift, check_problem, parse_recap
 
 
 def _playbook(path: Path) -> str | None:
@@ -156,6 +154,8 @@ class AnsibleStage(Stage):
                                  wait["connect_timeout"], control_dir=str(self.control_path_dir()))
 
     def run(self, upstream: Any, job: StageJob) -> dict:
+        from proxpipe.stages.ansible_output import parse_recap  # only when a play ran
+
         started = time.monotonic()
         digests = self.input_digests()  # before the play, which may write into dir (e.g. a fact cache)
         binary, hosts = self._prepare(upstream, job)
@@ -173,6 +173,8 @@ class AnsibleStage(Stage):
 
     def preview(self, upstream: Any, job: StageJob, reasons: list[str]) -> Preview:
         """`ansible-playbook --check --diff` against the current hosts: the tasks that would change, per host."""
+        from proxpipe.stages.ansible_output import check_changes  # only when a play ran
+
         binary, hosts = self._prepare(upstream, job)
         _playbook, result = self._play(job, binary, hosts, ["--check", "--diff"], "ansible-playbook --check")
         changes = check_changes(result.output)
@@ -224,6 +226,8 @@ class AnsibleStage(Stage):
         """`ansible-playbook --check --diff`: the tasks that would change which hosts (a file edited by hand, a
         package removed), with their diffs; hosts a stage before found down (job.options["skip_hosts"]) are left
         out. PipelineError when a host could not be checked."""
+        from proxpipe.stages.ansible_output import check_drift, check_problem  # only when a play ran
+
         binary, hosts = self._prepare(upstream, job)
         limit = ["--limit", ",".join(h.name for h in hosts)] if job.options.get("skip_hosts") else []
         if not hosts:
@@ -237,6 +241,8 @@ class AnsibleStage(Stage):
 
     def _prepare(self, upstream: Any, job: StageJob) -> tuple[str, list[inventory.Host]]:
         """The program, and the hosts once they answer; the requirements install meanwhile."""
+        from proxpipe.api import toolrunner as tools  # only when a tool runs
+
         binary = tools.require(self.options["binary"], self.pipeline.root,
                                f"pip install ansible-core, or set {self.config.where}.binary")
         self.note_version(job, binary, "ansible")

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 from proxpipe.api import Stage, StageJob, ToolSpec
-from proxpipe.api import toolrunner as tools
 from proxpipe.base import schema
 from proxpipe.base.console import console
 from proxpipe.base.fsutil import display
@@ -39,6 +38,8 @@ def install(stage: Stage, job: StageJob, requirements: galaxy.Galaxy, program: s
     """Install the requirements (when they changed or are missing), as a tool step of the stage's log."""
     if not requirements.files:
         return
+    from proxpipe.api import toolrunner as tools  # only when a tool runs
+
     found = tools.require(program, stage.pipeline.root,
                           f"{INSTALL_HINT}, or set {stage.config.where}.galaxy_requirements: [] to skip the step")
     job.notes["galaxy"] = requirements.install(job.runner, found, home, stage.config.env)

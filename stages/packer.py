@@ -29,7 +29,6 @@ from proxpipe.api import (
     hcl,
     history_note,
 )
-from proxpipe.api import toolrunner as tools
 from proxpipe.base import schema
 from proxpipe.base.console import console
 from proxpipe.base.errors import HandoffError, PipelineError, ToolError
@@ -206,6 +205,8 @@ class PackerStage(Stage):
 
     def run(self, upstream: Any, job: StageJob) -> int:
         opts = self.options
+        from proxpipe.api import toolrunner as tools  # only when a tool runs
+
         binary = tools.require(opts["binary"], self.pipeline.root,
                                f"install packer (apt-get install packer) or set {self.config.where}.binary")
         reused = None if job.options.get("rebuild") else self._reusable()

@@ -17,7 +17,7 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxpipe.api import (
     Exclude,
@@ -33,14 +33,14 @@ from proxpipe.api import (
     inventory,
     stable_digest,
 )
-from proxpipe.api import toolrunner as tools
 from proxpipe.base import schema
 from proxpipe.base.console import console
 from proxpipe.base.errors import HandoffError, PipelineError, ToolError
 from proxpipe.base.fsutil import atomic_write, display
 from proxpipe.base.schema import Field
 
-from .tfbackend import PgBackend, pg_backend
+if TYPE_CHECKING:
+    from .tfbackend import PgBackend
 
 DEFAULT_LINT = [["tflint", "--init"], ["tflint"]]
 
@@ -141,6 +141,8 @@ class TerraformStage(Stage):
     @cached_property
     def pg_backend(self) -> PgBackend | None:
         """The shared state's database, when the project declares `backend "pg" {}` (see stages.tfbackend)."""
+        from .tfbackend import pg_backend
+
         return pg_backend(self.dir, self.pipeline.store, self.name, self.hcl_cache)
 
     def tool_env(self) -> dict[str, str]:
@@ -163,6 +165,8 @@ class TerraformStage(Stage):
         return rules
 
     def binary(self) -> str:
+        from proxpipe.api import toolrunner as tools  # only when a tool runs
+
         return tools.require(self.binary_name, self.pipeline.root,
                              f"install it (see `doit doctor`) or set {self.config.where}.binary")
 
@@ -397,6 +401,8 @@ class TerraformStage(Stage):
     def lint(self, job: StageJob, cache: bool = True) -> None:
         """The lint gate. Inputs that already passed it (same files, commands and programs) are not linted
         again: the gate's verdict cannot have changed."""
+        from proxpipe.api import toolrunner as tools  # only when a tool runs
+
         commands = self.lint_commands()
         programs = []
         for command in commands:

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from proxpipe.api.command import JSON, Command
 from proxpipe.base.console import console, table
 from proxpipe.base.errors import PipelineError
-from proxpipe.domain import toolrunner as tools
 
 if TYPE_CHECKING:
     from proxpipe.api.stage import ToolSpec
@@ -21,6 +20,8 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 
 def _row(pipeline: Pipeline, spec: ToolSpec, used_by: str) -> tuple[list[str], bool]:
+    from proxpipe.domain import toolrunner as tools  # doctor's, not every command's start-up
+
     path = tools.which(spec.program, pipeline.root)
     if path is None:
         return [spec.program, used_by, "MISSING", "", spec.minimum or "-", spec.install], False

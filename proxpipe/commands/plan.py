@@ -16,17 +16,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from proxpipe.api.command import JSON, Command, Param
-from proxpipe.base import interrupts
+from proxpipe.base import interrupts, lazy
 from proxpipe.base.console import console, table
 from proxpipe.base.errors import PipelineError
 from proxpipe.base.fsutil import atomic_write, display
 from proxpipe.base.ids import new_id
-from proxpipe.domain.plan import APPLIED, DISCARDED, KEEP, LATER, PLAN_FILES, PLANNED, PLANS, RUN, Plan, StagePlan
 from proxpipe.engine import uptodate
 
 if TYPE_CHECKING:
     from proxpipe.api.stage import Stage
+    from proxpipe.domain.plan import Plan, StagePlan
     from proxpipe.engine.pipeline import Pipeline
+
+model = lazy.module("proxpipe.domain.plan")  # the plan records: plan, approve and apply's, not deploy's
 
 # Who someone is in CI: the variables CI systems set for the person behind a job.
 _CI_USERS = ("GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILD_USER_ID", "BUILDKITE_BUILD_CREATOR", "USER_LOGIN")
@@ -45,19 +47,20 @@ def who(given: str = "") -> str:
 def plan(pipeline: Pipeline, refresh: bool = False, output: str = "", json: bool = False) -> None:
     """The doit action of `doit plan [--refresh] [--output DIR] [--json]`."""
     pipeline.start_run("plan")
-    made = Plan(new_id(), pipeline.env.name, who(), time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                pipeline.git_commit(), refresh, [])
+    made = model.Plan(new_id(), pipeline.env.name, who(), time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                      pipeline.git_commit(), refresh, [])
     changing: list[str] = []  # stages whose handoff would change: what needs them is planned later
     for stage in pipeline.stages:
         state = uptodate.current_record(pipeline, stage)
         first = next((name for name in changing if name in pipeline.graph.ancestors(stage.name)), None)
         if first is not None:
-            made.stages.append(StagePlan(stage.name, stage.kind, LATER, [f"{first} would change its handoff "
-                                         "first"], f"planned after {first} is applied", state=state))
+            made.stages.append(model.StagePlan(stage.name, stage.kind, model.LATER,
+                                               [f"{first} would change its handoff first"],
+                                               f"planned after {first} is applied", state=state))
             continue
         entry, changes_handoff = _plan_stage(pipeline, stage, made.id, refresh, state)
         made.stages.append(entry)
-        if entry.action == RUN and changes_handoff:
+        if entry.action == model.RUN and changes_handoff:
             changing.append(stage.name)
     _discard_older(pipeline, made.id)
     save(pipeline, made)
@@ -76,24 +79,25 @@ def _plan_stage(pipeline: Pipeline, stage: Stage, plan_id: str, refresh: bool, s
     reasons = uptodate.stale_reasons(pipeline, stage)
     remote = {"remote": stage.remote_reason} if stage.remote_ok else {}
     if not reasons and not refresh:  # an up-to-date stage: no tool starts
-        return StagePlan(stage.name, stage.kind, KEEP, [stage.remote_reason or "nothing it depends on changed"],
-                         _handoff_summary(stage), state=state, facts=remote), False
+        why = [stage.remote_reason or "nothing it depends on changed"]
+        return model.StagePlan(stage.name, stage.kind, model.KEEP, why, _handoff_summary(stage), state=state,
+                               facts=remote), False
     upstream, upstream_path = read_upstream(pipeline, stage, None)
     console.info(console.paint(f"▶ {stage.name}", "bold") + console.paint(f"  previewing ({stage.kind})", "dim"))
     job = stage_job(pipeline, stage, f"plan-{stage.name}", upstream_path)
     stage.preflight(upstream, job)
     preview = stage.preview(upstream, job, reasons)
-    action = RUN if reasons or preview.would_run else KEEP
+    action = model.RUN if reasons or preview.would_run else model.KEEP
     why = reasons or ([f"drift: {preview.summary}"] if preview.would_run else ["no drift"])
     # What the plan depends on is taken after the preview: a tool may write an input of its own (terraform init,
     # the lock file), and that must not make the plan stale.
     state = uptodate.current_record(pipeline, stage)
-    entry = StagePlan(stage.name, stage.kind, action, why, preview.summary, list(preview.changes), state=state,
-                      facts={**remote, **preview.facts})
+    entry = model.StagePlan(stage.name, stage.kind, action, why, preview.summary, list(preview.changes),
+                            state=state, facts={**remote, **preview.facts})
     if preview.plan_file is not None:
-        if action == RUN:
+        if action == model.RUN:
             entry.plan_file = f"{plan_id}.{stage.name}"
-            pipeline.store.put_document(PLAN_FILES, entry.plan_file, Path(preview.plan_file).read_bytes())
+            pipeline.store.put_document(model.PLAN_FILES, entry.plan_file, Path(preview.plan_file).read_bytes())
         Path(preview.plan_file).unlink(missing_ok=True)  # it holds variable values: never left lying around
     return entry, preview.changes_handoff
 
@@ -106,8 +110,8 @@ def _handoff_summary(stage: Stage) -> str:
 def _discard_older(pipeline: Pipeline, keep: str) -> None:
     """A new plan replaces the ones not applied yet: they are discarded, with their saved Terraform plans."""
     for old in plans(pipeline):
-        if old.status == PLANNED and old.id != keep:
-            old.status = DISCARDED
+        if old.status == model.PLANNED and old.id != keep:
+            old.status = model.DISCARDED
             _drop_plan_files(pipeline, old)
             save(pipeline, old)
 
@@ -115,22 +119,22 @@ def _discard_older(pipeline: Pipeline, keep: str) -> None:
 def _drop_plan_files(pipeline: Pipeline, record: Plan) -> None:
     for entry in record.stages:
         if entry.plan_file:
-            pipeline.store.delete_document(PLAN_FILES, entry.plan_file)
+            pipeline.store.delete_document(model.PLAN_FILES, entry.plan_file)
 
 
 def save(pipeline: Pipeline, record: Plan) -> None:
-    pipeline.store.put_document(PLANS, f"{record.id}.json", record.dump())
-    pipeline.store.put_document(PLANS, f"{record.id}.md", record.markdown().encode())
+    pipeline.store.put_document(model.PLANS, f"{record.id}.json", record.dump())
+    pipeline.store.put_document(model.PLANS, f"{record.id}.md", record.markdown().encode())
 
 
 def plans(pipeline: Pipeline) -> list[Plan]:
     """Every plan of the environment, oldest first."""
     found = []
-    for name in pipeline.store.document_names(PLANS):
+    for name in pipeline.store.document_names(model.PLANS):
         if name.endswith(".json"):
-            data = pipeline.store.get_document(PLANS, name)
+            data = pipeline.store.get_document(model.PLANS, name)
             if data is not None:
-                found.append(Plan.load(data))
+                found.append(model.Plan.load(data))
     return sorted(found, key=lambda p: p.id)
 
 
@@ -173,7 +177,7 @@ def approve(pipeline: Pipeline, plan_id: str = "", by: str = "") -> None:
                             "`doit approve --plan ID` once you reviewed it (`doit plan` makes a new one)")
     record = find(pipeline, plan_id)
     approver = who(by)
-    if record.status != PLANNED:
+    if record.status != model.PLANNED:
         raise PipelineError(f"plan {record.id} is {record.status}; make a new one with `doit plan`")
     if pipeline.env.approval == "second-person" and approver == record.author:
         raise PipelineError(f"plan {record.id} was made by {record.author}; environment {pipeline.env.name} "
@@ -186,7 +190,7 @@ def approve(pipeline: Pipeline, plan_id: str = "", by: str = "") -> None:
 def _newest(pipeline: Pipeline) -> str:
     """The newest plan's id and whether it still holds, judged from the files and settings (no tool, no API)."""
     record = find(pipeline, "")
-    if record.status != PLANNED:
+    if record.status != model.PLANNED:
         return f"{record.id} ({record.status})"
     cause = stale_cause(pipeline, record, offline=True)
     return f"{record.id} ({f'stale: {cause}' if cause else 'not stale: its files and settings are as they were'})"
@@ -206,7 +210,7 @@ def refuse_unreviewed(pipeline: Pipeline) -> None:
 def apply(pipeline: Pipeline, plan_id: str = "") -> None:
     """The doit action of `doit apply [--plan ID]`: exactly the planned stages, if the plan still holds."""
     record = find(pipeline, plan_id)
-    if record.status != PLANNED:
+    if record.status != model.PLANNED:
         raise PipelineError(f"plan {record.id} is {record.status}; make a new one with `doit plan`")
     if pipeline.env.approval != "none" and not record.approvals:
         raise PipelineError(f"plan {record.id} is not approved, and environment {pipeline.env.name} requires "
@@ -218,8 +222,8 @@ def apply(pipeline: Pipeline, plan_id: str = "") -> None:
     for entry in record.planned():
         if not _apply_stage(pipeline, record, entry):
             raise PipelineError(f"plan {record.id}: {entry.name} failed; nothing after it was applied")
-    record.status, record.applied = APPLIED, {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                             "run": pipeline.run.id}
+    record.status, record.applied = model.APPLIED, {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                                   "run": pipeline.run.id}
     save(pipeline, record)
     later = record.later()
     console.out(f"plan {record.id} applied" + (f"; {', '.join(s.name for s in later)} will be planned by the next "
@@ -233,7 +237,7 @@ def _apply_stage(pipeline: Pipeline, record: Plan, entry: StagePlan) -> bool:
     options = {"plan_id": record.id, "approved_by": ", ".join(a["by"] for a in record.approvals)}
     saved = None
     if entry.plan_file:
-        data = pipeline.store.get_document(PLAN_FILES, entry.plan_file)
+        data = pipeline.store.get_document(model.PLAN_FILES, entry.plan_file)
         saved = pipeline.state_dir / stage.name / f"{entry.plan_file}.tfplan"
         atomic_write(saved, data or b"", 0o600)
         options["plan_file"] = str(saved)
@@ -243,7 +247,7 @@ def _apply_stage(pipeline: Pipeline, record: Plan, entry: StagePlan) -> bool:
         with interrupts.deferred():
             if saved is not None:
                 saved.unlink(missing_ok=True)
-                pipeline.store.delete_document(PLAN_FILES, entry.plan_file)
+                pipeline.store.delete_document(model.PLAN_FILES, entry.plan_file)
 
 
 def stale_cause(pipeline: Pipeline, record: Plan, offline: bool = False) -> str | None:

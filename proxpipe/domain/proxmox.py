@@ -18,6 +18,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -47,8 +48,10 @@ class Proxmox:
     """One API connection (made on first use) with retried calls."""
 
     def __init__(self, cfg: ProxmoxConfig, notify: Callable[[str], None] | None = None, prefer_light: bool = False,
-                 cache_file: Path | None = None, retry_locks: bool = True):
-        self.cfg = cfg
+                 cache_file: Path | None = None, retry_locks: bool = True,
+                 endpoint: Callable[[ProxmoxConfig], ProxmoxConfig] | None = None):
+        self.configured = cfg  # as pipeline.yaml says: what the check cache is kept for
+        self._endpoint = endpoint
         # retry_locks=False: a config-lock timeout fails at once, as the Terraform providers fail (the lab's
         # pipeline-lab --no-lock-retry, so a test can see the terraform stage retry instead).
         self.retry_locks = retry_locks
@@ -63,6 +66,12 @@ class Proxmox:
         self._notify = notify or console.step
 
     # ------------------------------------------------------------------ connection
+
+    @cached_property
+    def cfg(self) -> ProxmoxConfig:
+        """Where to connect. A plugin's endpoint (the lab's, which starts its stand-in) is asked on first use: a
+        command the check cache answers starts nothing."""
+        return self._endpoint(self.configured) if self._endpoint else self.configured
 
     def _connect(self):
         from proxmoxer import ProxmoxAPI
@@ -178,10 +187,10 @@ class Proxmox:
         client = (lambda: self.light) if self.cfg.token_id and self._api is None else (lambda: self.api)
         answer = self.call("GET /cluster/resources", lambda: client().cluster.resources.get(type="vm"))
         self._vms = (time.time(), answer)
-        if self.cache_file is not None and self.cfg.check_cache:  # else no command reads it
+        if self.cache_file is not None and self.configured.check_cache:  # else no command reads it
             try:
-                atomic_write(self.cache_file, json.dumps({"url": self.cfg.url, "time": self._vms[0], "vms": answer}),
-                             durable=False)
+                kept = {"url": self.configured.url, "time": self._vms[0], "vms": answer}
+                atomic_write(self.cache_file, json.dumps(kept), durable=False)
             except OSError:
                 pass  # a read-only or full state directory: the next command asks the API again
         return answer
@@ -190,7 +199,7 @@ class Proxmox:
     def check_age(self) -> float:
         """How old an answer the up-to-date checks accept: check_cache, and at least a few seconds within one
         command (several stages ask one after the other)."""
-        return max(self.cfg.check_cache, 5.0)
+        return max(self.configured.check_cache, 5.0)
 
     def answered(self) -> str:
         """When the last VM list was fetched, for messages: "" when just now, else ", as of 7s ago"."""
@@ -204,13 +213,14 @@ class Proxmox:
             self.cache_file.unlink(missing_ok=True)
 
     def _cached(self) -> tuple[float, list[dict]] | None:
-        if self.cache_file is None or not self.cfg.check_cache:
+        if self.cache_file is None or not self.configured.check_cache:
             return None
         try:
             data = json.loads(self.cache_file.read_text())
         except (OSError, ValueError):
             return None
-        if not isinstance(data, dict) or data.get("url") != self.cfg.url or not isinstance(data.get("vms"), list):
+        same_cluster = isinstance(data, dict) and data.get("url") == self.configured.url
+        if not same_cluster or not isinstance(data.get("vms"), list):
             return None
         return float(data.get("time", 0)), data["vms"]
 

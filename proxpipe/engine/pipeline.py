@@ -106,14 +106,14 @@ class Pipeline:
     @property
     def proxmox(self) -> Proxmox | None:
         """The API client, or None when the environment has no Proxmox configured. A plugin that provides the API
-        (the local lab) is asked first, through the proxmox_endpoint hook."""
+        (the local lab) is asked when the API is first used, through the proxmox_endpoint hook."""
         if self.env.proxmox is None:
             return None
         if self._proxmox is None:
             from proxpipe.domain.proxmox import Proxmox
 
-            self._proxmox = Proxmox(self.plugins.proxmox_endpoint(self.env, self.env.proxmox),
-                                    cache_file=self.cluster_cache)
+            self._proxmox = Proxmox(self.env.proxmox, cache_file=self.cluster_cache,
+                                    endpoint=lambda cfg: self.plugins.proxmox_endpoint(self.env, cfg))
         return self._proxmox
 
     @property

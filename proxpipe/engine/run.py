@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from proxpipe.base import interrupts
@@ -19,6 +18,8 @@ from proxpipe.base.events import StageOutcome
 from proxpipe.engine import damage, uptodate
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from proxpipe.api.stage import Stage
     from proxpipe.engine.pipeline import Pipeline
 
@@ -89,7 +90,7 @@ class Schedule:
                 if not self._blocked(stage):
                     self.state[stage.name] = OK if not stale(stage) or run(stage, False) else FAILED
             return
-        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="stage") as pool:
+        with _Threads(self.jobs) as pool:
             running: dict[Future, Stage] = {}
             started = time.monotonic()
             try:
@@ -98,7 +99,7 @@ class Schedule:
                 self._stop(running, stop, started)
                 raise
 
-    def _parallel(self, pool: ThreadPoolExecutor, running: dict[Future, Stage], stale, run) -> None:
+    def _parallel(self, pool: _Threads, running: dict[Future, Stage], stale, run) -> None:
         pending = list(self.stages)
         while pending or running:
             for stage in list(pending):
@@ -111,6 +112,8 @@ class Schedule:
                     else:
                         self.state[stage.name] = OK
             if running:
+                from concurrent.futures import FIRST_COMPLETED, wait
+
                 done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
                     stage = running.pop(future)
@@ -143,6 +146,8 @@ class Schedule:
     def _stop(self, running: dict[Future, Stage], stop: interrupts.Interrupted, started: float) -> None:
         """Ctrl-C or SIGTERM: the running stages' tools have the signal; wait until they stopped (a second signal
         kills them), then say in one line what was interrupted."""
+        from concurrent.futures import wait
+
         while True:
             try:
                 wait(running)
@@ -157,3 +162,26 @@ class Schedule:
                                       f"{stop.name} after {seconds(time.monotonic() - started)}: ", "red")
                         + f"nothing handed off (each handoff is the previous one); `doit deploy` resumes at {names}")
             interrupts.mark_reported()
+
+
+class _Threads:
+    """The stages' threads, started when the first stage runs: a run that skips every stage starts none (nor imports
+    concurrent.futures and the logging it needs, a few milliseconds of a no-op)."""
+
+    def __init__(self, jobs: int):
+        self.jobs = jobs
+        self.pool: ThreadPoolExecutor | None = None
+
+    def submit(self, fn: Callable[..., bool], *args: Any) -> Future:
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="stage")
+        return self.pool.submit(fn, *args)
+
+    def __enter__(self) -> _Threads:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)

@@ -49,6 +49,7 @@ class ProxpipeMain(DoitMain):
 
     def run(self, all_args: list[str]) -> int:
         """The command and its options checked against the pipeline's commands (loaded once, for doit too)."""
+        _scan_entry_points_once()
         inv = self.invocation
         if inv is None:
             return super().run(all_args)
@@ -77,6 +78,18 @@ class ProxpipeMain(DoitMain):
         if "--json" in inv.args:
             console.json_mode = True
         return super().run(all_args)
+
+
+def _scan_entry_points_once() -> None:
+    """doit reads every installed distribution's entry points once per kind of plugin it looks for (commands,
+    backends, reporters), a few milliseconds each in a large virtualenv; doit.plugin asks entry_points_impl() for
+    the reader each time, so one reading can serve all of them."""
+    from importlib.metadata import entry_points
+
+    import doit.plugin
+
+    found = entry_points()
+    doit.plugin.entry_points_impl = lambda: found.select
 
 
 def _command_help(found, name: str) -> int:
