@@ -35,6 +35,17 @@ def test_a_second_deploy_with_nothing_changed_starts_no_tool(deployed):
     assert stages_skipped(result) == ["build", "provision", "configure"]
 
 
+def test_a_no_op_deploy_loads_what_only_a_running_stage_needs_only_then(deployed):
+    # What a no-op costs (issue 22's start-up targets): tool runners, play output, plan records, the pg backend and
+    # the stages' threads are imported when a stage runs, never for a run that skips every stage.
+    result = deployed.ok("deploy", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "proxpipe.engine.run" in loaded, result.stderr[-2000:]
+    assert stages_skipped(result) == ["build", "provision", "configure"]
+    assert loaded.isdisjoint({"concurrent.futures", "proxpipe.domain.toolrunner", "proxpipe.stages.ansible_output",
+                              "proxpipe.stages.tfbackend", "proxpipe.domain.plan", "proxpipe.engine.execute"})
+
+
 def test_g_status_explains_and_starts_no_tool(deployed):
     deployed.edit("lab/ansible/site.yml", "gather_facts: false", "gather_facts: false\n  # edited")
     deployed.reset_calls()
