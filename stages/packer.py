@@ -101,7 +101,7 @@ class PackerStage(Stage):
                       r"503 Service Unavailable", *galaxy.RETRY_PATTERNS)
     PARAMS = ({"name": "rebuild", "long": "rebuild", "type": bool, "default": False, "forces": True,
                "help": "build a new template even if the current one was built from the same inputs"},)
-    ADDED_OPTIONS = ("nodes", "copy_storage")
+    ADDED_OPTIONS = ("nodes", "copy_storage", "replicate")
     KEEP_COPY = False  # the history has every template id; `doit rollback --stage build --to ID` restores one
     ROLLBACK_MODES = {"template": "point the handoff at an earlier template (--to ID; default: the one before) and "
                                   "re-create what depends on it"}
@@ -124,6 +124,10 @@ class PackerStage(Stage):
         "nodes": Field(schema.LIST, "Proxmox nodes the new template must be on: after the build it is copied to each "
                                     "other one (a full clone to that node's storage, made a template, its VMID from "
                                     "template_id_range), for VMs placed there.", items=Field(schema.STR)),
+        "replicate": Field(schema.STR, "auto: after the build, copy the new template (as nodes does) to each node "
+                                       "where a provision stage that takes it places VMs and that cannot reach it "
+                                       "(its disks on another node's local storage), besides the nodes listed.",
+                           choices=("auto",)),
         "copy_storage": Field(schema.STR, "The storage the copies' disks go to. Default: each node's own storage "
                                           "for VM disks."),
         "manifest": Field(schema.PATH, "Where the template's manifest post-processor writes, relative to dir.",
@@ -168,9 +172,34 @@ class PackerStage(Stage):
             template_id = self.pipeline.handoffs.read(self)
         except HandoffError as exc:
             return False, str(exc)
-        problem = proxmox.template_problem(template_id, max_age=proxmox.check_age)
+        problem = proxmox.template_problem(template_id, max_age=proxmox.check_age) or self._copy_missing(template_id)
         return (False, problem) if problem else (True, f"template {template_id} exists on {proxmox.node}"
                                                        f"{proxmox.answered()}")
+
+    def _copy_missing(self, template_id: int) -> str | None:
+        """replicate: auto, and VMs now placed on a node that has no copy of the template and cannot clone it."""
+        if self.options["replicate"] != "auto":  # no question to the cluster, nor the history, on every check
+            return None
+        made = templates.copies(self.pipeline, template_id)
+        missing = [node for node in self._needed_nodes(template_id) if node not in made]
+        return (f"VMs on {', '.join(missing)} need a copy of template {template_id}, which it cannot clone from "
+                f"(replicate: auto)") if missing else None
+
+    def _needed_nodes(self, template_id: int) -> list[str]:
+        """replicate: auto: the nodes where the provision stages that take this template place VMs, and from which
+        it cannot be cloned where it is (none without replicate: auto)."""
+        if self.options["replicate"] != "auto":
+            return []
+        from proxpipe.api import placement
+
+        from .terraform import TerraformStage
+
+        pipeline, proxmox = self.pipeline, self.pipeline.proxmox
+        takers = [other for other in pipeline.stages if isinstance(other, TerraformStage)
+                  and self in pipeline.sources(other)]
+        wanted = {node for other in takers for node in other.target_nodes()}
+        cluster, location = proxmox.cluster(), proxmox.template_location(template_id)
+        return sorted(node for node in wanted if location is None or not placement.reaches(cluster, location, node))
 
     def drift(self, upstream: Any, job: StageJob) -> list[Any]:
         """The template: still there, still a template, its config as the build left it (memory, CPUs, disks,
@@ -214,6 +243,10 @@ class PackerStage(Stage):
             console.step(f"template {reused} was built from these very inputs and still exists; keeping it "
                          f"(`doit {self.name} --rebuild` builds a new one)")
             job.notes.update(template_id=reused, reused=True)
+            proxmox = self.pipeline.proxmox
+            if proxmox is not None:  # its copies, and any a node needs now, in this run's record
+                made = templates.copies(self.pipeline, reused)
+                job.notes.update(templates.copy_to_nodes(self, proxmox, reused, made, self._needed_nodes(reused)))
             return reused
         self.note_version(job, binary, "packer")
         plain, secret = self.tool_vars()
@@ -249,7 +282,8 @@ class PackerStage(Stage):
             from proxpipe.api import template_drift
 
             job.notes["template_config"] = template_drift.snapshot(proxmox.vm_config(template_id) or {})
-            job.notes.update(templates.copy_to_nodes(self, proxmox, template_id))
+            needed = self._needed_nodes(template_id)
+            job.notes.update(templates.copy_to_nodes(self, proxmox, template_id, needed=needed))
         return template_id
 
     def preview(self, upstream: Any, job: StageJob, reasons: list[str]) -> Preview:

@@ -101,16 +101,19 @@ def rollback_target(pipeline: PipelineView, stage: str, current: int | None, to:
                         f"template older than {current} that still exists on {proxmox.node}")
 
 
-def copy_to_nodes(stage, proxmox, template_id: int) -> dict:
-    """The build stage's nodes: option: the new template copied to each other node listed; {"node": its node,
-    "copies": {node: VMID}} for the history (empty when it has no nodes option)."""
+def copy_to_nodes(stage, proxmox, template_id: int, made: dict[str, int] | None = None,
+                  needed: list[str] | None = None) -> dict:
+    """The build stage's nodes: option and the nodes its VMs need (replicate: auto): the template copied to each
+    other one that has no copy yet (made: node -> VMID, a kept template's copies); {"node": its node, "copies":
+    {node: VMID}} for the history (empty when there is neither option nor copy)."""
     from proxpipe.api import placement
 
-    nodes = [node for node in stage.options["nodes"] or [] if node != proxmox.vm(template_id)["node"]]
     home = str(proxmox.vm(template_id)["node"])
-    if not nodes:
-        return {"node": home} if stage.options["nodes"] else {}
-    cluster, copies = proxmox.cluster(), {}
+    copies = {node: vmid for node, vmid in (made or {}).items() if node != home}
+    listed = list(stage.options["nodes"] or [])
+    listed += [node for node in needed or [] if node not in listed]
+    nodes = [node for node in listed if node != home and node not in copies]
+    cluster = proxmox.cluster() if nodes else None
     name = proxmox.vm(template_id).get("name") or f"template-{template_id}"
     for node in nodes:
         storage = placement.copy_storage(cluster, node, stage.options["copy_storage"])
@@ -126,7 +129,9 @@ def copy_to_nodes(stage, proxmox, template_id: int) -> dict:
         finally:
             stage._release(newid)
         copies[node] = newid
-    return {"node": home, "copies": copies}
+    if not (listed or stage.options["replicate"] or copies):
+        return {}
+    return {"node": home, **({"copies": copies} if copies else {})}
 
 
 def copies(pipeline: PipelineView, template_id: int) -> dict[str, int]:

@@ -109,7 +109,8 @@ def _fixes(template: TemplateLocation, targets: list[str], enable: Storage | Non
     shared = f"enable {enable.name} on {on} (or put it on shared storage enabled on {on})" if enable else \
         f"put it on shared storage (enabled on {on})"
     every = ", ".join(sorted({template.node, *targets}))
-    return f"VMs on {on} cannot clone it: {shared}, or copy it to {on} with the build stage's nodes: [{every}]"
+    return (f"VMs on {on} cannot clone it: {shared}, or copy it to {on} with the build stage's nodes: [{every}] "
+            "(or replicate: auto)")
 
 
 def _state(cluster: Cluster, name: str) -> bool | None:

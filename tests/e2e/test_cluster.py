@@ -113,6 +113,28 @@ def test_with_copies_each_vm_is_cloned_from_a_template_on_its_own_node(two_nodes
     assert vm_source(project, 201) == (primary, "pve1") and vm_source(project, 202) == (copy, "pve2")
 
 
+def test_replicate_auto_copies_the_template_to_the_nodes_its_vms_need_and_only_there(lab_project):
+    project = lab_project(vms=2)
+    project.env["stages"]["build"]["replicate"] = "auto"
+    project.env["stages"]["provision"]["template_ids_by_node"] = "template_ids_by_node"
+    project.write_config()
+    project.ok("deploy")  # every VM on pve1, beside the template: no copy
+    first = [e for e in project.history() if e["action"] == "build"][-1]
+    assert not first.get("copies") and len(templates_on_cluster(project)) == 2  # the base image and the template
+    project.env["stages"]["provision"]["vars"]["vms"]["jump-02"]["node"] = "pve2"
+    project.write_config()
+    status = project.ok("status").stdout
+    assert (f"VMs on pve2 need a copy of template {first['template_id']}, which it cannot clone from "
+            "(replicate: auto)") in status
+    result = project.ok("deploy")
+    assert stages_run(result) == ["build", "provision", "configure"]
+    build = [e for e in project.history() if e["action"] == "build"][-1]
+    assert list(build["copies"]) == ["pve2"]
+    assert vm_source(project, 201) == (build["template_id"], "pve1")
+    assert vm_source(project, 202) == (build["copies"]["pve2"], "pve2")
+    assert stages_run(project.ok("deploy")) == []
+
+
 def test_a_rollback_points_every_node_back_at_the_earlier_template(two_nodes):
     project = two_nodes
     first = [e for e in project.history() if e["action"] == "build"][-1]

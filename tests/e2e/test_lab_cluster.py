@@ -115,7 +115,7 @@ def test_a_clone_onto_another_node_from_local_storage_fails_as_proxmox_fails(clu
     pve = cluster.client()
     assert placement.problems(pve.cluster(), 9000, pve.template_location(9000), ["pve1", "pve2"]) == [
         "template 9000 is on pve1's local storage local-pve1; VMs on pve2 cannot clone it: put it on shared storage "
-        "(enabled on pve2), or copy it to pve2 with the build stage's nodes: [pve1, pve2]"]
+        "(enabled on pve2), or copy it to pve2 with the build stage's nodes: [pve1, pve2] (or replicate: auto)"]
 
 
 def test_a_template_copied_to_another_nodes_storage_is_cloned_there(cluster):

@@ -34,7 +34,7 @@ def test_a_template_on_shared_storage_enabled_everywhere_reaches_every_node():
 def test_a_template_only_on_another_nodes_local_storage():
     assert problems(cluster(), 9101, template(), ["pve1", "pve2"]) == [
         "template 9101 is on pve1's local storage local-pve1; VMs on pve2 cannot clone it: put it on shared storage "
-        "(enabled on pve2), or copy it to pve2 with the build stage's nodes: [pve1, pve2]"]
+        "(enabled on pve2), or copy it to pve2 with the build stage's nodes: [pve1, pve2] (or replicate: auto)"]
     assert not reaches(cluster(), template(), "pve2")
 
 
@@ -42,14 +42,14 @@ def test_several_nodes_are_named_in_one_line():
     found = problems(cluster(), 9101, template("pve2", "local-pve2"), ["pve3", "pve1", "pve2", "pve1"])
     assert found == ["template 9101 is on pve2's local storage local-pve2; VMs on pve1 and pve3 cannot clone it: put "
                      "it on shared storage (enabled on pve1 and pve3), or copy it to pve1 and pve3 with the build "
-                     "stage's nodes: [pve1, pve2, pve3]"]
+                     "stage's nodes: [pve1, pve2, pve3] (or replicate: auto)"]
 
 
 def test_shared_storage_not_enabled_on_the_target_node():
     found = problems(cluster(), 9101, template("pve1", "nfs-12"), ["pve2", "pve3"])
     assert found == ["template 9101 is on shared storage nfs-12, which is not enabled on pve3; VMs on pve3 cannot "
                      "clone it: enable nfs-12 on pve3 (or put it on shared storage enabled on pve3), or copy it to "
-                     "pve3 with the build stage's nodes: [pve1, pve3]"]
+                     "pve3 with the build stage's nodes: [pve1, pve3] (or replicate: auto)"]
     assert reaches(cluster(), template("pve1", "nfs-12"), "pve2") and not reaches(cluster(), template("pve1", "nfs-12"),
                                                                                    "pve3")
 
