@@ -43,6 +43,15 @@ def next_block() -> str:
 
 
 
+def answers_ssh(address: str) -> bool:
+    """An sshd answers on port 22 of address (a lab VM's guest is up)."""
+    try:
+        with socket.create_connection((address, 22), timeout=2) as conn:
+            return conn.recv(4) == b"SSH-"
+    except OSError:
+        return False
+
+
 def wait_for(condition, what: str, timeout: float = 120) -> None:
     """Poll condition() until it is true; fail naming `what` after timeout seconds."""
     deadline = time.monotonic() + timeout

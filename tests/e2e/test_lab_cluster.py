@@ -4,7 +4,6 @@ template to another node's storage, linked clones, the guest agent's interfaces 
 knows, an agent that answers late or never, and config-lock timeouts injected on a share of clones."""
 
 import json
-import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,7 +13,7 @@ from proxpipe.base.errors import PipelineError, ProxmoxError
 from proxpipe.domain import placement
 from proxpipe.domain.config import Retry
 from proxpipe.domain.proxmox import Proxmox, tool_env
-from tests.labproject import VENV_BIN, LabProject, wait_for
+from tests.labproject import VENV_BIN, LabProject, answers_ssh, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -74,14 +73,6 @@ def agent_address(pve, vmid, node="pve1"):
     wait_for(lambda: found.append(pve.agent_ipv4(vmid, node)) or found[-1] is not None, f"the agent of VM {vmid}",
              timeout=30)
     return found[-1]
-
-
-def answers_ssh(address: str) -> bool:
-    try:
-        with socket.create_connection((address, 22), timeout=2) as conn:
-            return conn.recv(4) == b"SSH-"
-    except OSError:
-        return False
 
 
 # ----------------------------------------------------------------------------- nodes and storages
