@@ -1,4 +1,5 @@
-"""Built-in checks through the Proxmox API: the template exists, and every inventory host's VM runs."""
+"""Built-in checks through the Proxmox API: the template exists, every inventory host's VM runs, the VMs' templates
+can be cloned where they land; and no VM is on a template the registry revoked."""
 
 from __future__ import annotations
 
@@ -63,6 +64,21 @@ def placement(ctx):
         yield passed(stage.name, f"its templates can be cloned on {nodes}")
 
 
+def revoked(ctx):
+    """No inventory host runs on a template the registry has revoked."""
+    from proxpipe.api import registry
+
+    data = registry.load(ctx.pipeline.store)
+    for host in ctx.hosts().values():
+        why = registry.refusal(data, int(host.template_id)) if host.template_id else None
+        what = f"VM {host.vm_id}" if host.vm_id else host.name
+        if why:
+            yield failed(host.name, f"{what} was cloned from {why}: re-create it from an active one (`doit deploy` "
+                                    "after a new build, or `doit rollback`)")
+        else:
+            yield passed(host.name, f"{what} is on template {host.template_id or '(unknown)'}, not revoked")
+
+
 @hookimpl
 def register_checks(register):
     register(Check("template", "the template in template_id.txt exists on the node and is a template", "template_id",
@@ -70,3 +86,4 @@ def register_checks(register):
     register(Check("vm", "every inventory host's VM exists and runs, at the inventory's address", "inventory", vm))
     register(Check("placement", "the VMs' templates can be cloned on the nodes the VMs land on", "inventory",
                    placement, ("terraform", "tofu")))
+    register(Check("revoked", "no inventory host runs on a template the registry revoked", "inventory", revoked))

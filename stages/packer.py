@@ -33,7 +33,7 @@ from proxpipe.base import schema
 from proxpipe.base.console import console
 from proxpipe.base.errors import HandoffError, PipelineError, ToolError
 from proxpipe.base.schema import Field
-from proxpipe.stages import galaxy, galaxy_step, templates
+from proxpipe.stages import galaxy, galaxy_step, lineage, templates
 
 COMMA = "%!(PACKER_COMMA)"
 
@@ -101,7 +101,7 @@ class PackerStage(Stage):
                       r"503 Service Unavailable", *galaxy.RETRY_PATTERNS)
     PARAMS = ({"name": "rebuild", "long": "rebuild", "type": bool, "default": False, "forces": True,
                "help": "build a new template even if the current one was built from the same inputs"},)
-    ADDED_OPTIONS = ("nodes", "copy_storage", "replicate")
+    ADDED_OPTIONS = ("nodes", "copy_storage", "replicate", "publish", "from_channel")
     KEEP_COPY = False  # the history has every template id; `doit rollback --stage build --to ID` restores one
     ROLLBACK_MODES = {"template": "point the handoff at an earlier template (--to ID; default: the one before) and "
                                   "re-create what depends on it"}
@@ -128,6 +128,11 @@ class PackerStage(Stage):
                                        "where a provision stage that takes it places VMs and that cannot reach it "
                                        "(its disks on another node's local storage), besides the nodes listed.",
                            choices=("auto",)),
+        "publish": Field(schema.STR, "A channel of the template registry (e.g. dev) that each new template of this "
+                                     "stage is put on (`doit templates` lists them).", check=lineage.channel_name),
+        "from_channel": Field(schema.STR, "Take the template a channel of the registry points at (e.g. staging) "
+                                          "instead of building one: Packer does not run, and the stage is stale "
+                                          "when the channel moves (`doit promote`).", check=lineage.channel_name),
         "copy_storage": Field(schema.STR, "The storage the copies' disks go to. Default: each node's own storage "
                                           "for VM disks."),
         "manifest": Field(schema.PATH, "Where the template's manifest post-processor writes, relative to dir.",
@@ -172,6 +177,10 @@ class PackerStage(Stage):
             template_id = self.pipeline.handoffs.read(self)
         except HandoffError as exc:
             return False, str(exc)
+        moved = (lineage.channel_moved(self, template_id) if self.options["from_channel"] else
+                 lineage.revoked(self, template_id))
+        if moved:
+            return False, moved
         problem = proxmox.template_problem(template_id, max_age=proxmox.check_age) or self._copy_missing(template_id)
         return (False, problem) if problem else (True, f"template {template_id} exists on {proxmox.node}"
                                                        f"{proxmox.answered()}")
@@ -234,6 +243,8 @@ class PackerStage(Stage):
 
     def run(self, upstream: Any, job: StageJob) -> int:
         opts = self.options
+        if opts["from_channel"]:
+            return lineage.take_from_channel(self, job)
         from proxpipe.api import toolrunner as tools  # only when a tool runs
 
         binary = tools.require(opts["binary"], self.pipeline.root,
@@ -287,25 +298,41 @@ class PackerStage(Stage):
         return template_id
 
     def preview(self, upstream: Any, job: StageJob, reasons: list[str]) -> Preview:
-        """No tool runs: whether a new template would be built (and why), or which one is kept."""
+        """No tool runs: whether a new template would be built (and why), or which one is kept; from a channel:
+        whether the channel moved."""
+        if self.options["from_channel"]:
+            current = self.handoff_value()
+            moved = lineage.channel_moved(self, current)
+            return Preview(bool(moved), moved + lineage.recreates(self, current) if moved else
+                           f"keeps template {current}: channel {self.options['from_channel']} points at it",
+                           changes_handoff=bool(moved))
         reused = None if job.options.get("rebuild") else self._reusable()
         if reused is not None:
             return Preview(False, f"keeps template {reused}: built from these very inputs, still on the cluster",
                            changes_handoff=False)
         low_high = self.options["template_id_range"]
         where = f" with the lowest free VMID in [{low_high[0]}, {low_high[1]}]" if low_high else ""
-        return Preview(True, "builds a new template" + (f": {'; '.join(reasons)}" if reasons else ""),
-                       (f"+ a new template{where}",), True)
+        return Preview(True, "builds a new template" + (f": {'; '.join(reasons)}" if reasons else "")
+                       + lineage.recreates(self, self.handoff_value()), (f"+ a new template{where}",), True)
 
     def after_handoff(self, value: int, job: StageJob) -> None:
+        """The new template in the registry (and on its channel), then retention, which keeps every template a
+        channel points at. A stage that takes its template from a channel built nothing: it deletes nothing."""
+        if self.options["from_channel"]:
+            return
         proxmox = self.pipeline.proxmox
+        lineage.register(self, value, job, proxmox)
         if proxmox is None:
             return
         in_use = {vmid for stage in self.pipeline.producers("inventory")
                   for vmid in templates.templates_in_use(stage.handoff_value())}
         current = {stage.handoff_value() for stage in self.pipeline.producers("template_id")}  # other builds' too
-        templates.apply_retention(self.pipeline, self.name, self.options["keep_templates"], in_use | current | {value},
-                                  lambda **fields: self.pipeline.record(self, "retention", outcome="ok", **fields))
+        kept = in_use | current | {value} | lineage.pointed(self)
+        deleted = templates.apply_retention(self.pipeline, self.name, self.options["keep_templates"], kept,
+                                            lambda **fields: self.pipeline.record(self, "retention", outcome="ok",
+                                                                                  **fields))
+        if deleted:
+            lineage.mark_deleted(self, deleted)
 
     def rollback(self, mode: str, to: str, upstream: Any, job: StageJob) -> Rollback:
         """Point the handoff at an earlier template this pipeline built; what depends on it is re-created."""
@@ -411,7 +438,7 @@ class PackerStage(Stage):
             return None
         build = next((e for e in self.pipeline.history.builds(self.name) if int(e["template_id"]) == current), None)
         if (build is None or build.get("inputs") != self.inputs_digest()
-                or build.get("config") != self.config_digest()):
+                or build.get("config") != self.config_digest() or lineage.revoked(self, current)):
             return None
         proxmox = self.pipeline.proxmox
         if proxmox is None:

@@ -254,13 +254,25 @@ class TerraformStage(Stage):
         """Every template it would clone exists, is a template, and can be cloned on each node its VMs land on,
         asked of the cluster before Terraform starts: a missing template id would have Terraform destroy the VMs
         and then fail on the clone."""
-        proxmox = self.pipeline.proxmox
-        if proxmox is None or upstream is None:
+        if upstream is None:
             return
         given = f"--{self.UPSTREAM_PARAM['long']}" if job.upstream_path is None else display(job.upstream_path)
+        revoked = self._revoked(upstream)
+        if revoked:
+            raise PipelineError(f"{self.name}: {revoked} (from {given}); no tool was started")
+        if self.pipeline.proxmox is None:
+            return
         problems = self.placement_problems(upstream)
         if problems:
             raise PipelineError(f"{self.name}: {problems[0]} (from {given}); no tool was started")
+
+    def _revoked(self, upstream: Any) -> str | None:
+        """Why the template registry refuses a template it would clone (revoked), or None."""
+        from proxpipe.api import registry
+
+        data = registry.load(self.pipeline.store)
+        ids = upstream.values() if isinstance(upstream, dict) else [upstream]
+        return next((why for vmid in ids if (why := registry.refusal(data, int(vmid)))), None)
 
     def placement_problems(self, upstream: Any) -> list[str]:
         """What stops its VMs being cloned where they land, from the cluster's answers: each template it would clone
@@ -324,6 +336,8 @@ class TerraformStage(Stage):
                 finally:
                     gate.result()  # a failed gate wins: its message is the one to show
             if job.notes["plan"] != "no changes":
+                if job.notes["replaced"]:
+                    console.step(self._replacing(job.notes["replaced"], upstream))
                 self.apply(job, binary)
                 job.notes["changed_resources"] = job.notes["plan"] != "changes to outputs"
         finally:
@@ -445,7 +459,18 @@ class TerraformStage(Stage):
                                  *self.parallelism_args(), *self.var_args(), *extra], f"{self.binary_name} plan",
                            with_vars=True)
         job.notes["plan"] = _plan_summary(result.output)
+        job.notes["replaced"] = [change[4:] for change in plan_changes(result.output) if change.startswith("-/+ ")]
         return result.output
+
+    def _replacing(self, replaced: list[str], upstream: Any) -> str:
+        """The line deploy prints before an apply replaces resources: how many, which, and the template change."""
+        shown = ", ".join(replaced[:5]) + (f" and {len(replaced) - 5} more" if len(replaced) > 5 else "")
+        current = self.handoff_value()
+        was = sorted({h.template_id for h in inventory.parse(current).values() if h.template_id}) if current else []
+        now = sorted({int(v) for v in (upstream.values() if isinstance(upstream, dict) else [upstream])})
+        why = (f": the template changes from {', '.join(map(str, was))} to {', '.join(map(str, now))}"
+               if was and now and was != now else "")
+        return f"replacing {len(replaced)} resource{'s' if len(replaced) != 1 else ''} ({shown}){why}"
 
     def inventory(self, job: StageJob, binary: str) -> Any:
         output = self.options["output"]

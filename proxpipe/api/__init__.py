@@ -29,7 +29,7 @@ from proxpipe.domain.inputs import Exclude, anchored
 
 _MODULES = {name: f"proxpipe.domain.{name}"
             for name in ("handoff", "inventory", "hcl", "toolrunner", "sshwait", "drift", "tfdrift",
-                         "template_drift", "cluster", "placement")}
+                         "template_drift", "cluster", "placement", "registry")}
 
 __all__ = [
     # stage kinds

@@ -13,10 +13,12 @@ from proxpipe.commands import (
     standalone,
     statecopy,
     status,
+    templates,
     validate,
 )
 
-MODULES = (deploy, plan, status, validate, drift, history, rollback, statecopy, docs, doctor, standalone)
+MODULES = (deploy, plan, status, validate, drift, history, templates, rollback, statecopy, docs, doctor,
+           standalone)
 
 
 @hookimpl

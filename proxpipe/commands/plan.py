@@ -9,8 +9,6 @@ approval is required, then runs exactly its stages, applying the saved Terraform
 
 from __future__ import annotations
 
-import getpass
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +18,7 @@ from proxpipe.base import interrupts, lazy
 from proxpipe.base.console import console, table
 from proxpipe.base.errors import PipelineError
 from proxpipe.base.fsutil import atomic_write, display
-from proxpipe.base.ids import new_id
+from proxpipe.base.ids import new_id, who
 from proxpipe.engine import uptodate
 
 if TYPE_CHECKING:
@@ -29,17 +27,6 @@ if TYPE_CHECKING:
     from proxpipe.engine.pipeline import Pipeline
 
 model = lazy.module("proxpipe.domain.plan")  # the plan records: plan, approve and apply's, not deploy's
-
-# Who someone is in CI: the variables CI systems set for the person behind a job.
-_CI_USERS = ("GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILD_USER_ID", "BUILDKITE_BUILD_CREATOR", "USER_LOGIN")
-
-
-def who(given: str = "") -> str:
-    """--by, else the CI's user variable, else the local user."""
-    if given:
-        return given
-    return next((os.environ[name] for name in _CI_USERS if os.environ.get(name)), None) or getpass.getuser()
-
 
 # ----------------------------------------------------------------------------- plan
 

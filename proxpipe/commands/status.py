@@ -79,10 +79,20 @@ def show(pipeline: Pipeline, inputs: str = "", json: bool = False) -> None:
         console.out(table([[_tree(pipeline, r["stage"]), r["kind"], ", ".join(r["needs"]) or "-", r["state"],
                             r["handoff"], r["why"]] for r in rows],
                           ["stage", "kind", "needs", "state", "handoff", "why"]))
-    for line in _template_places(pipeline):
+    for line in _template_places(pipeline) + _on_revoked(pipeline):
         console.out(line)
     for stage in listed:
         console.out("\n" + "\n".join(input_report(pipeline, stage)))
+
+
+def _on_revoked(pipeline: Pipeline) -> list[str]:
+    """A line for each VM of the inventories that was cloned from a template the registry revoked."""
+    from proxpipe.commands.templates import vms_by_template
+    from proxpipe.domain import registry
+
+    data = registry.load(pipeline.store)
+    return [f"WARNING: {', '.join(hosts)} {'runs' if len(hosts) == 1 else 'run'} on {why}"
+            for vmid, hosts in sorted(vms_by_template(pipeline).items()) if (why := registry.refusal(data, vmid))]
 
 
 def _template_places(pipeline: Pipeline) -> list[str]:

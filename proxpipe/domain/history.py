@@ -56,10 +56,11 @@ class History(Journal):
         super().__init__(store, HISTORY)
 
     def builds(self, stage: str | None = None) -> list[dict[str, Any]]:
-        """Successful template builds (of one build stage, or all), newest first."""
+        """Successful template builds (of one build stage, or all), newest first; not a run that took its template
+        from a channel (it built nothing)."""
         return [e for e in reversed(self.entries())
                 if e.get("action") == "build" and e.get("outcome") == "ok" and isinstance(e.get("template_id"), int)
-                and stage in (None, e.get("stage"))]
+                and stage in (None, e.get("stage")) and not e.get("channel")]
 
     def templates(self, stage: str | None = None) -> list[dict[str, Any]]:
         """Successful builds (of one build stage, or all), newest first, one entry per template id."""

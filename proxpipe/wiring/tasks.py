@@ -52,7 +52,8 @@ _CONVERTED = (int, float)
 
 def task(pipeline: Pipeline, command: Command) -> dict:
     params = [{"name": p.name, "long": p.long, "type": str if p.type in _CONVERTED else p.type,
-               "default": str(p.default) if p.type in _CONVERTED else p.default, "help": p.help,
+               "default": str(p.default) if p.type in _CONVERTED and p.default is not None else p.default,
+               "help": p.help,
                **({"env_var": p.env_var} if p.env_var else {}), **({"short": p.short} if p.short else {})}
               for p in command.params]
     return {"basename": command.name, "doc": command.doc, "actions": [(invoke, [pipeline, command])],

@@ -172,7 +172,7 @@ def test_the_lab_demo_through_a_pipe_heartbeats_gives_json_and_colors_only_on_a_
         assert any(b.startswith("provision: ") and "terraform apply" in b and "no output for" in b for b in beats), said
         documents = {name: run([proxpipe, *args, "--json"], cwd=project, env=env) for name, args in (
             ("history", ["history"]), ("report", ["report"]), ("plan", ["plan"]), ("validate", ["validate", "--list"]),
-            ("doctor", ["doctor"]), ("status", ["status"]), ("drift", ["drift"]))}
+            ("doctor", ["doctor"]), ("status", ["status"]), ("drift", ["drift"]), ("templates", ["templates"]))}
         for name, result in documents.items():
             assert result.returncode == 0, (name, result.stdout, result.stderr)
             jsonschema.validate(json.loads(result.stdout), schema(name))

@@ -404,3 +404,42 @@ def test_template_ids_cannot_race_and_a_killed_runner_does_not_keep_its_id(share
     holder.wait()
     wait_for(lambda: other.allocate_template_id("https://cluster", 9100, 9100, set) == 9100, "the killed runner's id")
     other.close()
+
+
+# ----------------------------------------------------------------------------- the template registry: the project's
+
+
+def test_channels_are_the_projects_a_template_built_in_one_environment_is_deployed_by_another(shared):
+    a = shared.a
+    environments = a.config["environments"]
+    environments["lab-shared"]["stages"]["build"]["publish"] = "dev"
+    environments["lab-shared-2"]["stages"]["build"]["from_channel"] = "staging"
+    a.write_config()
+    shared.run(a, "build", "--rebuild", SHARED)
+    built = int(shared.handoffs()["template_id.txt"])
+    alice, bob = {"USER": "alice", "LOGNAME": "alice"}, {"USER": "bob", "LOGNAME": "bob"}
+    environments["lab-shared"]["approval"] = "second-person"  # promotions from lab-shared need a second person
+    a.write_config()
+    shared.run(a, "promote", "--from", "dev", "--channel", "staging", SHARED, env=alice)
+    own = shared.run(a, "promote", "--channel", "staging", "--approve", SHARED, env=alice, ok=False)
+    assert own.returncode == 1 and "who may not approve it (approval: second-person)" in own.stderr
+    shared.run(a, "promote", "--channel", "staging", "--approve", SHARED, env=bob)
+    environments["lab-shared"]["approval"] = "none"
+    a.write_config()
+    a.reset_calls()
+    shared.run(a, "deploy", SECOND)
+    assert not [call for call in a.tool_calls() if call.startswith("packer")]
+    assert int(shared.handoffs("proxpipe_demo_lab_shared_2")["template_id.txt"]) == built
+    seen = json.loads(shared.run(a, "templates", "--json", SECOND).stdout)
+    entry = next(t for t in seen["templates"] if t["vmid"] == built)
+    assert entry["environment"] == "lab-shared" and entry["channels"] == ["dev", "staging"]
+    shared.run(a, "build", "--rebuild", SHARED)  # a newer one on dev; staging stays
+    newer = int(shared.handoffs()["template_id.txt"])
+    shared.run(a, "promote", "--from", "dev", "--channel", "staging", SECOND)  # lab-shared-2 needs no approval
+    assert f"channel staging moved from {built} to {newer}" in shared.run(a, "status", SECOND).stdout
+    assert shared.query("SELECT count(*) FROM proxpipe.registry") == [(1,)]  # one registry for the project
+    shared.run(a, "revoke", "--template", str(built), "--reason", "found bad in lab-shared-2", SECOND)
+    said = shared.run(a, "provision", "--template-id", str(built), SHARED, ok=False)
+    assert said.returncode == 1 and f"template {built} is revoked by" in said.stdout + said.stderr
+    assert f"the newest active template on channel dev is {newer}" in said.stdout + said.stderr
+    shared.run(a, "restore-template", "--template", str(built), SHARED)

@@ -12,7 +12,8 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-CHECKS = ["template", "lint", "terraform-state", "vm", "placement", "ssh", "ansible-ping", "configure-current"]
+CHECKS = ["template", "lint", "terraform-state", "vm", "placement", "revoked", "ssh", "ansible-ping",
+          "configure-current"]
 
 
 def results(project, *args):

@@ -173,7 +173,8 @@ def test_every_json_document_is_valid_against_its_schema(shell):
     documents = {"history": json_of(shell, "history", "--json"), "report": json_of(shell, "report", "--json"),
                  "plan": json_of(shell, "plan", "--json", "--refresh"),
                  "validate": json_of(shell, "validate", "--list", "--json"),
-                 "doctor": json_of(shell, "doctor", "--json"), "status": json_of(shell, "status", "--json")}
+                 "doctor": json_of(shell, "doctor", "--json"), "status": json_of(shell, "status", "--json"),
+                 "templates": json_of(shell, "templates", "--json")}
     for name, document in documents.items():
         jsonschema.validate(document, schema(name))
     ran = json_of(shell, "validate", "--json", "--check", "rec-ok", "--check", "rec-bad", code=1)

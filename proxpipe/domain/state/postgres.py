@@ -43,6 +43,10 @@ _COMMON_DDL = (
     "holder text NOT NULL, backend_pid integer NOT NULL, backend_start timestamptz, "
     "reserved timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (scope, vmid))",
 )
+# The template registry is the project's, not one environment's: channels are shared by its environments. Made on
+# first use (a database set up before it has none).
+_REGISTRY_DDL = ("CREATE TABLE IF NOT EXISTS proxpipe.registry (project text PRIMARY KEY, data text NOT NULL, "
+                 "updated timestamptz NOT NULL DEFAULT now())")
 _ENVIRONMENT_DDL = (
     "CREATE SCHEMA IF NOT EXISTS {s}",
     "CREATE TABLE IF NOT EXISTS {s}.environment (id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1), "
@@ -358,6 +362,28 @@ class PostgresStore(StateStore):
 
     def document_kinds(self) -> list[str]:
         return [row[0] for row in self._query("SELECT DISTINCT kind FROM {s}.documents ORDER BY kind")]
+
+    # ------------------------------------------------------------------ the template registry: the project's
+
+    def read_registry(self) -> str | None:
+        with self._registry() as (conn, project):
+            row = conn.execute("SELECT data FROM proxpipe.registry WHERE project = %s", (project,)).fetchone()
+        return row[0] if row else None
+
+    def update_registry(self, change: Callable[[str | None], str]) -> None:
+        """In one transaction, under the project registry's lock: every environment's writes wait for it."""
+        with self._registry() as (conn, project):
+            row = conn.execute("SELECT data FROM proxpipe.registry WHERE project = %s", (project,)).fetchone()
+            conn.execute("INSERT INTO proxpipe.registry (project, data) VALUES (%s, %s) ON CONFLICT (project) DO "
+                         "UPDATE SET data = EXCLUDED.data, updated = now()", (project, change(row[0] if row else None)))
+
+    @contextlib.contextmanager
+    def _registry(self) -> Iterator[tuple[Any, str]]:
+        conn, project = self._connection(), self.settings.project
+        with self._errors(), conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"proxpipe.registry:{project}",))
+            conn.execute(_REGISTRY_DDL)
+            yield conn, project
 
     # ------------------------------------------------------------------ copying
 

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 HISTORY, RUNS = "history", "runs"  # the append-only logs
 LOGS = (HISTORY, RUNS)
+REGISTRY = ("registry", "registry.json")  # the template registry's document (kind, name) on local state
 
 
 class Snapshot(NamedTuple):
@@ -126,6 +127,19 @@ class StateStore(ABC):
     @abstractmethod
     def document_kinds(self) -> list[str]:
         """The kinds that have documents."""
+
+    # ------------------------------------------------------------------ the template registry
+
+    def read_registry(self) -> str | None:
+        """The template registry's JSON (proxpipe.domain.registry): the environment's own here; a shared store
+        keeps one for the project, which all its environments read."""
+        data = self.get_document(*REGISTRY)
+        return None if data is None else data.decode()
+
+    def update_registry(self, change: Callable[[str | None], str]) -> None:
+        """Replace the registry's JSON by change(its JSON), with no other write in between (here: the commands that
+        change it hold the environment's lock)."""
+        self.put_document(*REGISTRY, change(self.read_registry()).encode())
 
     # ------------------------------------------------------------------ copying (state-push, state-pull)
 
