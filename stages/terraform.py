@@ -251,9 +251,9 @@ class TerraformStage(Stage):
     # ------------------------------------------------------------------ before any tool
 
     def preflight(self, upstream: Any, job: StageJob) -> None:
-        """Every template it would clone exists, is a template, and can be cloned on each node its VMs land on,
-        asked of the cluster before Terraform starts: a missing template id would have Terraform destroy the VMs
-        and then fail on the clone."""
+        """Every template it would clone is not revoked in the template registry, exists, is a template, and can be
+        cloned on each node its VMs land on, asked before Terraform starts: a missing template id would have
+        Terraform destroy the VMs and then fail on the clone."""
         if upstream is None:
             return
         given = f"--{self.UPSTREAM_PARAM['long']}" if job.upstream_path is None else display(job.upstream_path)

@@ -22,7 +22,6 @@ from typing import Any
 from proxpipe.base.errors import PipelineError
 
 ACTIVE, REVOKED, DELETED = "active", "revoked", "deleted"
-DOCUMENT = "registry.json"  # in the state store's documents of kind "registry"
 
 
 def empty() -> dict[str, Any]:
