@@ -24,6 +24,7 @@ class Param(NamedTuple):
     short: str = ""
     metavar: str = ""
     check: Callable[[Any], str | None] | None = None  # what is wrong with a value given, checked before run()
+    positional: bool = False  # `proxpipe CMD VALUE` gives it too (the first such param not given yet)
 
 
 def at_least(minimum: int) -> Callable[[Any], str | None]:

@@ -154,8 +154,9 @@ def _variable(inv: Invocation, word: str) -> None:
 
 def check_task_args(inv: Invocation, tasks: dict[str, Command]) -> tuple[str | None, list[str]]:
     """The command's arguments checked against the declarations of the doit tasks: (the task whose --help was
-    asked for, or None; the arguments for doit). UsageError names the closest option or command."""
-    current, out, args, index = inv.command, [], inv.args, 0
+    asked for, or None; the arguments for doit, a positional value as its option). UsageError names the closest
+    option or command."""
+    current, out, args, index, filled = inv.command, [], inv.args, 0, set()
     while index < len(args):
         word = args[index]
         if word in HELP_FLAGS:
@@ -177,8 +178,11 @@ def check_task_args(inv: Invocation, tasks: dict[str, Command]) -> tuple[str | N
                 raise UsageError(f"`proxpipe {current}`: {word.split('=', 1)[0]} takes no value")
             out.append(word)
         elif word in tasks:
-            current = word
+            current, filled = word, set()
             out.append(word)
+        elif (spot := next((p for p in tasks[current].params if p.positional and p.name not in filled), None)):
+            filled.add(spot.name)
+            out += [f"--{spot.long}", word]
         else:
             raise unknown_command(word, list(tasks))
         index += 1

@@ -162,7 +162,8 @@ def _record(pipeline: Pipeline, action: str, vmid: int, **fields) -> None:
                              "template_id": vmid, "outcome": "ok", "time": _now(), **fields})
 
 
-_TEMPLATE = Param("template", "template", int, None, "the template's VMID", metavar="ID")
+_TEMPLATE = Param("template", "template", int, None, "the template's VMID (`proxpipe CMD ID` gives it too)",
+                  metavar="ID", positional=True)
 _BY = Param("by", "by", str, "", "who does it (default: the CI's user, else yours)", metavar="NAME")
 
 COMMANDS = (
@@ -178,20 +179,20 @@ COMMANDS = (
                    metavar="CHANNEL"),
              Param("reason", "reason", str, "", "why, for the history", metavar="TEXT"),
              Param("approve", "approve", bool, False, "approve the promotion waiting on --channel"), _BY),
-            lock=True, group="run",
+            lock=True, group="run", arguments="[ID]",
             description="Moves a channel of the template registry to an active template. Where the environment "
                         "requires approval it records a request; another `promote --channel NAME --approve` moves "
                         "the channel (approval: second-person refuses the requester's own).",
-            example="doit promote --from staging --channel production --reason 'tested in staging'"),
+            example="proxpipe promote 9105 --channel production --reason 'tested in staging'"),
     Command("revoke", "mark a template (and its children) revoked: no provision clones it again", revoke,
             (_TEMPLATE, Param("reason", "reason", str, "", "what is wrong with it", metavar="TEXT"), _BY),
-            lock=True, group="recover",
+            lock=True, group="recover", arguments="[ID]",
             description="Marks a template of the registry, and every template built from it, revoked: deploy, "
                         "plan, apply and a provision run by hand refuse it before any tool starts, a channel may "
                         "not move to it, and `validate` flags the VMs still on it.",
-            example="doit revoke --template 9105 --reason 'CVE-2026-1234 in openssl'"),
+            example="proxpipe revoke 9105 --reason 'CVE-2026-1234 in openssl'"),
     Command("restore-template", "lift a template's revocation (and its children's)", restore_template,
-            (_TEMPLATE, _BY), lock=True, group="recover",
+            (_TEMPLATE, _BY), lock=True, group="recover", arguments="[ID]",
             description="Makes a revoked template active again, with the children revoked with it.",
-            example="doit restore-template --template 9105"),
+            example="proxpipe restore-template 9105"),
 )

@@ -72,12 +72,13 @@ class ProxpipeMain(DoitMain):
             raise unknown_command(inv.command, found.names())
         if command.standalone:  # a plugin's
             return command.run(inv.args)
-        help_for, _ = check_task_args(inv, found.tasks)
+        help_for, args = check_task_args(inv, found.tasks)
         if help_for is not None:
             return _command_help(found, help_for)
         if "--json" in inv.args:
             console.json_mode = True
-        return super().run(all_args)
+        before = all_args[:len(all_args) - len(inv.args)]  # the global options, env= and the command
+        return super().run([*before, *args])
 
 
 def _scan_entry_points_once() -> None:

@@ -5,11 +5,12 @@ The tests share one lab project and run in order, each leaving it deployed. Shar
 """
 
 import json
+import subprocess
 
 import jsonschema
 import pytest
 
-from tests.labproject import REPO, LabProject, stages_run
+from tests.labproject import REPO, VENV_BIN, LabProject, stages_run
 
 pytestmark = pytest.mark.e2e
 
@@ -25,6 +26,11 @@ def project(tmp_path_factory):
     made.ok("deploy")
     yield made
     made.stop()
+
+
+def proxpipe(project, *args):
+    return subprocess.run([str(VENV_BIN / "proxpipe"), *args], cwd=project.root, env=project.environ(),
+                          capture_output=True, text=True, timeout=120)
 
 
 def registry(project, *args) -> dict:
@@ -124,7 +130,8 @@ def test_a_revoked_template_is_refused_by_every_provision_and_flagged_on_its_vms
     assert f"template {older} is revoked by" in said and "CVE-2026-0001 in openssl" in said
     assert f"the newest active template on channel dev is {current}" in said and "no tool was started" in said
     set_option(project, "build", from_channel="staging")  # the channel still points at it once it is revoked
-    project.ok("revoke", "--template", str(current), "--reason", "bad kernel")
+    said = proxpipe(project, "revoke", str(current), "--reason", "bad kernel")  # the id as the issue writes it
+    assert said.returncode == 0 and f"revoked template {current}" in said.stdout, said.stdout + said.stderr
     project.append("lab/terraform/main.tf", "\n# an edit: provision is stale\n")
     for command in ("deploy", "plan"):
         said = refused(project.doit(command))

@@ -102,7 +102,8 @@ def test_bare_proxpipe_prints_the_help_and_runs_nothing(shell):
 def test_help_without_a_pipeline_lists_the_built_in_commands(tmp_path):
     result = subprocess.run([PROXPIPE], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and {"deploy", "status", "init", "report", "lab-stop"} <= listed(result.stdout)
-    assert f"no pipeline.yaml in {tmp_path}" in result.stdout and "proxpipe init" in result.stdout
+    said = " ".join(result.stdout.split())  # wrapped where the temporary folder's name happens to end
+    assert f"no pipeline.yaml in {tmp_path}" in said and "proxpipe init" in said
     deploy = subprocess.run([PROXPIPE, "deploy", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert deploy.returncode == 0 and deploy.stdout.startswith("usage: proxpipe deploy [--force]"), deploy.stderr
     assert list(tmp_path.iterdir()) == []
@@ -138,6 +139,19 @@ def test_what_proxpipe_does_not_know_is_one_line_with_the_closest_match_and_exit
     assert result.returncode == 2 and result.stdout == ""
     assert len(result.stderr.splitlines()) == 1 and says in result.stderr, result.stderr
     assert shell.events() == []
+
+
+def test_a_positional_value_is_the_commands_option_and_a_second_one_is_refused():
+    from proxpipe.api.command import Command, Param
+
+    revoke = Command("revoke", "r", lambda pipeline, **options: None,
+                     (Param("template", "template", int, None, "the id", positional=True),
+                      Param("reason", "reason", str, "", "why")))
+    tasks = {"revoke": revoke, "status": Command("status", "s", lambda pipeline: None)}
+    inv = cliargs.split(["revoke", "9105", "--reason", "bad", "status"])
+    assert cliargs.check_task_args(inv, tasks) == (None, ["--template", "9105", "--reason", "bad", "status"])
+    with pytest.raises(cliargs.UsageError, match="unknown command `9106`"):
+        cliargs.check_task_args(cliargs.split(["revoke", "9105", "9106"]), tasks)
 
 
 def test_global_options_stand_anywhere_and_doits_own_commands_still_work(shell):
