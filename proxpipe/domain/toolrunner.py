@@ -207,6 +207,9 @@ class ToolRunner:
                     readers[-1].start()
                 beat.start()
             expired = self._wait(proc)
+            lost = interrupts.received()
+            if lost is not None:  # Python dropped the handler's exception (it landed in a weakref callback): the same
+                raise lost
         except (interrupts.Interrupted, KeyboardInterrupt) as exc:
             beat.stop()  # it is being stopped now, not waited for
             if proc is not None:

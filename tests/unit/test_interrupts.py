@@ -66,6 +66,23 @@ def test_the_tool_gets_sigint_and_may_stop_cleanly(handled, tmp_path):
     assert "stopping cleanly" in log and "# interrupted: the tool was sent SIGINT; it stopped (exit 1)" in log
 
 
+def test_an_interrupt_whose_exception_python_dropped_still_stops_the_run_the_same_way(handled, tmp_path):
+    # A signal that lands while a weakref callback runs (or inside the handler of another): Python prints the
+    # handler's exception as unraisable and goes on. The signal was recorded and forwarded all the same.
+    def dropped(signum, frame):
+        interrupts._received.append(signum)
+        interrupts.forward(dict(interrupts._tools))
+
+    signal.signal(signal.SIGINT, dropped)
+    script = tmp_path / "late.sh"  # the signal comes once the runner waits for the tool, not while it starts it
+    script.write_text("#!/bin/sh\ntrap 'echo stopping cleanly; exit 1' INT\nsleep 0.5\nkill -INT $PPID\n"
+                      "while :; do sleep 0.05; done\n")
+    script.chmod(0o755)
+    with pytest.raises(Interrupted):
+        runner(tmp_path).run([str(script)], "terraform apply")
+    assert "# interrupted: the tool was sent SIGINT; it stopped (exit 1)" in logged(tmp_path)
+
+
 def test_a_tool_that_does_not_stop_is_killed_after_its_grace_period(handled, tmp_path):
     with pytest.raises(Interrupted):
         runner(tmp_path, grace=0.3).run([tool(tmp_path, "echo ignoring it")], "packer build")
