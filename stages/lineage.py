@@ -4,7 +4,6 @@ the stage's state."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from proxpipe.api import StageJob, inventory, registry
@@ -17,10 +16,6 @@ from proxpipe.base.ids import who
 BASE_VARS = ("base_template_id", "clone_vm_id", "base_vmid", "source_template_id")
 
 
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
 def register(stage, value: int, job: StageJob, proxmox) -> None:
     """The template's lineage in the registry, and on the stage's publish: channel; a kept template already there
     is left as it is."""
@@ -30,7 +25,7 @@ def register(stage, value: int, job: StageJob, proxmox) -> None:
     plain = stage.tool_vars()[0]
     base = next((int(plain[k]) for k in BASE_VARS if str(plain.get(k, "")).strip().isdigit()), None)
     disks = ((job.notes.get("template_config") or {}).get("disks") or {}).values()
-    by, when = who(), now()
+    by, when = who(), registry.now()
     built = {"vmid": value, "stage": stage.name, "environment": stage.pipeline.env.name,
              "node": job.notes.get("node") or ((proxmox.vm(value, max_age=5) or {}).get("node") if proxmox else None),
              "copies": job.notes.get("copies") or {}, "commit": stage.pipeline.git_commit(),
@@ -49,7 +44,7 @@ def register(stage, value: int, job: StageJob, proxmox) -> None:
 
 
 def mark_deleted(stage, deleted: list[int]) -> None:
-    when = now()
+    when = registry.now()
     registry.update(stage.pipeline.store, lambda data: [registry.mark_deleted(data, vmid, when) for vmid in deleted])
 
 
@@ -88,15 +83,15 @@ def channel_moved(stage, template_id: int | None) -> str | None:
         return "no template taken from it yet"
     if current == template_id:
         return None
-    return f"channel {name} moved from {template_id} to {current}" if current else f"channel {name} points at no " \
-                                                                                     "template"
+    if current is None:
+        return f"channel {name} points at no template"
+    return f"channel {name} moved from {template_id} to {current}"
 
 
 def recreates(stage, current: Any) -> str:
     """What a new template will do: the VMs of the inventories now on `current`, which provision re-creates."""
-    hosts = sorted(h.name for other in stage.pipeline.downstream(stage) if other.produces.name == "inventory"
-                   and (value := other.handoff_value()) is not None
-                   for h in inventory.parse(value).values() if current and h.template_id == current)
+    hosts = sorted(name for other in stage.pipeline.downstream(stage) if other.produces.name == "inventory"
+                   for name in inventory.by_template(other.handoff_value()).get(current, []))
     return f"; then the VMs on template {current} are re-created from it: {', '.join(hosts)}" if hosts else ""
 
 

@@ -187,10 +187,9 @@ class PackerStage(Stage):
 
     def _copy_missing(self, template_id: int) -> str | None:
         """replicate: auto, and VMs now placed on a node that has no copy of the template and cannot clone it."""
-        if self.options["replicate"] != "auto":  # no question to the cluster, nor the history, on every check
-            return None
-        made = templates.copies(self.pipeline, template_id)
-        missing = [node for node in self._needed_nodes(template_id) if node not in made]
+        needed = self._needed_nodes(template_id)  # [] at once without replicate: auto (every no-op asks)
+        made = templates.copies(self.pipeline, template_id) if needed else {}
+        missing = [node for node in needed if node not in made]
         return (f"VMs on {', '.join(missing)} need a copy of template {template_id}, which it cannot clone from "
                 f"(replicate: auto)") if missing else None
 

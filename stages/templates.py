@@ -21,9 +21,7 @@ if TYPE_CHECKING:
 
 def templates_in_use(inventory_value: Any) -> set[int]:
     """Template ids the hosts of an inventory were cloned from (host variable template_id)."""
-    if inventory_value is None:
-        return set()
-    return {host.template_id for host in inventory.parse(inventory_value).values() if host.template_id}
+    return set(inventory.by_template(inventory_value))
 
 
 def apply_retention(pipeline: PipelineView, stage: str, keep: int, protected: set[int],

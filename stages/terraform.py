@@ -465,8 +465,7 @@ class TerraformStage(Stage):
     def _replacing(self, replaced: list[str], upstream: Any) -> str:
         """The line deploy prints before an apply replaces resources: how many, which, and the template change."""
         shown = ", ".join(replaced[:5]) + (f" and {len(replaced) - 5} more" if len(replaced) > 5 else "")
-        current = self.handoff_value()
-        was = sorted({h.template_id for h in inventory.parse(current).values() if h.template_id}) if current else []
+        was = sorted(inventory.by_template(self.handoff_value()))
         now = sorted({int(v) for v in (upstream.values() if isinstance(upstream, dict) else [upstream])})
         why = (f": the template changes from {', '.join(map(str, was))} to {', '.join(map(str, now))}"
                if was and now and was != now else "")

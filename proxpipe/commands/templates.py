@@ -8,7 +8,6 @@ provision then refuses; restore-template lifts that. Each change is one line in 
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from proxpipe.api.command import JSON, Command, Param
@@ -21,20 +20,14 @@ if TYPE_CHECKING:
     from proxpipe.engine.pipeline import Pipeline
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
 def vms_by_template(pipeline: Pipeline) -> dict[int, list[str]]:
     """template id -> the hosts of this environment's inventories cloned from it (host variable template_id)."""
     from proxpipe.domain import inventory
 
     found: dict[int, list[str]] = {}
     for stage in pipeline.producers("inventory"):
-        value = stage.handoff_value()
-        for host in (inventory.parse(value).values() if value is not None else []):
-            if host.template_id:
-                found.setdefault(int(host.template_id), []).append(host.name)
+        for vmid, hosts in inventory.by_template(stage.handoff_value()).items():
+            found.setdefault(vmid, []).extend(hosts)
     return found
 
 
@@ -84,12 +77,11 @@ def promote(pipeline: Pipeline, template: int | None = None, channel: str = "", 
     person, rule = who(by), pipeline.env.approval
     if not channel:
         raise PipelineError("promote needs --channel NAME (the channel to move)")
-    data = registry.load(pipeline.store)
     if approve:
         return _approve(pipeline, channel, person, rule)
-    vmid = _chosen(data, template, source)
+    vmid = _chosen(registry.load(pipeline.store), template, source)
     if rule != "none":
-        registry.update(pipeline.store, lambda d: registry.request(d, channel, vmid, person, _now(), reason))
+        registry.update(pipeline.store, lambda d: registry.request(d, channel, vmid, person, registry.now(), reason))
         _record(pipeline, "promotion requested", vmid, channel=channel, by=person, why=reason,
                 message=f"{person} asks to move channel {channel} to {vmid}" + (f": {reason}" if reason else ""))
         other = "another person" if rule == "second-person" else "someone"
@@ -112,7 +104,8 @@ def _approve(pipeline: Pipeline, channel: str, person: str, rule: str) -> None:
 
 
 def _move(pipeline: Pipeline, channel: str, vmid: int, person: str, reason: str, requested_by: str = "") -> None:
-    before = registry.update(pipeline.store, lambda d: registry.move_channel(d, channel, vmid, person, _now(), reason))
+    when = registry.now()
+    before = registry.update(pipeline.store, lambda d: registry.move_channel(d, channel, vmid, person, when, reason))
     asked = (f" (asked by {requested_by})" if requested_by else "") + (f": {reason}" if reason else "")
     _record(pipeline, "promote", vmid, channel=channel, by=person, why=reason, previous=before,
             message=f"channel {channel} {before or 'none'} -> {vmid} by {person}{asked}",
@@ -137,7 +130,7 @@ def revoke(pipeline: Pipeline, template: int | None = None, reason: str = "", by
     if template is None or not reason:
         raise PipelineError("revoke needs --template ID and --reason TEXT (what is wrong with it, for the history "
                             "and for every refusal)")
-    done = registry.update(pipeline.store, lambda d: registry.revoke(d, int(template), reason, person, _now()))
+    done = registry.update(pipeline.store, lambda d: registry.revoke(d, int(template), reason, person, registry.now()))
     if not done:
         raise PipelineError(f"template {template} is revoked already")
     _record(pipeline, "revoke", int(template), by=person, why=reason, revoked=done,
@@ -159,7 +152,7 @@ def restore_template(pipeline: Pipeline, template: int | None = None, by: str = 
 def _record(pipeline: Pipeline, action: str, vmid: int, **fields) -> None:
     found = registry.entry(registry.load(pipeline.store), vmid) or {}
     pipeline.history.append({"run": None, "stage": found.get("stage"), "kind": "registry", "action": action,
-                             "template_id": vmid, "outcome": "ok", "time": _now(), **fields})
+                             "template_id": vmid, "outcome": "ok", **fields})
 
 
 _TEMPLATE = Param("template", "template", int, None, "the template's VMID (`proxpipe CMD ID` gives it too)",

@@ -123,6 +123,15 @@ def _group(name: str, group: Any, parents: list[str], hosts: dict[str, Host], pa
         _group(str(child_name), child, parents + [name], hosts, f"{path}.children.{child_name}", chain)
 
 
+def by_template(data: Any) -> dict[int, list[str]]:
+    """template id -> the names of the inventory's hosts cloned from it (host variable template_id); {} for none."""
+    found: dict[int, list[str]] = {}
+    for host in (parse(data).values() if data is not None else []):
+        if host.template_id:
+            found.setdefault(host.template_id, []).append(host.name)
+    return found
+
+
 def in_group(hosts: dict[str, Host], group: str) -> dict[str, Host]:
     return {name: host for name, host in hosts.items() if group in host.groups or group == "all"}
 

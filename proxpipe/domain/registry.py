@@ -16,12 +16,18 @@ revoked with it. Nothing is ever removed: a deleted template stays, marked delet
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 from proxpipe.base.errors import PipelineError
 
 ACTIVE, REVOKED, DELETED = "active", "revoked", "deleted"
+
+
+def now() -> str:
+    """When, for the registry's entries and channels (ISO 8601, as the history writes it)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def empty() -> dict[str, Any]:
@@ -56,11 +62,11 @@ def record_build(data: dict, built: dict) -> None:
     if old is not None and old["status"] == DELETED:
         data["templates"][f"{vmid} deleted {old.get('deleted_at', '')}"] = old
     new = {**built, "status": ACTIVE}
-    base = built.get("base")
-    if base is not None and entry(data, int(base)) is not None:
-        new["parent"] = int(base)
-        if entry(data, int(base))["status"] == REVOKED and new["status"] == ACTIVE:
-            new["status"], new["revoked"] = REVOKED, {**entry(data, int(base))["revoked"], "via": int(base)}
+    parent = entry(data, int(built["base"])) if built.get("base") is not None else None
+    if parent is not None:
+        new["parent"] = parent["vmid"]
+        if parent["status"] == REVOKED:
+            new["status"], new["revoked"] = REVOKED, {**parent["revoked"], "via": parent["vmid"]}
     data["templates"][str(vmid)] = new
 
 
@@ -162,11 +168,11 @@ def _instead(data: dict, found: dict) -> str:
     names = sorted(name for name, ch in data["channels"].items()
                    if any(h["vmid"] == found["vmid"] for h in [ch, *ch.get("history", [])]))
     for name in names:
-        current = channel(data, name)
-        if current is not None and entry(data, current) and entry(data, current)["status"] == ACTIVE:
-            return f"the newest active template on channel {name} is {current}"
-    same_stage = [e for e in newest_first(data) if e["status"] == ACTIVE and e.get("stage") == found.get("stage")]
-    newer = same_stage[0] if same_stage else None
+        current = entry(data, channel(data, name))
+        if current is not None and current["status"] == ACTIVE:
+            return f"the newest active template on channel {name} is {current['vmid']}"
+    newer = next((e for e in newest_first(data) if e["status"] == ACTIVE and e.get("stage") == found.get("stage")),
+                 None)
     if newer is not None:
         return f"the newest active template of stage {found.get('stage')} is {newer['vmid']}"
     return "no active template is left: build one, or `doit restore-template` this one"
