@@ -45,7 +45,7 @@ def ansible_ping(ctx):
         # A scratch control path: a persisted connection from the last deploy must not answer for a dead sshd.
         env = {**env, "ANSIBLE_LOCAL_TEMP": scratch, "ANSIBLE_SSH_CONTROL_PATH_DIR": scratch}
         runner = toolrunner.ToolRunner(ctx.log_dir / "ansible-ping.log", stage.dir, env, 120, stage.config.retry,
-                            stage.config.where)
+                                       stage.config.where, stage.config.stop_grace, stage.INTERRUPT_AGAIN)
         result = runner.run([binary, "-i", str(inventory_file), group, "-m", "ansible.builtin.ping",
                              "-o", "-T", str(int(ctx.settings.ssh_timeout))], "ansible ping", check=False,
                             retryable=False, env={"ANSIBLE_STDOUT_CALLBACK": "oneline"})

@@ -53,6 +53,9 @@ class AnsibleStage(Stage):
     UPSTREAM_PARAM = {"name": "inventory", "long": "inventory", "env_var": "INVENTORY", "is_path": True,
                       "help": "configure the hosts of this inventory file instead of the provision stage's handoff"}
     CACHE_GLOBS = ("*.retry", ".ansible", "collections/ansible_collections/*/*/tests/output")
+    # ansible-playbook can miss a SIGINT that lands while it forks a worker (its handler's KeyboardInterrupt is
+    # dropped in a fork hook) and then waits out the task; its handler made the second SIGINT the default (stop).
+    INTERRUPT_AGAIN = 5.0
     ROLLBACK_MODES = {"git-ref": "run the playbook as it was at --to GIT_REF against today's inventory"}
     RETRY_PATTERNS = (r"UNREACHABLE!", r"Connection timed out during banner exchange",
                       r"Connection reset by peer", r"Failed to connect to the host via ssh", *galaxy.RETRY_PATTERNS)

@@ -160,6 +160,9 @@ class Stage(ABC):
     CACHE_GLOBS: ClassVar[tuple[str, ...]] = ()
     # Give the tool the Proxmox API address and credentials (PROXMOX_VE_*, PROXMOX_*) in its environment.
     WANTS_PROXMOX: ClassVar[bool] = False
+    # At an interrupt, seconds after which a tool still running gets SIGINT again: only for a tool whose second
+    # interrupt stops it at once without losing anything. Never Terraform's (a second one may lose its state).
+    INTERRUPT_AGAIN: ClassVar[float | None] = None
     # The doit parameter that takes the upstream handoff by hand, e.g. --template-id.
     UPSTREAM_PARAM: ClassVar[dict | None] = None
     # More doit parameters of the stage's task (doit's param dicts); run() finds them in job.options. One with

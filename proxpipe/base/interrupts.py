@@ -3,9 +3,13 @@
 Tools run in their own sessions, so a terminal's Ctrl-C reaches only the pipeline; it forwards the
 interrupt. The first signal sends SIGINT to the process group of every running tool (Terraform and Packer
 then stop cleanly and release their locks) and gives them a grace period; a second signal, or the grace
-running out, sends SIGKILL. In the main thread the signal raises Interrupted, which the stage's code turns
-into one line, a history entry and exit code 128 + the signal (130, 143). Interrupted is a SystemExit:
-wherever it ends up, the process exits with that code and without a traceback.
+running out, sends SIGKILL. A tool whose second interrupt means "stop now" without losing anything
+(ansible-playbook, which can miss the first one while it forks) gets SIGINT again after a few seconds. Every
+signal also reaches the processes the tool started in sessions of their own (Ansible's workers), and those
+still alive once the tool ended are killed: nothing it started outlives the run. In the main thread the
+signal raises Interrupted, which the stage's code turns into one line, a history entry and exit code 128 +
+the signal (130, 143). Interrupted is a SystemExit: wherever it ends up, the process exits with that code
+and without a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -31,8 +36,21 @@ class Interrupted(SystemExit):
         return signal.Signals(self.signum).name
 
 
+ENV_MARK = "PROXPIPE_TOOL_RUN"  # in a tool's environment: which of its processes left its process group
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A running tool as an interrupt stops it: SIGKILL after grace seconds; SIGINT again after again seconds.
+    mark: the value of ENV_MARK in its environment, which every process it starts inherits."""
+    grace: float = 30.0
+    again: float | None = None
+    mark: str = ""
+
+
 _received: list[int] = []
-_tools: dict[int, float] = {}  # process group of a running tool -> its grace period in seconds
+_tools: dict[int, Tool] = {}  # process group of a running tool -> the tool
+_again: set[int] = set()  # process groups sent SIGINT a second time
 _deferred = 0
 _reported = False
 
@@ -50,6 +68,7 @@ def uninstall() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _received.clear()
     _tools.clear()
+    _again.clear()
     _deferred, _reported = 0, False
 
 
@@ -63,15 +82,22 @@ def count() -> int:
     return len(_received)
 
 
-def track(pgid: int, grace: float) -> None:
+def track(pgid: int, tool: Tool) -> None:
     """A tool started in its own process group: forward interrupts to it."""
-    _tools[pgid] = grace
+    _tools[pgid] = tool
     if _received:  # it started just as an interrupt came
-        forward({pgid: grace})
+        forward({pgid: tool})
 
 
 def untrack(pgid: int) -> None:
     _tools.pop(pgid, None)
+    _again.discard(pgid)
+
+
+def finish(pgid: int) -> None:
+    """The tool of this process group ended after an interrupt: kill what it left behind, in its group or not
+    (an Ansible worker it forked just then, which its own cleanup missed)."""
+    send([pgid], signal.SIGKILL)
 
 
 def mark_reported() -> None:
@@ -112,20 +138,70 @@ def _handler(signum: int, frame) -> None:
         raise Interrupted(signum)
 
 
-def forward(groups: dict[int, float]) -> None:
-    """SIGINT to these tools now; SIGKILL to those still running when their grace period is over."""
-    if not groups:
-        return
+def forward(groups: dict[int, Tool]) -> None:
+    """SIGINT to these tools now (and again later to those that want it); SIGKILL to those still running when
+    their grace period is over."""
     send(list(groups), signal.SIGINT)
-    timer = threading.Timer(max(groups.values()), lambda: send([g for g in groups if g in _tools], signal.SIGKILL))
+    for pgid, tool in groups.items():
+        if tool.again is not None and tool.again < tool.grace:
+            _later(tool.again, pgid, signal.SIGINT)
+        _later(tool.grace, pgid, signal.SIGKILL)
+
+
+def sent_again(pgid: int) -> bool:
+    """Whether this tool was sent SIGINT a second time, as it wants when it has not stopped at the first."""
+    return pgid in _again
+
+
+def _later(seconds: float, pgid: int, signum: int) -> None:
+    def fire():
+        if pgid in _tools:  # still running
+            if signum == signal.SIGINT:
+                _again.add(pgid)
+            send([pgid], signum)
+
+    timer = threading.Timer(seconds, fire)
     timer.daemon = True
     timer.start()
 
 
 def send(groups: list[int], signum: int) -> None:
-    """signum to each of these process groups, those that still exist."""
+    """signum to each of these process groups, those that still exist, and to the processes their tools started
+    in process groups of their own (Ansible's workers), found by the mark in their environment."""
+    marks = {tool.mark.encode(): pgid for pgid in groups if (tool := _tools.get(pgid)) is not None and tool.mark}
+    for pid in _marked(marks):
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
     for pgid in groups:
         try:
             os.killpg(pgid, signum)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def _marked(marks: dict[bytes, int]) -> list[int]:
+    """The processes whose environment holds one of these marks, but those in that tool's own process group (the
+    signal to the group reaches them: twice would be a second interrupt)."""
+    if not marks:
+        return []
+    found = []
+    try:
+        names = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:  # no /proc: only the groups are signalled
+        return []
+    for name in names:
+        try:
+            with open(f"/proc/{name}/environ", "rb") as environ:
+                values = environ.read().split(b"\0")
+        except OSError:  # gone, or another user's
+            continue
+        for mark, pgid in marks.items():
+            if ENV_MARK.encode() + b"=" + mark in values:
+                try:
+                    if os.getpgid(int(name)) != pgid:
+                        found.append(int(name))
+                except ProcessLookupError:
+                    pass
+    return found

@@ -105,14 +105,16 @@ class ToolRunner:
     """Runs one stage's tool steps, all logged to one file."""
 
     def __init__(self, log_path: Path, cwd: Path, env: dict[str, str], timeout: float, retry: Retry,
-                 label: str, grace: float = 30.0):
+                 label: str, grace: float = 30.0, again: float | None = None):
         self.log_path = Path(log_path)
         self.cwd = Path(cwd)
         self.env = tool_path_env({**os.environ, **env})
         self.timeout = timeout
         self.retry = retry
         self.label = label
-        self.grace = grace  # seconds a tool may take to stop after an interrupt
+        # At an interrupt its tool gets SIGINT, SIGINT again after `again` seconds if it wants that, and SIGKILL
+        # after `grace` seconds.
+        self.grace, self.again = grace, again
         self._patterns = [re.compile(p) for p in retry.patterns]
         self.on_start: Callable[[], None] | None = None  # called once, before the first tool process starts
         self.retries = 0  # retries its steps took (see run())
@@ -180,7 +182,7 @@ class ToolRunner:
             raise stop
         started = time.monotonic()
         self.log(f"\n$ {shlex.join(argv)}    # {step}, in {cwd or self.cwd}, at {_now()}")
-        proc = None
+        proc = tool = None
         if any(secrets.holds_secret(arg) for arg in argv):
             # Any user of the machine can read a command line (ps, /proc/<pid>/cmdline).
             self.log("# not started: its command line would hold a secret")
@@ -195,8 +197,9 @@ class ToolRunner:
         beat = Heartbeat(self.label.rsplit(".", 1)[-1], step, HEARTBEAT)
         try:
             with interrupts.deferred():  # a tool that starts is tracked and read, so an interrupt reaches it
-                proc = self._start(argv, step, env, cwd, capture)
-                interrupts.track(proc.pid, self.grace)
+                tool = interrupts.Tool(self.grace, self.again, os.urandom(6).hex())
+                proc = self._start(argv, step, {**(env or {}), interrupts.ENV_MARK: tool.mark}, cwd, capture)
+                interrupts.track(proc.pid, tool)
                 streams = [(proc.stdout, stdout if capture else None, private)] + (
                     [(proc.stderr, None, False)] if capture else [])
                 tag = console.tag()  # the stage's name on its progress lines, when stages run at once
@@ -213,7 +216,7 @@ class ToolRunner:
         except (interrupts.Interrupted, KeyboardInterrupt) as exc:
             beat.stop()  # it is being stopped now, not waited for
             if proc is not None:
-                self._settle(proc, exc, started, readers)
+                self._settle(proc, tool, exc, started, readers)
             raise
         finally:
             beat.stop()
@@ -246,25 +249,33 @@ class ToolRunner:
             raise ToolError(f"{step}: cannot start {argv[0]}: its command line or environment holds characters the "
                             "locale cannot pass; run with a UTF-8 locale (LC_ALL=C.UTF-8)") from None
 
-    def _settle(self, proc, exc: BaseException, started: float, readers: list[threading.Thread]) -> None:
+    def _settle(self, proc, tool: interrupts.Tool, exc: BaseException, started: float,
+                readers: list[threading.Thread]) -> None:
         """After an interrupt: wait until the tool has stopped (it got SIGINT, and SIGKILL after its grace period or
-        at a second interrupt), then kill what it left in its process group (a provisioner's children)."""
+        at a second interrupt), then kill what it left behind (a provisioner's children, Ansible's workers)."""
         if isinstance(exc, KeyboardInterrupt):  # no handler installed (a library caller): stop it here
-            interrupts.forward({proc.pid: self.grace})
+            interrupts.forward({proc.pid: tool})
         while True:
             try:
                 proc.wait()
                 break
             except (interrupts.Interrupted, KeyboardInterrupt):  # a second interrupt: SIGKILL, at once
                 interrupts.send([proc.pid], signal.SIGKILL)
-        interrupts.send([proc.pid], signal.SIGKILL)  # what it left in its process group
+        interrupts.finish(proc.pid)
         for reader in readers:  # its last words, for the log
             reader.join(2)
-        how = (f"killed after {time.monotonic() - started:.1f}s: "
-               + ("a second interrupt came" if interrupts.count() > 1 else f"it did not stop within {self.grace:g}s")
-               if proc.returncode == -signal.SIGKILL else f"it stopped (exit {proc.returncode})")
-        self._log_after(f"# interrupted: the tool was sent SIGINT; {how}, at {_now()}")
+        self._log_after(f"# interrupted: the tool was sent SIGINT; {self._how(proc, started)}, at {_now()}")
         self._tell_log_problem()
+
+    def _how(self, proc, started: float) -> str:
+        """How the tool ended after the interrupt, for the log."""
+        again = (f"it did not stop within {self.again:g}s and was sent SIGINT again; "
+                 if interrupts.sent_again(proc.pid) else "")
+        if proc.returncode == -signal.SIGKILL:
+            why = ("a second interrupt came" if interrupts.count() > 1
+                   else f"it did not stop within {self.grace:g}s")
+            return f"{again}killed after {time.monotonic() - started:.1f}s: {why}"
+        return f"{again}it stopped ({_exit(proc.returncode)})"
 
     def _wait(self, proc) -> bool:
         """Wait for proc to exit; True if it ran past the timeout and was stopped. A blocking wait, with a timer
@@ -325,16 +336,15 @@ class ToolRunner:
 
     @staticmethod
     def _stop(proc) -> None:
+        """At its timeout: SIGTERM, SIGKILL 10 s later, then what it left behind, in its group or not."""
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                return
+            interrupts.send([proc.pid], sig)
             try:
                 proc.wait(timeout=10)
-                return
+                break
             except subprocess.TimeoutExpired:
                 continue
+        interrupts.finish(proc.pid)
 
     def _failure(self, step: str, result: StepResult) -> ToolError:
         tail = [line for line in result.output.splitlines() if line.strip()][-TAIL_LINES:]
@@ -390,6 +400,16 @@ def _close_quietly(stream) -> None:
         except OSError:
             pass
     return None
+
+
+def _exit(returncode: int) -> str:
+    """Popen's returncode as words: exit 1, signal SIGINT."""
+    if returncode >= 0:
+        return f"exit {returncode}"
+    try:
+        return f"signal {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"signal {-returncode}"
 
 
 def _now() -> str:

@@ -59,7 +59,8 @@ def stage_job(pipeline: Pipeline, stage: Stage, log_name: str, upstream_path: Pa
            **stage.expand({name: reveal(value) for name, value in stage.config.env.items()})}
     stage.register_secrets()  # before any of its output is logged
     runner = ToolRunner((log_dir or pipeline.run.log_dir) / f"{log_name}.log", stage.dir, env, stage.config.timeout,
-                        stage.config.retry, stage.config.where, stage.config.stop_grace)
+                        stage.config.retry, stage.config.where, stage.config.stop_grace,
+                        stage.INTERRUPT_AGAIN)
     return StageJob(runner, pipeline.run, pipeline, upstream_path, options=dict(options or {}))
 
 

@@ -98,7 +98,9 @@ def test_an_interrupt_in_the_middle_of_a_stage(deployed, stage, signum):
     assert run["interrupted"] == name and run["ok"] is False
     assert {"name": stage, "status": "interrupted"}.items() <= run["stages"][-1].items()
     log = new_log(lab, stage, old_logs)
-    assert "# interrupted: the tool was sent SIGINT; it stopped" in log
+    # ansible-playbook may miss the first SIGINT (it lands while it forks); the second, 5 s later, stops it
+    assert re.search(r"# interrupted: the tool was sent SIGINT; (it did not stop within 5s and was sent SIGINT "
+                     r"again; )?it stopped", log), log
     assert processes_in(lab.root / folder) == []  # the tool and what it started are gone
     if stage == "provision":
         assert "Interrupt received" in log  # Terraform stopped the way it stops at Ctrl-C

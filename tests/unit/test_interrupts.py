@@ -8,6 +8,7 @@ The signals are real: the tools below send them to this test process, as a termi
 import itertools
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -88,6 +89,36 @@ def test_a_tool_that_does_not_stop_is_killed_after_its_grace_period(handled, tmp
         runner(tmp_path, grace=0.3).run([tool(tmp_path, "echo ignoring it")], "packer build")
     log = logged(tmp_path)
     assert "ignoring it" in log and "it did not stop within 0.3s" in log
+
+
+def test_a_tool_that_wants_it_gets_sigint_again_when_it_missed_the_first(handled, tmp_path):
+    # ansible-playbook can drop the first SIGINT (it lands while it forks a worker); its second one stops it.
+    again = ToolRunner(tmp_path / "stage.log", tmp_path, {}, 60, Retry(1, 60), "stage", 3600, again=0.3)
+    with pytest.raises(Interrupted):
+        again.run([tool(tmp_path, "n=$((n+1)); echo heard $n; [ $n -ge 2 ] && exit 3")], "ansible-playbook")
+    log = logged(tmp_path)
+    assert "heard 1" in log and "heard 2" in log
+    assert "# interrupted: the tool was sent SIGINT; it did not stop within 0.3s and was sent SIGINT again; " \
+           "it stopped (exit 3)" in log
+
+
+def test_what_the_tool_started_in_a_session_of_its_own_does_not_outlive_it(handled, tmp_path):
+    # As Ansible's workers: a child in a session of its own, which a signal to the tool's process group misses,
+    # left running when the tool stops (by its own choice, as an ansible-playbook whose worker forked just then).
+    pidfile = tmp_path / "child.pid"
+    child = tmp_path / "child.py"
+    child.write_text("import os, signal, sys, time\nos.setsid()\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                     "open(sys.argv[1], 'w').write(str(os.getpid()))\ntime.sleep(300)\n")
+    script = tmp_path / "tool.sh"
+    script.write_text(f"#!/bin/sh\n{sys.executable} {child} {pidfile} &\n"
+                      f"while [ ! -s {pidfile} ]; do sleep 0.05; done\n"
+                      "trap 'exit 1' INT\nkill -INT $PPID\nwhile :; do sleep 0.05; done\n")
+    script.chmod(0o755)
+    with pytest.raises(Interrupted):
+        runner(tmp_path).run([str(script)], "ansible-playbook")
+    pid = int(pidfile.read_text())
+    wait_for(lambda: not pid_alive(pid), "the tool's child in a session of its own to be gone", timeout=10)
+    assert "it stopped (exit 1)" in logged(tmp_path)
 
 
 def test_a_second_interrupt_kills_the_tool_at_once(handled, tmp_path):
