@@ -43,9 +43,9 @@ ENV_MARK = "PROXPIPE_TOOL_RUN"  # in a tool's environment: which of its processe
 class Tool:
     """A running tool as an interrupt stops it: SIGKILL after grace seconds; SIGINT again after again seconds.
     mark: the value of ENV_MARK in its environment, which every process it starts inherits."""
-    grace: float = 30.0
-    again: float | None = None
-    mark: str = ""
+    grace: float
+    again: float | None
+    mark: str
 
 
 _received: list[int] = []
@@ -168,40 +168,37 @@ def _later(seconds: float, pgid: int, signum: int) -> None:
 def send(groups: list[int], signum: int) -> None:
     """signum to each of these process groups, those that still exist, and to the processes their tools started
     in process groups of their own (Ansible's workers), found by the mark in their environment."""
-    marks = {tool.mark.encode(): pgid for pgid in groups if (tool := _tools.get(pgid)) is not None and tool.mark}
-    for pid in _marked(marks):
-        try:
-            os.kill(pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
+    marks = {f"{ENV_MARK}={_tools[pgid].mark}".encode(): pgid for pgid in groups if pgid in _tools}
+    for pid in _marked(marks) if marks else ():
+        _quietly(os.kill, pid, signum)
     for pgid in groups:
-        try:
-            os.killpg(pgid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _quietly(os.killpg, pgid, signum)
+
+
+def _quietly(kill, target: int, signum: int) -> None:
+    try:
+        kill(target, signum)
+    except (ProcessLookupError, PermissionError):  # gone already, or not ours
+        pass
 
 
 def _marked(marks: dict[bytes, int]) -> list[int]:
-    """The processes whose environment holds one of these marks, but those in that tool's own process group (the
-    signal to the group reaches them: twice would be a second interrupt)."""
-    if not marks:
-        return []
+    """The processes whose environment holds one of these NAME=mark entries, but those in that tool's own process
+    group (the signal to the group reaches them: twice would be a second interrupt); none without /proc."""
     found = []
-    try:
-        names = [name for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:  # no /proc: only the groups are signalled
-        return []
-    for name in names:
+    for pid in (int(name) for name in _listdir("/proc") if name.isdigit()):
         try:
-            with open(f"/proc/{name}/environ", "rb") as environ:
-                values = environ.read().split(b"\0")
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                entries = environ.read().split(b"\0")
+            if any(needle in entries and os.getpgid(pid) != pgid for needle, pgid in marks.items()):
+                found.append(pid)
         except OSError:  # gone, or another user's
             continue
-        for mark, pgid in marks.items():
-            if ENV_MARK.encode() + b"=" + mark in values:
-                try:
-                    if os.getpgid(int(name)) != pgid:
-                        found.append(int(name))
-                except ProcessLookupError:
-                    pass
     return found
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
